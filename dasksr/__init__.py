@@ -1,0 +1,24 @@
+"""dasksr: seamless, chunked super-resolution of very large rasters with Dask.
+
+Importing dasksr registers the ``sr`` accessor on xarray objects.
+"""
+
+from dasksr import accessor as _accessor  # noqa: F401  (registers the xarray accessor)
+from dasksr.api import upscale
+from dasksr.errors import DasksrError
+from dasksr.io import open_raster, to_geotiff, to_zarr
+from dasksr.kernels import Method, get_method, list_methods, register
+
+__all__ = [
+    "DasksrError",
+    "Method",
+    "get_method",
+    "list_methods",
+    "open_raster",
+    "register",
+    "to_geotiff",
+    "to_zarr",
+    "upscale",
+]
+
+__version__ = "0.1.0"

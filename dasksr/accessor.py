@@ -1,0 +1,36 @@
+"""The ``sr`` accessor on xarray objects: it binds the API's free functions and nothing more."""
+
+from __future__ import annotations
+
+import functools
+from collections.abc import Callable
+from typing import Any, Generic, TypeVar
+
+import xarray as xr
+
+from dasksr import api
+
+__all__ = ["SRAccessor"]
+
+T = TypeVar("T", xr.DataArray, xr.Dataset)
+
+
+def _bind(function: Callable[..., Any]) -> Callable[..., Any]:
+    @functools.wraps(function)
+    def method(self: SRAccessor[Any], *args: Any, **kwargs: Any) -> Any:
+        return function(self._obj, *args, **kwargs)
+
+    return method
+
+
+class SRAccessor(Generic[T]):
+    """``da.sr.upscale(scale=2, method='lanczos')`` and friends, on DataArrays and Datasets."""
+
+    def __init__(self, obj: T) -> None:
+        self._obj = obj
+
+    upscale = _bind(api.upscale)
+
+
+xr.register_dataarray_accessor("sr")(SRAccessor)
+xr.register_dataset_accessor("sr")(SRAccessor)

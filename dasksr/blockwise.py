@@ -1,0 +1,124 @@
+"""Halo arithmetic and ``map_overlap`` wiring: run a method's kernel on every block of a dask array.
+
+The kernel always sees its block padded by ``halo`` pixels, taken from the neighbouring blocks or,
+at the image edge, made by the method's boundary rule, exactly as the whole-image result pads the
+whole image. The output chunks are the input chunks times the scale; nothing is blended.
+"""
+
+from __future__ import annotations
+
+from functools import partial
+from typing import Any
+
+import dask.array as da
+import numpy as np
+
+from dasksr.kernels.registry import Method
+
+__all__ = ["merge_small_chunks", "pad_block", "upscale_block_array", "upscale_numpy"]
+
+_NUMPY_PAD_MODE = {"reflect": "symmetric", "nearest": "edge", "periodic": "wrap"}
+
+
+def pad_block(block: Any, halo: int, boundary: str, axes: tuple[int, ...] = (-2, -1)) -> Any:
+    """Pad ``block`` by ``halo`` on ``axes`` with the boundary rule, as the whole image is padded."""
+    if halo == 0 or not axes:
+        return block
+    from dasksr.backend import array_namespace
+
+    xp = array_namespace(block)
+    width = [(0, 0)] * block.ndim
+    for ax in axes:
+        width[ax] = (halo, halo)
+    return xp.pad(block, width, mode=_NUMPY_PAD_MODE[boundary])
+
+
+def upscale_numpy(
+    image: Any, method: Method, scale: int, *, nodata: float | None = None
+) -> Any:
+    """The whole-image result: pad the whole array, then run the kernel once (the reference)."""
+    halo = method.halo(scale)
+    return method.block(pad_block(image, halo, method.boundary), scale, nodata=nodata)
+
+
+def merge_small_chunks(chunks: tuple[int, ...], minimum: int) -> tuple[int, ...]:
+    """Merge chunks smaller than ``minimum`` into a neighbour (dask#11580: depth > chunk fails).
+
+    The total is kept; an axis shorter than ``minimum`` becomes one chunk.
+    """
+    if minimum <= 1 or all(c >= minimum for c in chunks):
+        return tuple(chunks)
+    merged: list[int] = []
+    for size in chunks:
+        if merged and (merged[-1] < minimum or size < minimum):
+            merged[-1] += size
+        else:
+            merged.append(size)
+    return tuple(merged)
+
+
+def upscale_block_array(
+    array: da.Array, method: Method, scale: int, *, nodata: float | None = None
+) -> da.Array:
+    """Upscale the last two axes of a dask ``array`` blockwise with ``method``.
+
+    Chunks smaller than the halo are merged with a neighbour first. An axis shorter than the halo is
+    taken whole and padded inside the task, so the result equals `upscale_numpy` on any chunking.
+    """
+    halo = method.halo(scale)
+    ndim = array.ndim
+    spatial = (ndim - 2, ndim - 1)
+    chunks = list(array.chunks)
+    for ax in spatial:
+        chunks[ax] = merge_small_chunks(array.chunks[ax], halo)
+    if tuple(chunks) != array.chunks:
+        array = array.rechunk(tuple(chunks))
+    # An axis shorter than the halo cannot be padded by dask from neighbours: it is one chunk
+    # (merged above) and the task pads it itself with the same rule.
+    short = tuple(ax for ax in spatial if array.shape[ax] < halo)
+    depth = {ax: (0 if ax in short or ax not in spatial else halo) for ax in range(ndim)}
+    boundary = {ax: (method.boundary if depth[ax] else "none") for ax in range(ndim)}
+    out_chunks = tuple(
+        tuple(c * scale for c in array.chunks[ax]) if ax in spatial else array.chunks[ax]
+        for ax in range(ndim)
+    )
+    task = partial(
+        _run_kernel,
+        method=method,
+        scale=scale,
+        nodata=nodata,
+        halo=halo,
+        short=tuple(ax - ndim for ax in short),
+    )
+    if halo == 0 or len(short) == 2:
+        return array.map_blocks(
+            task, chunks=out_chunks, dtype=array.dtype, meta=array._meta
+        )
+    return da.map_overlap(
+        task,
+        array,
+        depth=depth,
+        boundary=boundary,
+        trim=False,
+        align_arrays=False,
+        allow_rechunk=False,
+        chunks=out_chunks,
+        dtype=array.dtype,
+        meta=array._meta,
+    )
+
+
+def _run_kernel(
+    block: Any,
+    *,
+    method: Method,
+    scale: int,
+    nodata: float | None,
+    halo: int,
+    short: tuple[int, ...],
+) -> Any:
+    block = pad_block(block, halo, method.boundary, short)
+    if block.size == 0:
+        shape = (*block.shape[:-2], *(max(n - 2 * halo, 0) * scale for n in block.shape[-2:]))
+        return np.empty(shape, dtype=block.dtype)
+    return method.block(block, scale, nodata=nodata)

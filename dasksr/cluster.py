@@ -1,0 +1,93 @@
+"""Where the work runs: an embedded LocalCluster by default, or an existing ``dask scheduler``."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from typing import Any
+
+import dask
+
+from dasksr.errors import SchedulerError
+
+__all__ = ["connect", "compute", "active_client"]
+
+
+@contextmanager
+def connect(
+    address: str | None = None,
+    *,
+    workers: int | None = None,
+    threads_per_worker: int | None = None,
+    memory_limit: str | None = None,
+) -> Iterator[Any]:
+    """Start an embedded LocalCluster, or connect to the scheduler at ``address``; yield the client.
+
+    The embedded default is one worker with a thread per core in this process (no data is copied
+    between processes); ``workers=N`` starts N worker processes sharing the cores.
+    """
+    from distributed import Client, LocalCluster
+
+    if address is not None:
+        try:
+            client = Client(address, timeout="10s")
+        except (OSError, TimeoutError) as exc:
+            raise SchedulerError(
+                f"cannot reach the dask scheduler at {address!r} ({exc.__class__.__name__}): "
+                "check that `dask scheduler` runs there and the address is tcp://HOST:PORT"
+            ) from None
+        try:
+            yield client
+        finally:
+            client.close()
+        return
+    cores = os.cpu_count() or 1
+    n = max(1, workers or 1)
+    threads = threads_per_worker or max(1, cores // n)
+    with (
+        dask.config.set({"distributed.worker.daemon": False}),
+        LocalCluster(
+            n_workers=n,
+            threads_per_worker=threads,
+            processes=n > 1,
+            dashboard_address=None,
+            memory_limit=memory_limit or "auto",
+            silence_logs=40,
+        ) as cluster,
+        Client(cluster) as client,
+    ):
+        yield client
+
+
+def active_client() -> Any | None:
+    """The distributed client that dask would use now, or None for the local schedulers."""
+    try:
+        from distributed import get_client
+
+        client = get_client()
+    except (ImportError, ValueError):
+        return None
+    return client if dask.config.get("scheduler", None) in (None, "dask.distributed") else None
+
+
+def compute(collections: Sequence[Any], *, progress: bool = False) -> list[Any]:
+    """Compute dask ``collections`` on the active scheduler, optionally with a progress bar.
+
+    Only the (small) results travel to the caller: writers return a few bytes per block.
+    """
+    client = active_client()
+    if client is not None:
+        futures = client.compute(list(collections))
+        if progress:
+            from distributed import progress as show_progress
+
+            show_progress(futures)
+            print(flush=True)
+        return list(client.gather(futures))
+    if progress:
+        from dask.diagnostics import ProgressBar
+
+        with ProgressBar():
+            return list(dask.compute(*collections))
+    return list(dask.compute(*collections))

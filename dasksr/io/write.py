@@ -1,0 +1,358 @@
+"""Write upscaled rasters: Zarr (chunk-aligned, parallel, resumable) and GeoTIFF/COG (atomic).
+
+Workers read and write the data; only a few bytes per block come back to the caller. Outputs are
+built under a temporary name beside the target and renamed when complete, so a failed or
+interrupted job never leaves something that looks finished. A Zarr job records each finished chunk;
+rerunning the same job finishes the rest.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import shutil
+import uuid
+import warnings
+from pathlib import Path
+from typing import Any
+
+import dask.array as da
+import numpy as np
+import xarray as xr
+
+from dasksr.cluster import active_client, compute
+from dasksr.errors import InvalidArgumentError, OutputError, OutputExistsError
+
+__all__ = ["to_zarr", "to_geotiff", "prepare_output"]
+
+_PROGRESS = ".dasksr-progress"
+_GTIFF_LARGE = 4 * 2**30 - 2**26  # bytes at which a GeoTIFF must be BigTIFF
+
+
+def prepare_output(path: str | os.PathLike[str], *, overwrite: bool) -> Path:
+    """Check that ``path`` may be written: absent (or ``overwrite``), in a writable folder."""
+    p = Path(path)
+    if p.exists() and not overwrite:
+        raise OutputExistsError(f"output {str(p)!r} exists: pass --overwrite (overwrite=True) to replace it")
+    parent = p.parent if str(p.parent) else Path(".")
+    if not parent.is_dir():
+        raise OutputError(f"output folder {str(parent)!r} does not exist: create it first")
+    if not os.access(parent, os.W_OK | os.X_OK):
+        raise OutputError(f"output folder {str(parent)!r} is not writable: choose another output path")
+    return p
+
+
+def _as_raster(data: xr.DataArray) -> xr.DataArray:
+    if not isinstance(data, xr.DataArray):
+        raise InvalidArgumentError("data must be an xarray.DataArray: open it with dasksr.open_raster")
+    from dasksr.api import spatial_dims
+
+    ydim, xdim = spatial_dims(data)
+    lead = [d for d in data.dims if d not in (ydim, xdim)]
+    if len(lead) > 1:
+        raise InvalidArgumentError(
+            f"data has dims {data.dims}: a raster file holds (band, y, x); "
+            "stack or select the extra dims first"
+        )
+    data = data.transpose(*lead, ydim, xdim)
+    if not isinstance(data.data, da.Array):
+        data = data.chunk()
+    return data
+
+
+def _regular_chunks(array: da.Array) -> da.Array:
+    """Rechunk so that every chunk but the last of each axis has the same size (Zarr's grid)."""
+    target = tuple(c[0] for c in array.chunks)
+    regular = all(
+        all(s == t for s in c[:-1]) and c[-1] <= t
+        for c, t in zip(array.chunks, target, strict=True)
+    )
+    return array if regular else array.rechunk(target)
+
+
+# ----------------------------------------------------------------------------------------------
+# Zarr
+# ----------------------------------------------------------------------------------------------
+
+
+def to_zarr(
+    data: xr.DataArray,
+    path: str | os.PathLike[str],
+    *,
+    name: str | None = None,
+    overwrite: bool = False,
+    progress: bool = False,
+    compression_level: int = 3,
+) -> Path:
+    """Write ``data`` to a Zarr v3 store, one Zarr chunk per dask chunk, in parallel.
+
+    The store opens with plain ``xarray.open_zarr`` in the data's own dtype (nodata is kept in a
+    ``nodata`` attribute, not as a CF ``_FillValue``, and scales/offsets under rasterio's names
+    ``scales``/``offsets``), and rioxarray finds its CRS and transform on ``spatial_ref``.
+
+    The store is built at ``PATH.partial`` and renamed when every chunk is written. If a job is
+    interrupted, running the same job again writes only the chunks that are missing.
+
+    Returns
+    -------
+    pathlib.Path
+        The path of the finished store.
+    """
+    data = _as_raster(data)
+    target = prepare_output(path, overwrite=overwrite)
+    partial = target.with_name(target.name + ".partial")
+    var = str(name or data.name or "data")
+    array = _regular_chunks(data.data)
+    data = data.copy(data=array)
+    job = _job_signature(array, var)
+    state = partial / _PROGRESS
+    if not _resumable(partial, job):
+        _remove(partial)
+        ds = _zarr_dataset(data, var)
+        encoding = {
+            var: {
+                "chunks": tuple(c[0] for c in array.chunks),
+                "compressors": [_zstd(compression_level)],
+            }
+        }
+        with warnings.catch_warnings():
+            # Consolidated metadata lets plain xarray.open_zarr open the store without a warning;
+            # zarr notes that it is an extension of the v3 specification.
+            warnings.filterwarnings("ignore", message="Consolidated metadata", category=UserWarning)
+            ds.to_zarr(
+                partial, mode="w", compute=False, consolidated=True, zarr_format=3,
+                encoding=encoding,
+            )
+        state.mkdir()
+        (state / "job.json").write_text(json.dumps({"job": job}))
+    done = {p.name for p in state.iterdir() if p.name != "job.json"}
+    writes = array.map_blocks(
+        _write_zarr_block,
+        store=str(partial / var),
+        state=str(state),
+        chunks=tuple((1,) * len(c) for c in array.chunks),
+        dtype=np.uint8,
+        meta=np.empty((0,) * array.ndim, dtype=np.uint8),
+    )
+    pending = [
+        d
+        for idx, d in np.ndenumerate(writes.to_delayed())
+        if ".".join(map(str, idx)) not in done
+    ]
+    if pending:
+        compute(pending, progress=progress)
+    _remove(state)
+    if target.exists():
+        _remove(target)
+    os.replace(partial, target)
+    return target
+
+
+def _zstd(level: int) -> Any:
+    from zarr.codecs import ZstdCodec
+
+    return ZstdCodec(level=level)
+
+
+def _zarr_dataset(data: xr.DataArray, var: str) -> xr.Dataset:
+    import rioxarray  # noqa: F401
+
+    nodata = data.rio.nodata
+    attrs = {
+        k: v
+        for k, v in data.attrs.items()
+        if k not in ("_FillValue", "missing_value", "fill_value", "scale_factor", "add_offset")
+    }
+    if nodata is not None:
+        attrs["nodata"] = np.asarray(nodata).item()
+    attrs = {k: (list(v) if isinstance(v, tuple) else v) for k, v in attrs.items()}
+    clean = data.copy()
+    clean.attrs = attrs
+    clean.encoding = {}
+    ds = clean.to_dataset(name=var)
+    if "spatial_ref" in ds.coords:
+        ds[var].attrs["grid_mapping"] = "spatial_ref"
+    return ds
+
+
+def _job_signature(array: da.Array, var: str) -> str:
+    text = f"{array.name}|{array.shape}|{array.chunks}|{array.dtype}|{var}"
+    return hashlib.sha256(text.encode()).hexdigest()[:32]
+
+
+def _resumable(partial: Path, job: str) -> bool:
+    meta = partial / _PROGRESS / "job.json"
+    try:
+        return bool(json.loads(meta.read_text())["job"] == job)
+    except (OSError, ValueError, KeyError):
+        return False
+
+
+def _write_zarr_block(
+    block: np.ndarray, *, store: str, state: str, block_info: dict[Any, Any] | None = None
+) -> np.ndarray:
+    import zarr
+
+    assert block_info is not None
+    info = block_info[0]
+    region = tuple(slice(a, b) for a, b in info["array-location"])
+    zarr.open_array(store, mode="r+")[region] = np.asarray(block)
+    marker = Path(state) / ".".join(map(str, info["chunk-location"]))
+    marker.touch()
+    return np.ones((1,) * block.ndim, dtype=np.uint8)
+
+
+def _remove(path: Path) -> None:
+    if path.is_dir() and not path.is_symlink():
+        shutil.rmtree(path)
+    elif path.exists() or path.is_symlink():
+        path.unlink()
+
+
+# ----------------------------------------------------------------------------------------------
+# GeoTIFF
+# ----------------------------------------------------------------------------------------------
+
+
+def to_geotiff(
+    data: xr.DataArray,
+    path: str | os.PathLike[str],
+    *,
+    overwrite: bool = False,
+    cog: bool = False,
+    compress: str = "deflate",
+    blocksize: int = 512,
+    predictor: int | None = None,
+    overview_resampling: str = "average",
+    progress: bool = False,
+) -> Path:
+    """Write ``data`` to a tiled, compressed GeoTIFF (BigTIFF when large), or a COG with overviews.
+
+    Every dask block is computed on the workers and written into the file under a lock; GDAL
+    compresses with all cores. The file is written under a temporary name beside ``path`` and
+    renamed when complete.
+
+    Returns
+    -------
+    pathlib.Path
+        The path of the finished file.
+    """
+    import rasterio
+    import rasterio.shutil
+    import rioxarray  # noqa: F401
+
+    data = _as_raster(data)
+    target = prepare_output(path, overwrite=overwrite)
+    if blocksize % 16:
+        raise InvalidArgumentError(f"blocksize={blocksize} must be a multiple of 16")
+    array = data.data if data.ndim == 3 else data.data[None]
+    bands, height, width = array.shape
+    dtype = np.dtype(array.dtype)
+    nodata = data.rio.nodata
+    large = bands * height * width * dtype.itemsize >= _GTIFF_LARGE
+    profile: dict[str, Any] = {
+        "driver": "GTiff",
+        "width": width,
+        "height": height,
+        "count": bands,
+        "dtype": dtype.name,
+        "crs": data.rio.crs,
+        "transform": data.rio.transform(recalc=True),
+        "nodata": None if nodata is None else float(nodata),
+        "tiled": True,
+        "blockxsize": min(blocksize, _round16(width)),
+        "blockysize": min(blocksize, _round16(height)),
+        "compress": compress,
+        "bigtiff": "YES" if large else "IF_SAFER",
+        "num_threads": "ALL_CPUS",
+        "interleave": "pixel" if bands <= 4 else "band",
+    }
+    if predictor is not None:
+        profile["predictor"] = predictor
+    token = uuid.uuid4().hex[:8]
+    tmp = target.with_name(f".{target.name}.{token}.partial.tif")
+    try:
+        with rasterio.Env(GDAL_NUM_THREADS="ALL_CPUS"), rasterio.open(tmp, "w", **profile) as dst:
+            _write_band_metadata(dst, data, bands)
+        writer = _GeoTIFFWriter(str(tmp))
+        store = da.store(array, writer, lock=_lock(f"dasksr-{token}"), compute=False)
+        compute([store], progress=progress)
+        if cog:
+            final_tmp = target.with_name(f".{target.name}.{token}.partial-cog.tif")
+            options = {
+                k: v for k, v in profile.items() if k in ("compress", "bigtiff", "num_threads")
+            }
+            if predictor is not None:
+                options["predictor"] = predictor
+            with rasterio.Env(GDAL_NUM_THREADS="ALL_CPUS"):
+                rasterio.shutil.copy(
+                    tmp,
+                    final_tmp,
+                    driver="COG",
+                    blocksize=blocksize,
+                    overview_resampling=overview_resampling,
+                    **options,
+                )
+            tmp.unlink()
+            tmp = final_tmp
+        if target.exists():
+            _remove(target)
+        os.replace(tmp, target)
+    finally:
+        for leftover in target.parent.glob(f".{target.name}.{token}.partial*"):
+            leftover.unlink()
+    return target
+
+
+def _round16(n: int) -> int:
+    return max(16, ((n + 15) // 16) * 16)
+
+
+def _write_band_metadata(dst: Any, data: xr.DataArray, bands: int) -> None:
+    descriptions = data.attrs.get("long_name")
+    if isinstance(descriptions, (list, tuple)) and len(descriptions) == bands:
+        for i, text in enumerate(descriptions, start=1):
+            if text:
+                dst.set_band_description(i, str(text))
+    elif isinstance(descriptions, str) and bands == 1:
+        dst.set_band_description(1, descriptions)
+    for attr, setter in (("scales", "scales"), ("offsets", "offsets")):
+        values = data.attrs.get(attr)
+        if values is not None:
+            values = list(np.broadcast_to(np.asarray(values, dtype=np.float64), (bands,)))
+            setattr(dst, setter, tuple(values))
+    units = data.attrs.get("units")
+    if isinstance(units, str):
+        dst.units = (units,) * bands
+
+
+def _lock(name: str) -> Any:
+    if active_client() is not None:
+        from distributed import Lock
+
+        return Lock(name)
+    from dask.utils import SerializableLock
+
+    return SerializableLock(name)
+
+
+class _GeoTIFFWriter:
+    """``da.store`` target: opens the file by path in each task (no open dataset is shipped)."""
+
+    def __init__(self, path: str) -> None:
+        self.path = path
+
+    def __setitem__(self, key: tuple[slice, ...], value: np.ndarray) -> None:
+        import rasterio
+        from rasterio.windows import Window
+
+        bands, rows, cols = key
+        window = Window.from_slices(rows, cols, height=value.shape[1], width=value.shape[2])
+        indexes = list(range((bands.start or 0) + 1, (bands.start or 0) + value.shape[0] + 1))
+        with (
+            rasterio.Env(GDAL_NUM_THREADS="ALL_CPUS"),
+            rasterio.open(self.path, "r+", num_threads="ALL_CPUS") as dst,
+        ):
+            dst.write(np.asarray(value), indexes=indexes, window=window)
+

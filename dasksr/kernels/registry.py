@@ -1,0 +1,101 @@
+"""The one registry of reconstruction methods.
+
+A method declares everything the layers below the kernel need: its halo for a scale (in input pixels),
+the boundary rule the whole-image result uses, the scales it supports and the block function. The
+blockwise layer, the API, the accessor, the command line and the benchmarks read methods from here
+only, so a new method is registered once and is available everywhere.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+from dasksr.errors import InvalidScaleError, UnknownMethodError
+
+__all__ = ["BlockFunction", "Method", "register", "get_method", "list_methods"]
+
+
+class BlockFunction(Protocol):
+    """A kernel: one padded in-memory block in, the valid fine-grid block out.
+
+    ``block`` has shape ``(..., ny + 2 * halo, nx + 2 * halo)``; the result has shape
+    ``(..., ny * scale, nx * scale)`` and the dtype of ``block``. ``nodata`` marks invalid input
+    pixels (NaN is always invalid in floating-point data).
+    """
+
+    def __call__(self, block: Any, scale: int, *, nodata: float | None = None) -> Any: ...
+
+
+@dataclass(frozen=True)
+class Method:
+    """A registered reconstruction method.
+
+    Attributes
+    ----------
+    name : str
+        The name users pass as ``method=``.
+    summary : str
+        One line for ``dasksr methods`` and the docs.
+    halo : callable
+        ``halo(scale) -> int``: input pixels needed on each side of a block.
+    block : BlockFunction
+        The kernel run on every padded block.
+    scales : tuple of int
+        The integer scale factors the method supports.
+    boundary : str
+        How the image is extended past its edges; ``'reflect'`` is the half-sample symmetric
+        extension (``numpy.pad(mode='symmetric')``, dask's ``'reflect'``, MATLAB ``imresize``).
+    """
+
+    name: str
+    summary: str
+    halo: Callable[[int], int]
+    block: BlockFunction
+    scales: tuple[int, ...] = field(default=tuple(range(2, 9)))
+    boundary: str = "reflect"
+
+    def check_scale(self, scale: Any) -> int:
+        """Return ``scale`` as an int, or raise `InvalidScaleError` naming the supported scales."""
+        ok = isinstance(scale, int) and not isinstance(scale, bool)
+        if not ok and isinstance(scale, float) and scale.is_integer():
+            scale, ok = int(scale), True
+        if not ok or scale not in self.scales:
+            raise InvalidScaleError(
+                f"scale={scale!r} is not supported by method {self.name!r}: "
+                f"use an integer from {min(self.scales)} to {max(self.scales)}"
+            )
+        return int(scale)
+
+
+_REGISTRY: dict[str, Method] = {}
+
+
+def register(method: Method) -> Method:
+    """Add ``method`` to the registry (replacing a method of the same name) and return it."""
+    _REGISTRY[method.name] = method
+    return method
+
+
+def get_method(name: str | Method) -> Method:
+    """Return the registered method called ``name``."""
+    if isinstance(name, Method):
+        return name
+    _load_builtin_methods()
+    try:
+        return _REGISTRY[name]
+    except (KeyError, TypeError):
+        known = ", ".join(sorted(_REGISTRY))
+        raise UnknownMethodError(f"unknown method {name!r}: choose one of {known}") from None
+
+
+def list_methods() -> list[Method]:
+    """Return every registered method, sorted by name."""
+    _load_builtin_methods()
+    return [_REGISTRY[k] for k in sorted(_REGISTRY)]
+
+
+def _load_builtin_methods() -> None:
+    # Importing the kernel modules registers their methods; done lazily to avoid import cycles.
+    from dasksr.kernels import interp  # noqa: F401

@@ -1,0 +1,71 @@
+"""Value rules shared by every kernel: working precision, rounding, clipping and nodata."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+__all__ = ["work_dtype", "invalid_mask", "finalize"]
+
+
+def work_dtype(dtype: np.dtype[Any]) -> np.dtype[Any]:
+    """Floating-point type a kernel computes in for input ``dtype``.
+
+    float32 holds every 8- and 16-bit integer exactly; wider integers and float64 use float64.
+    """
+    dtype = np.dtype(dtype)
+    if dtype == np.float64 or (dtype.kind in "iu" and dtype.itemsize > 2):
+        return np.dtype(np.float64)
+    return np.dtype(np.float32)
+
+
+def invalid_mask(block: Any, nodata: float | None) -> Any | None:
+    """Boolean mask of invalid pixels in ``block``, or None when every pixel is valid."""
+    xp = _namespace(block)
+    mask = None
+    if block.dtype.kind == "f":
+        mask = xp.isnan(block)
+    if nodata is not None and not np.isnan(nodata):
+        eq = block == block.dtype.type(nodata)
+        mask = eq if mask is None else mask | eq
+    if mask is None or not bool(mask.any()):
+        return None
+    return mask
+
+
+def finalize(values: Any, dtype: np.dtype[Any], nodata: float | None, invalid: Any | None) -> Any:
+    """Turn working-precision ``values`` into ``dtype``: round and clip integers, never wrap.
+
+    ``invalid`` marks fine pixels that are nodata. A valid integer pixel that would round to the
+    nodata value is moved one step towards the inside of the dtype's range, so that it stays valid.
+    """
+    xp = _namespace(values)
+    dtype = np.dtype(dtype)
+    if dtype.kind in "iu":
+        info = np.iinfo(dtype)
+        out = xp.rint(values, out=values)
+        xp.clip(out, info.min, info.max, out=out)
+        out = out.astype(dtype)
+        if nodata is not None and not np.isnan(nodata) and info.min <= nodata <= info.max:
+            fill = dtype.type(nodata)
+            step = dtype.type(1)
+            nudged = fill - step if fill == info.max else fill + step
+            clash = out == fill
+            if invalid is not None:
+                clash &= ~invalid
+            if bool(clash.any()):
+                out[clash] = nudged
+    elif dtype.kind == "f":
+        out = values.astype(dtype, copy=False)
+    else:
+        out = values.astype(dtype)
+    if invalid is not None:
+        out[invalid] = np.nan if nodata is None else nodata
+    return out
+
+
+def _namespace(array: Any) -> Any:
+    from dasksr.backend import array_namespace
+
+    return array_namespace(array)
