@@ -1,0 +1,257 @@
+"""The ``dasksr`` command: parse, call the library, report. User errors print one line, exit 2."""
+
+from __future__ import annotations
+
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import click
+
+from dasksr.errors import DasksrError, InputError, InvalidArgumentError, InvalidScaleError
+
+__all__ = ["main", "cli"]
+
+
+class ScaleType(click.ParamType):
+    """An integer scale factor; ``2.0`` is accepted, ``1.5`` is not."""
+
+    name = "scale"
+
+    def convert(self, value: Any, param: Any, ctx: Any) -> int:
+        try:
+            number = float(value)
+        except (TypeError, ValueError):
+            number = float("nan")
+        if not number.is_integer():
+            raise InvalidScaleError(
+                f"--scale {value!r} is not an integer: use an integer factor such as 2 or 4"
+            )
+        return int(number)
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(package_name="dasksr")
+def cli() -> None:
+    """Seamless chunked super-resolution of large rasters (GeoTIFF/COG, Zarr) with Dask."""
+
+
+def _output_kind(path: str) -> str:
+    suffix = Path(path).suffix.lower()
+    if suffix == ".zarr":
+        return "zarr"
+    if suffix in (".tif", ".tiff"):
+        return "tif"
+    raise InvalidArgumentError(
+        f"output {path!r} has no known extension: end it with .zarr or .tif"
+    )
+
+
+def _run_upscale(
+    source: str,
+    output: str,
+    *,
+    scale: int,
+    method: str,
+    chunks: int | None,
+    scheduler: str | None,
+    workers: int | None,
+    overwrite: bool,
+    cog: bool,
+    progress: bool,
+    variable: str | None = None,
+) -> tuple[Path, tuple[int, ...], str, float]:
+    from dasksr.api import upscale
+    from dasksr.cluster import connect
+    from dasksr.io import open_raster, to_geotiff, to_zarr
+    from dasksr.io.write import prepare_output
+    from dasksr.kernels import get_method
+
+    kind = _output_kind(output)
+    get_method(method).check_scale(scale)
+    prepare_output(output, overwrite=overwrite)
+    if cog and kind != "tif":
+        raise InvalidArgumentError("--cog needs a .tif output: change the output extension")
+    data = open_raster(source, chunks=chunks, variable=variable)
+    fine = upscale(data, scale, method)
+    with connect(scheduler, workers=workers):
+        start = time.perf_counter()
+        if kind == "zarr":
+            path = to_zarr(fine, output, overwrite=overwrite, progress=progress)
+        else:
+            path = to_geotiff(fine, output, overwrite=overwrite, cog=cog, progress=progress)
+        wall = time.perf_counter() - start
+    return path, tuple(fine.shape), str(fine.dtype), wall
+
+
+def _summary(path: Path, shape: tuple[int, ...], dtype: str, wall: float) -> str:
+    pixels = shape[-1] * shape[-2]
+    rate = pixels / wall / 1e6 if wall > 0 else float("inf")
+    dims = " x ".join(map(str, shape))
+    return f"wrote {path} ({dims}, {dtype}) in {wall:.2f} s, {rate:.1f} output MPix/s"
+
+
+_common = [
+    click.option("--chunks", type=click.IntRange(min=1), default=None,
+                 help="Input chunk edge in pixels (default: ~1024, aligned to the file's tiles)."),
+    click.option("--scheduler", metavar="ADDRESS", default=None,
+                 help="Address of a running `dask scheduler` (default: an embedded LocalCluster)."),
+    click.option("--workers", type=click.IntRange(min=1), default=None,
+                 help="Worker processes of the embedded LocalCluster (default: 1 with a thread per core)."),
+    click.option("--progress/--no-progress", default=None,
+                 help="Show a progress bar (default: when the terminal is interactive)."),
+]
+
+
+def _with_common(f: Any) -> Any:
+    for option in reversed(_common):
+        f = option(f)
+    return f
+
+
+@cli.command()
+@click.argument("source", metavar="INPUT")
+@click.argument("output")
+@click.option("--scale", "-s", type=ScaleType(), default=2, show_default=True,
+              help="Integer upscaling factor.")
+@click.option("--method", "-m", default="bicubic", show_default=True,
+              help="Reconstruction method (see `dasksr methods`).")
+@click.option("--variable", default=None, help="Variable to read from a Zarr input.")
+@click.option("--overwrite", is_flag=True, help="Replace OUTPUT if it exists.")
+@click.option("--cog", is_flag=True, help="Write a Cloud-Optimized GeoTIFF with overviews.")
+@_with_common
+def upscale(
+    source: str,
+    output: str,
+    scale: int,
+    method: str,
+    variable: str | None,
+    overwrite: bool,
+    cog: bool,
+    chunks: int | None,
+    scheduler: str | None,
+    workers: int | None,
+    progress: bool | None,
+) -> None:
+    """Super-resolve INPUT (GeoTIFF/COG or Zarr) into OUTPUT (.zarr or .tif)."""
+    show = sys.stderr.isatty() if progress is None else progress
+    result = _run_upscale(
+        source, output, scale=scale, method=method, chunks=chunks, scheduler=scheduler,
+        workers=workers, overwrite=overwrite, cog=cog, progress=show, variable=variable,
+    )
+    click.echo(_summary(*result))
+
+
+@cli.command()
+def methods() -> None:
+    """List the registered methods with their scales and halos."""
+    from dasksr.kernels import list_methods
+
+    rows = [("method", "scales", "halo (input px)", "description")]
+    for m in list_methods():
+        halos = sorted({m.halo(s) for s in m.scales})
+        halo = str(halos[0]) if len(halos) == 1 else f"{halos[0]}..{halos[-1]}"
+        rows.append((m.name, f"{min(m.scales)}..{max(m.scales)}", halo, m.summary))
+    widths = [max(len(r[i]) for r in rows) for i in range(3)]
+    for r in rows:
+        click.echo("  ".join(c.ljust(w) for c, w in zip(r[:3], widths, strict=True)) + "  " + r[3])
+
+
+@cli.command()
+@click.argument("path")
+@click.option("--variable", default=None, help="Variable to read from a Zarr store.")
+def info(path: str, variable: str | None) -> None:
+    """Print shape, dtype, bands, chunks, CRS, transform and nodata of a raster."""
+    from dasksr.io import open_raster
+
+    data = open_raster(path, variable=variable)
+    transform = data.rio.transform()
+    bands = data.attrs.get("long_name")
+    lines = {
+        "path": path,
+        "dims": ", ".join(f"{d}: {n}" for d, n in data.sizes.items()),
+        "dtype": str(data.dtype),
+        "bands": ", ".join(map(str, bands)) if isinstance(bands, (list, tuple)) else (bands or "-"),
+        "chunks": " x ".join(str(c[0]) for c in data.chunks) if data.chunks else "-",
+        "crs": str(data.rio.crs) if data.rio.crs is not None else "none",
+        "transform": ", ".join(f"{v:g}" for v in tuple(transform)[:6]),
+        "resolution": ", ".join(f"{abs(v):g}" for v in data.rio.resolution()),
+        "bounds": ", ".join(f"{v:g}" for v in data.rio.bounds()),
+        "nodata": str(data.rio.nodata),
+    }
+    for key, value in lines.items():
+        click.echo(f"{key + ':':<12}{value}")
+
+
+@cli.command()
+@click.argument("folder", default="dasksr-demo", required=False)
+@click.option("--scale", "-s", type=ScaleType(), default=2, show_default=True)
+@click.option("--method", "-m", default="bicubic", show_default=True)
+@click.option("--size", type=click.IntRange(min=16), default=1024, show_default=True,
+              help="Edge of the demo scene in pixels.")
+@click.option("--overwrite/--no-overwrite", default=True, show_default=True,
+              help="Replace earlier demo outputs in FOLDER.")
+@_with_common
+def demo(
+    folder: str,
+    scale: int,
+    method: str,
+    size: int,
+    overwrite: bool,
+    chunks: int | None,
+    scheduler: str | None,
+    workers: int | None,
+    progress: bool | None,
+) -> None:
+    """Make a 3-band uint16 GeoTIFF with CRS and nodata, upscale it, write Zarr and GeoTIFF."""
+    from dasksr.demo import write_demo_scene
+
+    out = Path(folder)
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise InvalidArgumentError(f"cannot create demo folder {folder!r} ({exc.strerror}): choose another") from None
+    source = write_demo_scene(out / "scene.tif", size=size)
+    click.echo(f"input:  {source} ({size} x {size}, 3 bands, uint16, EPSG:32633, nodata 0)")
+    show = sys.stderr.isatty() if progress is None else progress
+    start = time.perf_counter()
+    for name in (f"scene_x{scale}.zarr", f"scene_x{scale}.tif"):
+        result = _run_upscale(
+            str(source), str(out / name), scale=scale, method=method, chunks=chunks or 256,
+            scheduler=scheduler, workers=workers, overwrite=overwrite, cog=False, progress=show,
+        )
+        click.echo(_summary(*result))
+    click.echo(f"demo done in {time.perf_counter() - start:.1f} s: outputs in {out.resolve()}")
+
+
+def _one_line(message: str) -> str:
+    return " ".join(str(message).split())
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Entry point of the ``dasksr`` console script; returns the exit status."""
+    from rasterio.errors import RasterioError
+
+    try:
+        cli.main(args=argv, prog_name="dasksr", standalone_mode=False)
+    except click.exceptions.Exit as exc:
+        return int(exc.exit_code)
+    except click.exceptions.Abort:
+        click.echo("dasksr: aborted", err=True)
+        return 130
+    except click.ClickException as exc:
+        click.echo(f"dasksr: error: {_one_line(exc.format_message())}", err=True)
+        return 2
+    except DasksrError as exc:
+        click.echo(f"dasksr: error: {_one_line(str(exc))}", err=True)
+        return 2
+    except RasterioError as exc:
+        error = InputError(f"cannot read the input raster ({_one_line(str(exc))}): check the file")
+        click.echo(f"dasksr: error: {error}", err=True)
+        return 2
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
