@@ -21,8 +21,8 @@ def fine_shape(shape: Sequence[int], scale: int) -> tuple[int, ...]:
 
 
 def fine_transform(transform: Affine, scale: int) -> Affine:
-    """Affine transform of the fine grid: ``transform * Affine.scale(1 / scale)``."""
-    return transform * Affine.scale(1.0 / scale)
+    """Affine transform of the fine grid: ``transform @ Affine.scale(1 / scale)``."""
+    return transform @ Affine.scale(1.0 / scale)
 
 
 def fine_positions(n: int, scale: int) -> np.ndarray:

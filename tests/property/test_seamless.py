@@ -1,0 +1,111 @@
+"""The seamless contract (design.md section 2), for every registered method.
+
+``upscale(x chunked as C) == upscale(x as one chunk)``: identical for integer outputs, within 1e-5 of
+the data range for floats, over random shapes (1-pixel and odd sizes included), random chunkings
+(chunks that do not divide the shape and chunks smaller than the halo), scales 2..8 and dtypes.
+"""
+
+from __future__ import annotations
+
+import dask
+import dask.array as da
+import numpy as np
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+import dasksr
+from dasksr.blockwise import upscale_numpy
+from dasksr.kernels import get_method, list_methods
+
+METHODS = [m.name for m in list_methods()]
+DTYPES = [np.uint8, np.uint16, np.int16, np.float32]
+
+
+@st.composite
+def chunking(draw: st.DrawFn, size: int) -> tuple[int, ...]:
+    """Random chunk sizes summing to ``size``: irregular, tiny and non-dividing ones included."""
+    chunks: list[int] = []
+    left = size
+    while left > 0:
+        c = draw(st.integers(min_value=1, max_value=max(1, min(left, 12))))
+        chunks.append(c)
+        left -= c
+    return tuple(chunks)
+
+
+@st.composite
+def rasters(draw: st.DrawFn) -> tuple[np.ndarray, tuple[tuple[int, ...], ...], int, float | None]:
+    dtype = np.dtype(draw(st.sampled_from(DTYPES)))
+    bands = draw(st.integers(0, 2))
+    ny = draw(st.integers(1, 30))
+    nx = draw(st.integers(1, 30))
+    shape = ((bands,) if bands else ()) + (ny, nx)
+    seed = draw(st.integers(0, 2**32 - 1))
+    rng = np.random.default_rng(seed)
+    if dtype.kind == "f":
+        data = rng.normal(0, 100, shape).astype(dtype)
+    else:
+        info = np.iinfo(dtype)
+        data = rng.integers(info.min, info.max, shape, endpoint=True).astype(dtype)
+    nodata = None
+    if draw(st.booleans()):
+        hole = rng.random(shape) < draw(st.sampled_from([0.05, 0.3]))
+        if dtype.kind == "f":
+            nodata = draw(st.sampled_from([None, -9999.0]))
+            data[hole] = np.nan if nodata is None else nodata
+        else:
+            nodata = float(np.iinfo(dtype).min if draw(st.booleans()) else 0)
+            data[hole] = nodata
+    chunks = tuple(draw(chunking(n)) for n in shape)
+    scale = draw(st.integers(2, 8))
+    return data, chunks, scale, nodata
+
+
+def assert_seamless(whole: np.ndarray, chunked: np.ndarray) -> None:
+    assert whole.shape == chunked.shape
+    assert whole.dtype == chunked.dtype
+    if whole.dtype.kind in "iu":
+        np.testing.assert_array_equal(chunked, whole)
+        return
+    nan = np.isnan(whole)
+    np.testing.assert_array_equal(np.isnan(chunked), nan)
+    if nan.all():
+        return
+    finite = whole[~nan]
+    span = float(finite.max() - finite.min()) or 1.0
+    assert float(np.max(np.abs(chunked[~nan] - finite))) <= 1e-5 * span
+
+
+@pytest.mark.parametrize("method", METHODS)
+@settings(
+    max_examples=40,
+    deadline=None,
+    suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large],
+)
+@given(case=rasters())
+def test_chunked_equals_whole_image(method: str, case: tuple) -> None:
+    data, chunks, scale, nodata = case
+    whole = upscale_numpy(data, get_method(method), scale, nodata=nodata)
+    lazy = dasksr.upscale(da.from_array(data, chunks=chunks), scale, method, nodata=nodata)
+    assert lazy.chunks[-2] == tuple(
+        c * scale for c in dasksr.blockwise.merge_small_chunks(chunks[-2], get_method(method).halo(scale))
+    )
+    with dask.config.set(scheduler="synchronous"):
+        chunked = lazy.compute()
+    assert_seamless(whole, chunked)
+
+
+@pytest.mark.parametrize("method", METHODS)
+def test_large_irregular_chunks_with_threads(method: str) -> None:
+    """Many blocks, computed by the threaded scheduler, on a smooth image with a nodata hole."""
+    rng = np.random.default_rng(1)
+    y, x = np.mgrid[0:157, 0:211]
+    data = (30000 + 20000 * np.sin(x / 7.0) * np.cos(y / 11.0) + rng.normal(0, 300, x.shape))
+    data = data.astype(np.uint16)
+    data[40:60, 90:130] = 0
+    whole = upscale_numpy(data, get_method(method), 3, nodata=0)
+    chunked = dasksr.upscale(
+        da.from_array(data, chunks=((50, 1, 60, 46), (2, 100, 109))), 3, method, nodata=0
+    ).compute(scheduler="threads")
+    assert_seamless(whole, chunked)
