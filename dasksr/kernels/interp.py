@@ -35,7 +35,7 @@ __all__ = [
 ]
 
 # Rows per strip: small enough that a strip and its temporaries stay in the CPU cache.
-_STRIP_ROWS = 32
+_STRIP_ROWS = 16
 
 
 def triangle(x: np.ndarray) -> np.ndarray:
@@ -137,16 +137,20 @@ def _polyphase(values: Any, scale: int, halo: int, weights: np.ndarray, wdtype: 
 def _apply_taps(src: Any, dst: Any, weights: np.ndarray, *, axis: int, wdtype: Any) -> None:
     """``dst[..., p] = sum_k w[p, k] * src shifted by k`` along ``axis``, one phase at a time.
 
-    With ``axis=-1`` ``dst`` has shape ``(rows, n, scale)``; with ``axis=0`` it has shape
-    ``(n, scale, cols)``. The taps are always summed in the same order.
+    With ``axis=-1`` ``dst`` has shape ``(rows, n, scale)``: each phase is summed in a contiguous
+    buffer and copied into its interleaved place once. With ``axis=0`` ``dst`` has shape
+    ``(n, scale, cols)`` and each phase is summed in place (its rows are contiguous). The taps are
+    always summed in the same order, so a pixel's arithmetic never depends on its position.
     """
     xp = array_namespace(src)
     scale, ntaps = weights.shape
     n = dst.shape[-2] if axis == -1 else dst.shape[0]
     src = src.astype(wdtype, copy=False)
-    tmp = xp.empty(dst.shape[:-1] if axis == -1 else (n, dst.shape[-1]), dtype=wdtype)
+    shape = dst.shape[:-1] if axis == -1 else (n, dst.shape[-1])
+    tmp = xp.empty(shape, dtype=wdtype)
+    acc = xp.empty(shape, dtype=wdtype) if axis == -1 else None
     for phase in range(scale):
-        target = dst[..., phase] if axis == -1 else dst[:, phase]
+        target = acc if acc is not None else dst[:, phase]
         first = True
         for k in range(ntaps):
             w = weights[phase, k]
@@ -159,6 +163,8 @@ def _apply_taps(src: Any, dst: Any, weights: np.ndarray, *, axis: int, wdtype: A
             else:
                 xp.multiply(shifted, w, out=tmp)
                 xp.add(target, tmp, out=target)
+        if acc is not None:
+            dst[..., phase] = acc
 
 
 _KERNELS: dict[str, tuple[Callable[[np.ndarray], np.ndarray], int]] = {

@@ -22,7 +22,7 @@ class BlockFunction(Protocol):
 
     ``block`` has shape ``(..., ny + 2 * halo, nx + 2 * halo)``; the result has shape
     ``(..., ny * scale, nx * scale)`` and the dtype of ``block``. ``nodata`` marks invalid input
-    pixels (NaN is always invalid in floating-point data).
+    pixels (NaN and infinities are always invalid in floating-point data).
     """
 
     def __call__(self, block: Any, scale: int, *, nodata: float | None = None) -> Any: ...

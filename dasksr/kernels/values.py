@@ -25,7 +25,7 @@ def invalid_mask(block: Any, nodata: float | None) -> Any | None:
     xp = _namespace(block)
     mask = None
     if block.dtype.kind == "f":
-        mask = xp.isnan(block)
+        mask = ~xp.isfinite(block)
     if nodata is not None and not np.isnan(nodata):
         eq = block == block.dtype.type(nodata)
         mask = eq if mask is None else mask | eq
