@@ -11,6 +11,7 @@ from functools import partial
 from typing import Any
 
 import dask.array as da
+from dask.base import tokenize
 import numpy as np
 
 from dasksr.kernels.registry import Method
@@ -90,9 +91,12 @@ def upscale_block_array(
         halo=halo,
         short=tuple(ax - ndim for ax in short),
     )
+    # A deterministic name: the same input, method, scale and nodata give the same graph keys in
+    # every process, which is what lets an interrupted Zarr job be recognised and resumed.
+    name = f"upscale-{method.name}-x{scale}-" + tokenize(array.name, method.name, scale, nodata)
     if halo == 0 or len(short) == 2:
         return array.map_blocks(
-            task, chunks=out_chunks, dtype=array.dtype, meta=array._meta
+            task, chunks=out_chunks, dtype=array.dtype, meta=array._meta, name=name
         )
     return da.map_overlap(
         task,
@@ -105,6 +109,7 @@ def upscale_block_array(
         chunks=out_chunks,
         dtype=array.dtype,
         meta=array._meta,
+        name=name,
     )
 
 
