@@ -89,6 +89,9 @@ def upsample_separable(
     ``block`` carries ``halo`` extra pixels on each side of both spatial axes; the result covers
     only the valid interior, ``scale`` times larger, in ``block``'s dtype. See the module docstring
     for the nodata rule.
+
+    The work is done in strips of ``_STRIP_ROWS`` input rows, from the float computation to the
+    final rounding, so that each strip's temporaries stay in the CPU cache and memory stays bounded.
     """
     xp = array_namespace(block)
     halo = _KERNELS[kernel][1]
@@ -96,42 +99,56 @@ def upsample_separable(
     wdtype = work_dtype(dtype)
     weights = phase_weights(kernel, scale).astype(wdtype)
     invalid = invalid_mask(block, nodata)
-    values = block.astype(wdtype, copy=True) if invalid is not None else block
-    if invalid is not None:
-        values[invalid] = 0
-    out = _polyphase(values, scale, halo, weights, wdtype)
-    fine_invalid = None
-    if invalid is not None:
-        valid = (~invalid).astype(wdtype)
-        weight_sum = _polyphase(valid, scale, halo, weights, wdtype)
-        touched = _polyphase(invalid.astype(wdtype), scale, halo, np.abs(weights), wdtype) > 0
-        interior = tuple(slice(halo, -halo or None) for _ in range(2))
-        core = block[(..., *interior)]
-        own = upsample_nearest(core, scale).astype(wdtype)
-        enough = weight_sum >= 0.5
-        normalised = xp.where(enough, out / xp.where(enough, weight_sum, 1), own)
-        out = xp.where(touched, normalised, out)
-        fine_invalid = upsample_nearest(invalid[(..., *interior)], scale)
-    return finalize(out, dtype, nodata, fine_invalid)
-
-
-def _polyphase(values: Any, scale: int, halo: int, weights: np.ndarray, wdtype: Any) -> Any:
-    """Separable polyphase upsampling of a padded array in working precision."""
-    xp = array_namespace(values)
-    *lead, py, px = values.shape
+    *lead, py, px = block.shape
     ny, nx = py - 2 * halo, px - 2 * halo
-    planes = values.reshape(-1, py, px)
-    out = xp.empty((planes.shape[0], ny, scale, nx * scale), dtype=wdtype)
+    planes = block.reshape(-1, py, px)
+    masks = None if invalid is None else invalid.reshape(-1, py, px)
+    out = xp.empty((planes.shape[0], ny * scale, nx * scale), dtype=dtype)
     strip = _STRIP_ROWS if xp is np else max(ny, 1)
-    for plane, target in zip(planes, out, strict=True):
+    for b in range(planes.shape[0]):
         for r0 in range(0, ny, strip):
             r1 = min(ny, r0 + strip)
-            rows = plane[r0 : r1 + 2 * halo]
-            across = xp.empty((rows.shape[0], nx, scale), dtype=wdtype)
-            _apply_taps(rows, across, weights, axis=-1, wdtype=wdtype)
-            across = across.reshape(rows.shape[0], nx * scale)
-            _apply_taps(across, target[r0:r1], weights, axis=0, wdtype=wdtype)
+            rows = planes[b, r0 : r1 + 2 * halo]
+            mask = None if masks is None else masks[b, r0 : r1 + 2 * halo]
+            if mask is not None and not bool(mask.any()):
+                mask = None
+            if mask is None:
+                fine = _polyphase_rows(rows, scale, halo, weights, wdtype)
+                fine_invalid = None
+            else:
+                fine, fine_invalid = _with_invalid(rows, mask, scale, halo, weights, wdtype)
+            out[b, r0 * scale : r1 * scale] = finalize(fine, dtype, nodata, fine_invalid)
     return out.reshape(*lead, ny * scale, nx * scale)
+
+
+def _with_invalid(
+    rows: Any, mask: Any, scale: int, halo: int, weights: np.ndarray, wdtype: Any
+) -> tuple[Any, Any]:
+    """The nodata rule on one strip: renormalised valid weights where the kernel touches nodata."""
+    xp = array_namespace(rows)
+    values = rows.astype(wdtype, copy=True)
+    values[mask] = 0
+    fine = _polyphase_rows(values, scale, halo, weights, wdtype)
+    weight_sum = _polyphase_rows((~mask).astype(wdtype), scale, halo, weights, wdtype)
+    touched = _polyphase_rows(mask.astype(wdtype), scale, halo, np.abs(weights), wdtype) > 0
+    core = (slice(halo, -halo or None), slice(halo, -halo or None))
+    own = upsample_nearest(rows[core], scale).astype(wdtype)
+    enough = weight_sum >= 0.5
+    normalised = xp.where(enough, fine / xp.where(enough, weight_sum, 1), own)
+    fine = xp.where(touched, normalised, fine)
+    return fine, upsample_nearest(mask[core], scale)
+
+
+def _polyphase_rows(rows: Any, scale: int, halo: int, weights: np.ndarray, wdtype: Any) -> Any:
+    """Separable polyphase upsampling of one padded 2-D strip, in working precision."""
+    xp = array_namespace(rows)
+    n, nx = rows.shape[0] - 2 * halo, rows.shape[1] - 2 * halo
+    across = xp.empty((rows.shape[0], nx, scale), dtype=wdtype)
+    _apply_taps(rows, across, weights, axis=-1, wdtype=wdtype)
+    across = across.reshape(rows.shape[0], nx * scale)
+    fine = xp.empty((n, scale, nx * scale), dtype=wdtype)
+    _apply_taps(across, fine, weights, axis=0, wdtype=wdtype)
+    return fine.reshape(n * scale, nx * scale)
 
 
 def _apply_taps(src: Any, dst: Any, weights: np.ndarray, *, axis: int, wdtype: Any) -> None:
