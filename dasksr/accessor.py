@@ -27,7 +27,7 @@ class SRAccessor(Generic[T]):
     """``da.sr.upscale(scale=2, method='lanczos')`` and friends, on DataArrays and Datasets."""
 
     def __init__(self, obj: T) -> None:
-        self._obj = obj
+        self._obj: T = obj
 
     upscale = _bind(api.upscale)
 

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Any, overload
+from typing import Any
 
 import dask.array as da
 import numpy as np
@@ -16,16 +16,6 @@ from dasksr.kernels.registry import Method, get_method
 __all__ = ["upscale", "spatial_dims"]
 
 _SUPPORTED_KINDS = "uif"
-
-
-@overload
-def upscale(data: xr.Dataset, scale: int = ..., method: str | Method = ..., **kw: Any) -> xr.Dataset: ...
-@overload
-def upscale(data: xr.DataArray, scale: int = ..., method: str | Method = ..., **kw: Any) -> xr.DataArray: ...
-@overload
-def upscale(data: da.Array, scale: int = ..., method: str | Method = ..., **kw: Any) -> da.Array: ...
-@overload
-def upscale(data: np.ndarray, scale: int = ..., method: str | Method = ..., **kw: Any) -> np.ndarray: ...
 
 
 def upscale(
@@ -174,8 +164,10 @@ def _upscale_dataarray(
     }
     has_transform = xdim in data.coords and ydim in data.coords
     transform = data.rio.transform() if has_transform else None
-    for dim, step in ((ydim, None if transform is None else transform.e),
-                      (xdim, None if transform is None else transform.a)):
+    for dim, step in (
+        (ydim, None if transform is None else transform.e),
+        (xdim, None if transform is None else transform.a),
+    ):
         if dim in data.coords:
             coords[dim] = (dim, fine_coordinate(data[dim].values, scale, step), data[dim].attrs)
         else:

@@ -11,8 +11,8 @@ from functools import partial
 from typing import Any
 
 import dask.array as da
-from dask.base import tokenize
 import numpy as np
+from dask.base import tokenize
 
 from dasksr.kernels.registry import Method
 
@@ -34,9 +34,7 @@ def pad_block(block: Any, halo: int, boundary: str, axes: tuple[int, ...] = (-2,
     return xp.pad(block, width, mode=_NUMPY_PAD_MODE[boundary])
 
 
-def upscale_numpy(
-    image: Any, method: Method, scale: int, *, nodata: float | None = None
-) -> Any:
+def upscale_numpy(image: Any, method: Method, scale: int, *, nodata: float | None = None) -> Any:
     """The whole-image result: pad the whole array, then run the kernel once (the reference)."""
     halo = method.halo(scale)
     return method.block(pad_block(image, halo, method.boundary), scale, nodata=nodata)
@@ -95,8 +93,8 @@ def upscale_block_array(
     # every process, which is what lets an interrupted Zarr job be recognised and resumed.
     name = f"upscale-{method.name}-x{scale}-" + tokenize(array.name, method.name, scale, nodata)
     if halo == 0 or len(short) == 2:
-        return array.map_blocks(
-            task, chunks=out_chunks, dtype=array.dtype, meta=array._meta, name=name
+        return da.map_blocks(
+            task, array, chunks=out_chunks, dtype=array.dtype, meta=array._meta, name=name
         )
     return da.map_overlap(
         task,
@@ -127,3 +125,4 @@ def _run_kernel(
         shape = (*block.shape[:-2], *(max(n - 2 * halo, 0) * scale for n in block.shape[-2:]))
         return np.empty(shape, dtype=block.dtype)
     return method.block(block, scale, nodata=nodata)
+

@@ -13,7 +13,9 @@ import dasksr
 from dasksr.errors import InvalidArgumentError, InvalidScaleError, UnknownMethodError
 
 
-def georeferenced(bands: int = 2, ny: int = 30, nx: int = 40, dtype: str = "uint16") -> xr.DataArray:
+def georeferenced(
+    bands: int = 2, ny: int = 30, nx: int = 40, dtype: str = "uint16"
+) -> xr.DataArray:
     transform = Affine(20.0, 0.0, 600000.0, 0.0, -20.0, 4100000.0)
     x = transform.c + (np.arange(nx) + 0.5) * transform.a
     y = transform.f + (np.arange(ny) + 0.5) * transform.e
@@ -78,9 +80,7 @@ def test_plain_dataarray_without_coordinates_gets_pixel_positions() -> None:
 
 def test_dataset_upscales_every_spatial_variable() -> None:
     a = georeferenced()
-    ds = xr.Dataset(
-        {"a": a, "b": a.isel(band=0).astype("float32"), "meta": ("band", [1.0, 2.0])}
-    )
+    ds = xr.Dataset({"a": a, "b": a.isel(band=0).astype("float32"), "meta": ("band", [1.0, 2.0])})
     out = ds.sr.upscale(scale=2, method="lanczos")
     assert out["a"].shape == (2, 60, 80)
     assert out["b"].shape == (60, 80)
@@ -108,7 +108,7 @@ def test_float_scale_with_integer_value_is_accepted() -> None:
 
 
 def test_unknown_method_names_the_choices() -> None:
-    with pytest.raises(UnknownMethodError, match="choose one of .*bicubic"):
+    with pytest.raises(UnknownMethodError, match=r"choose one of .*bicubic"):
         dasksr.upscale(np.ones((4, 4)), 2, "cubic-spline")
 
 

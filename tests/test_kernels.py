@@ -145,4 +145,6 @@ def test_leading_axes_are_processed_plane_by_plane() -> None:
     out = upscale_numpy(stack, get_method("lanczos"), 2)
     assert out.shape == (1, 3, stack.shape[2] * 2, stack.shape[3] * 2)
     for b in range(3):
-        np.testing.assert_array_equal(out[0, b], upscale_numpy(stack[0, b], get_method("lanczos"), 2))
+        np.testing.assert_array_equal(
+            out[0, b], upscale_numpy(stack[0, b], get_method("lanczos"), 2)
+        )

@@ -16,7 +16,7 @@ own coarse pixel instead. Invalid values never enter a valid pixel, so nodata ca
 from __future__ import annotations
 
 from collections.abc import Callable
-from functools import lru_cache
+from functools import cache
 from typing import Any
 
 import numpy as np
@@ -57,7 +57,7 @@ def lanczos(x: np.ndarray, lobes: int = 3) -> np.ndarray:
     return np.where(np.abs(x) < lobes, np.sinc(x) * np.sinc(x / lobes), 0.0)
 
 
-@lru_cache(maxsize=None)
+@cache
 def phase_weights(kernel: str, scale: int) -> np.ndarray:
     """Weights of shape ``(scale, 2 * halo + 1)``: phase ``p`` over taps ``-halo .. halo``.
 
@@ -81,9 +81,7 @@ def upsample_nearest(block: Any, scale: int, *, nodata: float | None = None) -> 
     return xp.ascontiguousarray(out).reshape(*lead, ny * scale, nx * scale)
 
 
-def upsample_separable(
-    block: Any, scale: int, kernel: str, *, nodata: float | None = None
-) -> Any:
+def upsample_separable(block: Any, scale: int, kernel: str, *, nodata: float | None = None) -> Any:
     """Upsample the last two axes of a padded ``block`` with the separable ``kernel``.
 
     ``block`` carries ``halo`` extra pixels on each side of both spatial axes; the result covers

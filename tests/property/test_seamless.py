@@ -89,7 +89,8 @@ def test_chunked_equals_whole_image(method: str, case: tuple) -> None:
     whole = upscale_numpy(data, get_method(method), scale, nodata=nodata)
     lazy = dasksr.upscale(da.from_array(data, chunks=chunks), scale, method, nodata=nodata)
     assert lazy.chunks[-2] == tuple(
-        c * scale for c in dasksr.blockwise.merge_small_chunks(chunks[-2], get_method(method).halo(scale))
+        c * scale
+        for c in dasksr.blockwise.merge_small_chunks(chunks[-2], get_method(method).halo(scale))
     )
     with dask.config.set(scheduler="synchronous"):
         chunked = lazy.compute()
@@ -101,7 +102,7 @@ def test_large_irregular_chunks_with_threads(method: str) -> None:
     """Many blocks, computed by the threaded scheduler, on a smooth image with a nodata hole."""
     rng = np.random.default_rng(1)
     y, x = np.mgrid[0:157, 0:211]
-    data = (30000 + 20000 * np.sin(x / 7.0) * np.cos(y / 11.0) + rng.normal(0, 300, x.shape))
+    data = 30000 + 20000 * np.sin(x / 7.0) * np.cos(y / 11.0) + rng.normal(0, 300, x.shape)
     data = data.astype(np.uint16)
     data[40:60, 90:130] = 0
     whole = upscale_numpy(data, get_method(method), 3, nodata=0)
