@@ -19,9 +19,7 @@ def make_scene(size: int = 1024, bands: int = 3, *, seed: int = 0) -> np.ndarray
     rng = np.random.default_rng(seed)
     y, x = np.mgrid[0:size, 0:size].astype(np.float32) / size
     terrain = (
-        np.sin(6.0 * x + 2.0 * np.sin(4.0 * y)) * 0.3
-        + np.cos(9.0 * y - 3.0 * x) * 0.2
-        + 0.5 * y
+        np.sin(6.0 * x + 2.0 * np.sin(4.0 * y)) * 0.3 + np.cos(9.0 * y - 3.0 * x) * 0.2 + 0.5 * y
     )
     fields = np.zeros((size, size), np.float32)
     for _ in range(60):
