@@ -5,6 +5,7 @@ Importing dasksr registers the ``sr`` accessor on xarray objects.
 
 from dasksr import accessor as _accessor  # noqa: F401  (registers the xarray accessor)
 from dasksr.api import upscale
+from dasksr.degrade import degrade_sensor, imresize, mod_crop
 from dasksr.errors import DasksrError
 from dasksr.io import open_raster, to_geotiff, to_zarr
 from dasksr.kernels import Method, get_method, list_methods, register
@@ -19,6 +20,9 @@ __all__ = [
     "to_geotiff",
     "to_zarr",
     "upscale",
+    "degrade_sensor",
+    "imresize",
+    "mod_crop",
 ]
 
 __version__ = "0.1.0"

@@ -126,3 +126,54 @@ def _run_kernel(
         return np.empty(shape, dtype=block.dtype)
     return method.block(block, scale, nodata=nodata)
 
+
+def downscale_blocks(
+    kernel: Any, *arrays: da.Array, halo: int, scale: int, boundary: str = "reflect"
+) -> da.Array:
+    """Run a downscaling ``kernel`` blockwise on the last two axes of one or more dask arrays.
+
+    ``kernel(*padded_blocks)`` gets the matching block of every array, each padded by ``halo``
+    input pixels on each spatial side (from the neighbours, or by ``boundary`` at the image edge),
+    and returns the float64 output of the blocks' own pixels, ``scale`` times smaller (``scale=1``
+    is a filter). The arrays share one shape. Spatial chunks are first moved to multiples of
+    ``scale`` (so every output pixel's ``scale x scale`` footprint lies in one block) and chunks
+    smaller than the halo are merged with a neighbour (dask#11580). An axis shorter than the halo
+    is one chunk padded inside the task, as the whole image is. The spatial shape must be a
+    multiple of ``scale``; the caller checks it.
+    """
+    first = arrays[0]
+    ndim = first.ndim
+    spatial = (ndim - 2, ndim - 1)
+    chunks = list(first.chunks)
+    for ax in spatial:
+        # Round every chunk boundary down to a multiple of the scale; drop emptied chunks.
+        edges = sorted({(int(e) // scale) * scale for e in np.cumsum(first.chunks[ax])})
+        aligned = tuple(int(b - a) for a, b in zip([0, *edges[:-1]], edges, strict=True) if b > a)
+        chunks[ax] = merge_small_chunks(aligned, halo)
+    blocks = [a if a.chunks == tuple(chunks) else a.rechunk(tuple(chunks)) for a in arrays]
+    short = tuple(ax for ax in spatial if first.shape[ax] < halo)
+    depth = {ax: (halo if ax in spatial and ax not in short else 0) for ax in range(ndim)}
+    bound = {ax: (boundary if depth[ax] else "none") for ax in range(ndim)}
+    out_chunks = tuple(
+        tuple(c // scale for c in chunks[ax]) if ax in spatial else chunks[ax] for ax in range(ndim)
+    )
+    short_axes = tuple(ax - ndim for ax in short)
+
+    def task(*padded: Any) -> Any:
+        return kernel(*(pad_block(b, halo, boundary, short_axes) for b in padded))
+
+    meta = np.empty((0,) * ndim, dtype=np.float64)
+    if halo == 0 or len(short) == 2:
+        return da.map_blocks(task, *blocks, chunks=out_chunks, dtype=np.float64, meta=meta)
+    return da.map_overlap(
+        task,
+        *blocks,
+        depth=depth,
+        boundary=bound,
+        trim=False,
+        align_arrays=False,
+        allow_rechunk=False,
+        chunks=out_chunks,
+        dtype=np.float64,
+        meta=meta,
+    )

@@ -55,8 +55,11 @@ def round_half_away(values: np.ndarray) -> np.ndarray:
     >>> round_half_away(np.array([0.5, 1.5, 2.5, -0.5, 0.49999999999999994]))
     array([ 1.,  2.,  3., -1.,  0.])
     """
-    whole = np.trunc(values)
-    return whole + np.where(np.abs(values - whole) >= 0.5, np.sign(values), 0.0)
+    rounded = np.rint(values)  # halves to even; x - rint(x) is exact, so ties are found exactly
+    ties = np.abs(values - rounded) == 0.5
+    if ties.any():
+        rounded[ties] = values[ties] + np.copysign(0.5, values[ties])
+    return rounded
 
 
 def contributions(
