@@ -9,6 +9,7 @@ from dasksr.degrade import degrade_sensor, imresize, mod_crop
 from dasksr.errors import DasksrError
 from dasksr.io import open_raster, to_geotiff, to_zarr
 from dasksr.kernels import Method, get_method, list_methods, register
+from dasksr.metrics import psnr, rgb2y, ssim
 
 __all__ = [
     "DasksrError",
@@ -23,6 +24,9 @@ __all__ = [
     "degrade_sensor",
     "imresize",
     "mod_crop",
+    "psnr",
+    "rgb2y",
+    "ssim",
 ]
 
 __version__ = "0.1.0"
