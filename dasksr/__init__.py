@@ -7,6 +7,7 @@ from dasksr import accessor as _accessor  # noqa: F401  (registers the xarray ac
 from dasksr.api import upscale
 from dasksr.degrade import degrade_sensor, imresize, mod_crop
 from dasksr.errors import DasksrError
+from dasksr.evaluate import evaluate_images
 from dasksr.io import open_raster, to_geotiff, to_zarr
 from dasksr.kernels import Method, get_method, list_methods, register
 from dasksr.metrics import psnr, rgb2y, ssim
@@ -22,6 +23,7 @@ __all__ = [
     "to_zarr",
     "upscale",
     "degrade_sensor",
+    "evaluate_images",
     "imresize",
     "mod_crop",
     "psnr",

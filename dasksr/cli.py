@@ -225,6 +225,29 @@ def demo(
     click.echo(f"demo done in {time.perf_counter() - start:.1f} s: outputs in {out.resolve()}")
 
 
+@cli.command()
+@click.option("--hr", required=True, metavar="GLOB",
+              help="Ground-truth images, e.g. 'Set5/*_HR.png' (quote it).")
+@click.option("--scale", "-s", type=ScaleType(), default=2, show_default=True,
+              help="Super-resolution factor.")
+@click.option("--method", "-m", default="bicubic", show_default=True,
+              help="Reconstruction method (see `dasksr methods`).")
+@click.option("--lr", default=None, metavar="GLOB",
+              help="Low-resolution inputs paired with --hr in sorted order "
+                   "(default: MATLAB-compatible imresize of the mod-cropped --hr images).")
+@click.option("--json", "json_path", default=None, metavar="PATH",
+              help="Also write the results as JSON to PATH.")
+def evaluate(hr: str, scale: int, method: str, lr: str | None, json_path: str | None) -> None:
+    """PSNR/SSIM (Y channel, border = scale) of a method on an image set, as published tables."""
+    from dasksr.evaluate import evaluate_images, format_table, write_json
+
+    result = evaluate_images(hr, scale=scale, method=method, lr=lr)
+    click.echo(f"{result['method']} x{result['scale']}, {len(result['images'])} image(s)")
+    click.echo(format_table(result))
+    if json_path is not None:
+        click.echo(f"wrote {write_json(result, json_path)}")
+
+
 def _one_line(message: str) -> str:
     return " ".join(str(message).split())
 
