@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 import os
+import warnings
 from pathlib import Path
 from typing import Any
 
+import dask.array as da
 import numpy as np
 import xarray as xr
+from dask.base import tokenize
 
 from dasksr.errors import InputError, InvalidArgumentError
 
@@ -75,18 +78,20 @@ def _open_gdal(path: Path, chunks: Any) -> xr.DataArray:
     import rioxarray
     from rasterio.errors import RasterioError
 
+    # Tasks may run in worker processes started in another folder: they get the absolute path.
+    source = path.absolute()
     try:
-        with rasterio.open(path) as src:
+        with rasterio.open(source) as src:
             (bh, bw) = src.block_shapes[0]
             height, width, count = src.height, src.width, src.count
+            dtype = np.dtype(src.dtypes[0])
             # Read the last block of every band now: a truncated file fails here, not mid-job.
             windows = list(src.block_windows(1))
             if windows:
                 src.read(window=windows[-1][1])
     except (RasterioError, OSError) as exc:
-        reason = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
         raise InputError(
-            f"input {str(path)!r} is not a readable raster ({reason}): "
+            f"input {str(path)!r} is not a readable raster ({_reason(exc)}): "
             "pass a GeoTIFF/COG or a Zarr store"
         ) from None
     if isinstance(chunks, dict):
@@ -98,23 +103,109 @@ def _open_gdal(path: Path, chunks: Any) -> xr.DataArray:
             "y": aligned_chunks(bh, height, edge),
             "x": aligned_chunks(bw, width, edge),
         }
-    data = rioxarray.open_rasterio(path, chunks=spec, lock=False, mask_and_scale=False)
-    if isinstance(data, list):  # subdatasets
+    # rioxarray gives the coordinates, CRS and attributes; the pixels come from our own tasks,
+    # which open the file by path and turn a damaged block into an InputError that pickles.
+    with warnings.catch_warnings():
+        # Per-band scales/offsets are read from the `scales`/`offsets` attributes, as rioxarray's
+        # warning advises: on the command line it would only be noise on stderr.
+        warnings.filterwarnings("ignore", message=r"(Scales|Offsets) differ across bands")
+        meta = rioxarray.open_rasterio(source, lock=False, cache=False, mask_and_scale=False)
+    if not isinstance(meta, xr.DataArray):  # subdatasets
         raise InputError(f"input {str(path)!r} has subdatasets: open one of them by its GDAL name")
-    return _tidy_attrs(data)
+    shape = (count, height, width)
+    block_chunks = da.core.normalize_chunks(
+        tuple(spec.get(d, -1) for d in ("band", "y", "x")), shape, dtype=dtype
+    )
+    stat = source.stat()
+    name = "open_raster-" + tokenize(str(source), stat.st_mtime_ns, stat.st_size, block_chunks)
+    pixels = da.from_array(
+        _RasterWindows(str(source), shape, dtype, shown=str(path)),
+        chunks=block_chunks,
+        name=name,
+        lock=False,
+        asarray=True,
+        fancy=False,
+        meta=np.empty((0, 0, 0), dtype=dtype),
+    )
+    return _tidy_attrs(meta.copy(data=pixels))
+
+
+class _RasterWindows:
+    """A lazily read GDAL raster: every ``[band, rows, cols]`` read opens the file by its path."""
+
+    def __init__(self, path: str, shape: tuple[int, int, int], dtype: np.dtype, *, shown: str):
+        self.path = path
+        self.shape = shape
+        self.dtype = dtype
+        self.ndim = 3
+        self.shown = shown
+
+    def __getitem__(self, key: Any) -> np.ndarray:
+        import rasterio
+        from rasterio.errors import RasterioError
+        from rasterio.windows import Window
+
+        # dask fuses later slicing into this call: a key may hold ints and strided slices too.
+        key = key if isinstance(key, tuple) else (key,)
+        key = key + (slice(None),) * (self.ndim - len(key))
+        picks = [np.arange(n)[k] for k, n in zip(key, self.shape, strict=True)]
+        if any(np.size(p) == 0 for p in picks):
+            shape = np.broadcast_to(np.zeros((), self.dtype), self.shape)[key].shape
+            return np.empty(shape, dtype=self.dtype)
+        (b0, b1), (r0, r1), (c0, c1) = ((int(np.min(p)), int(np.max(p)) + 1) for p in picks)
+        try:
+            with rasterio.open(self.path) as src:
+                block = np.asarray(
+                    src.read(
+                        indexes=list(range(b0 + 1, b1 + 1)),
+                        window=Window.from_slices((r0, r1), (c0, c1)),
+                    )
+                )
+        except (RasterioError, OSError) as exc:
+            reason = _reason(exc)
+        else:
+            lows = (b0, r0, c0)
+            for axis in reversed(range(self.ndim)):  # from the last: an int drops its axis
+                k = key[axis]
+                if not (isinstance(k, slice) and k.indices(self.shape[axis])[2] == 1):
+                    block = np.take(block, picks[axis] - lows[axis], axis=axis)
+            return block
+        # Raised outside the handler so that no GDAL error rides along as __context__: distributed
+        # pickles the chain, and rasterio's CPLE errors do not unpickle (the client would get a
+        # bare Exception and the command line a traceback).
+        raise InputError(
+            f"input {self.shown!r} cannot be read at rows {r0}:{r1}, columns {c0}:{c1} "
+            f"({reason}): the file is damaged or truncated, replace it"
+        )
+
+
+def _reason(exc: BaseException) -> str:
+    """The most telling line of a (chained) GDAL error: rasterio's own often says 'see previous'."""
+    messages: list[str] = []
+    seen: BaseException | None = exc
+    while seen is not None and len(messages) < 8:
+        text = " ".join(str(seen).split())
+        if text:
+            messages.append(text)
+        seen = seen.__cause__ or seen.__context__
+    useful = [m for m in messages if "see previous exception" not in m.lower()]
+    return (useful or messages or [type(exc).__name__])[0]
 
 
 def _open_zarr(path: Path, chunks: Any, variable: str | None) -> xr.DataArray:
     import rioxarray  # noqa: F401
 
+    # Workers may run in another folder: they get the absolute path. decode_coords="all" makes a
+    # CF grid_mapping variable (rioxarray's spatial_ref) a coordinate, so that the CRS is found.
+    source = path.absolute()
+    options: dict[str, Any] = {"mask_and_scale": False, "decode_coords": "all"}
     try:
-        ds = xr.open_zarr(path, mask_and_scale=False, chunks={})
+        ds = _open_zarr_store(source, chunks=None, **options)
     except Exception as exc:  # zarr raises many types for a broken store
-        reason = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
         raise InputError(
-            f"input {str(path)!r} is not a readable Zarr store ({reason}): check the path"
+            f"input {str(path)!r} is not a readable Zarr store ({_reason(exc)}): check the path"
         ) from None
-    names = [n for n, v in ds.data_vars.items() if v.ndim >= 2]
+    names = [str(n) for n, v in ds.data_vars.items() if v.ndim >= 2]
     if variable is None:
         if len(names) != 1:
             raise InvalidArgumentError(
@@ -125,15 +216,28 @@ def _open_zarr(path: Path, chunks: Any, variable: str | None) -> xr.DataArray:
         raise InvalidArgumentError(
             f"variable {variable!r} is not in {str(path)!r}: choose one of {names}"
         )
-    data = ds[variable]
-    if "spatial_ref" in ds.coords:
-        data = data.assign_coords(spatial_ref=ds.coords["spatial_ref"])
-    if chunks is not None:
-        if isinstance(chunks, int):
-            ydim, xdim = data.dims[-2], data.dims[-1]
-            chunks = {ydim: chunks, xdim: chunks}
-        data = data.chunk(chunks)
-    return _tidy_attrs(data)
+    lazy = ds[variable]
+    if isinstance(chunks, dict):
+        spec = dict(chunks)
+    else:
+        # As for GeoTIFF tiles: about `chunks` (default DEFAULT_CHUNK) pixels, a whole number of
+        # the store's own chunks, so that no stored chunk is read by two tasks.
+        stored = dict(zip(lazy.dims, lazy.encoding.get("chunks") or lazy.shape, strict=True))
+        edge = chunks or DEFAULT_CHUNK
+        spec = {d: aligned_chunks(stored[d], lazy.sizes[d], edge) for d in lazy.dims[-2:]}
+    # Opened again with the chunks: xarray then names the dask graph after the store and its
+    # mtime, the same in every process, so that a rerun of a Zarr job finds its finished chunks.
+    return _tidy_attrs(_open_zarr_store(source, chunks=spec, **options)[variable])
+
+
+def _open_zarr_store(source: Path, **options: Any) -> xr.Dataset:
+    with warnings.catch_warnings():
+        # Consolidated metadata is not part of Zarr v3: a store without it is normal, and xarray's
+        # multi-line warning about the fallback would reach the command line's stderr.
+        warnings.filterwarnings(
+            "ignore", message="Failed to open Zarr store with consolidated", category=RuntimeWarning
+        )
+        return xr.open_zarr(source, **options)
 
 
 def _tidy_attrs(data: xr.DataArray) -> xr.DataArray:

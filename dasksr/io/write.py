@@ -15,7 +15,7 @@ import shutil
 import uuid
 import warnings
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import dask.array as da
 import numpy as np
@@ -36,11 +36,16 @@ def prepare_output(path: str | os.PathLike[str], *, overwrite: bool) -> Path:
     if p.exists() and not overwrite:
         raise OutputExistsError(f"output {str(p)!r} exists: pass --overwrite (overwrite=True) to replace it")
     parent = p.parent if str(p.parent) else Path(".")
+    if parent.exists() and not parent.is_dir():
+        raise OutputError(
+            f"output folder {str(parent)!r} is a file, not a folder: choose an output path in a folder"
+        )
     if not parent.is_dir():
         raise OutputError(f"output folder {str(parent)!r} does not exist: create it first")
     if not os.access(parent, os.W_OK | os.X_OK):
         raise OutputError(f"output folder {str(parent)!r} is not writable: choose another output path")
-    return p
+    # Tasks may run in worker processes started in another folder: they get the absolute path.
+    return p.absolute()
 
 
 def _as_raster(data: xr.DataArray) -> xr.DataArray:
@@ -114,6 +119,9 @@ def to_zarr(
             var: {
                 "chunks": tuple(c[0] for c in array.chunks),
                 "compressors": [_zstd(compression_level)],
+                # xarray would add a NaN _FillValue to float data: plain open_zarr would then mask,
+                # and rioxarray would report NaN instead of the `nodata` attribute.
+                "_FillValue": None,
             }
         }
         with warnings.catch_warnings():
@@ -127,8 +135,9 @@ def to_zarr(
         state.mkdir()
         (state / "job.json").write_text(json.dumps({"job": job}))
     done = {p.name for p in state.iterdir() if p.name != "job.json"}
-    writes = array.map_blocks(
+    writes = da.map_blocks(
         _write_zarr_block,
+        array,
         store=str(partial / var),
         state=str(state),
         chunks=tuple((1,) * len(c) for c in array.chunks),
@@ -258,7 +267,7 @@ def to_geotiff(
         "count": bands,
         "dtype": dtype.name,
         "crs": data.rio.crs,
-        "transform": data.rio.transform(recalc=True),
+        "transform": _transform(data),
         "nodata": None if nodata is None else float(nodata),
         "tiled": True,
         "blockxsize": min(blocksize, _round16(width)),
@@ -276,7 +285,7 @@ def to_geotiff(
         with rasterio.Env(GDAL_NUM_THREADS="ALL_CPUS"), rasterio.open(tmp, "w", **profile) as dst:
             _write_band_metadata(dst, data, bands)
         writer = _GeoTIFFWriter(str(tmp))
-        store = da.store(array, writer, lock=_lock(f"dasksr-{token}"), compute=False)
+        store = da.store(array, cast(Any, writer), lock=_lock(f"dasksr-{token}"), compute=False)
         compute([store], progress=progress)
         if cog:
             final_tmp = target.with_name(f".{target.name}.{token}.partial-cog.tif")
@@ -305,6 +314,23 @@ def to_geotiff(
     return target
 
 
+def _transform(data: xr.DataArray) -> Any:
+    """The transform stored on ``spatial_ref``, unless the coordinates show that it is stale.
+
+    The stored one is exact (``transform * Affine.scale(1 / s)``); one recomputed from the pixel
+    centres carries rounding errors (3.333333333333189 for 10 m / 3). It is stale when the data was
+    sliced or subsampled after the transform was written: then the coordinates are right.
+    """
+    stored = data.rio.transform()
+    try:
+        actual = data.rio.transform(recalc=True)
+    except Exception:  # rioxarray cannot tell the resolution of a one-pixel axis
+        return stored
+    tolerance = 1e-6 * max(abs(actual.a), abs(actual.e))
+    same = all(abs(a - b) <= tolerance for a, b in zip(stored[:6], actual[:6], strict=True))
+    return stored if same else actual
+
+
 def _round16(n: int) -> int:
     return max(16, ((n + 15) // 16) * 16)
 
@@ -325,6 +351,8 @@ def _write_band_metadata(dst: Any, data: xr.DataArray, bands: int) -> None:
     units = data.attrs.get("units")
     if isinstance(units, str):
         dst.units = (units,) * bands
+    elif isinstance(units, (list, tuple)) and len(units) == bands:  # per band, as rioxarray reads
+        dst.units = tuple(str(u) if u else "" for u in units)
 
 
 def _lock(name: str) -> Any:

@@ -1,0 +1,520 @@
+"""Reading and writing rasters, checked against files reopened by rasterio, xarray and rioxarray.
+
+Every output is compared with ``dasksr.upscale`` on the whole in-memory NumPy array (the reference
+result) and its georeferencing with the input's transform scaled by ``Affine.scale(1 / scale)``.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import warnings
+from collections.abc import Callable
+from functools import partial
+from pathlib import Path
+from typing import Any
+
+import dask
+import dask.array as da
+import numpy as np
+import pytest
+import rasterio
+import rioxarray  # noqa: F401  (the rio accessor)
+import xarray as xr
+from affine import Affine
+from rasterio.enums import Compression
+
+import dasksr
+from dasksr.cli import main
+from dasksr.data import data_path
+from dasksr.errors import InputError
+
+SCALE = 2
+METHOD = "bicubic"
+
+
+def expected(raster: Any, scale: int, method: str) -> np.ndarray:
+    """The reference: the whole-image result on the pixels that were written into the input."""
+    return dasksr.upscale(raster.data, scale, method, nodata=raster.nodata)
+
+
+def fine_centres(transform: Affine, ny: int, nx: int, scale: int) -> tuple[np.ndarray, np.ndarray]:
+    """x_j = left + (j + 0.5) * res / s, and the same for y from the top edge."""
+    x = transform.c + (np.arange(nx * scale) + 0.5) * transform.a / scale
+    y = transform.f + (np.arange(ny * scale) + 0.5) * transform.e / scale
+    return y, x
+
+
+def listing(folder: Path) -> set[str]:
+    return {p.name for p in folder.iterdir()}
+
+
+def cli_ok(*args: Any) -> None:
+    assert main([str(a) for a in args]) == 0
+
+
+# ----------------------------------------------------------------------------------------------
+# One CLI job, two outputs: GeoTIFF and Zarr
+# ----------------------------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def job(tmp_path_factory: pytest.TempPathFactory, make_geotiff: Callable[..., Any]) -> Any:
+    """``dasksr upscale scene.tif`` to ``.tif`` and ``.zarr``, chunks that do not divide the size."""
+    folder = tmp_path_factory.mktemp("job")
+    raster = make_geotiff(folder / "scene.tif")
+    for name in ("out.tif", "out.zarr"):
+        cli_ok(
+            "upscale",
+            raster.path,
+            folder / name,
+            "--scale",
+            SCALE,
+            "--method",
+            METHOD,
+            "--chunks",
+            32,
+        )
+    return raster, folder / "out.tif", folder / "out.zarr"
+
+
+def test_geotiff_output_keeps_the_georeferencing(job: Any) -> None:
+    raster, tif, _ = job
+    with rasterio.open(raster.path) as src, rasterio.open(tif) as out:
+        assert out.transform == src.transform @ Affine.scale(1 / SCALE)
+        assert out.bounds == src.bounds
+        assert (out.width, out.height) == (src.width * SCALE, src.height * SCALE)
+        assert out.crs == src.crs
+        assert out.crs.to_epsg() == 32633
+        assert out.nodata == 0
+        assert out.descriptions == raster.descriptions
+        assert out.dtypes == src.dtypes
+
+
+def test_geotiff_output_is_tiled_and_deflate_compressed(job: Any) -> None:
+    _, tif, _ = job
+    with rasterio.open(tif) as out:
+        assert out.compression == Compression.deflate
+        assert out.tags(ns="IMAGE_STRUCTURE")["COMPRESSION"] == "DEFLATE"
+        assert out.profile["tiled"]
+        for by, bx in out.block_shapes:  # tiles, not strips
+            assert by % 16 == 0 and bx % 16 == 0
+
+
+def test_zarr_output_opens_with_plain_xarray_in_its_own_dtype(job: Any) -> None:
+    raster, _, store = job
+    ds = xr.open_zarr(store)  # defaults: mask_and_scale=True, as any user would open it
+    data = ds["data"]
+    assert data.dtype == np.uint16  # no scale/offset or _FillValue turning it into floats
+    for key in ("scale_factor", "add_offset", "_FillValue", "missing_value"):
+        assert key not in data.attrs
+        assert key not in data.encoding
+    assert data.rio.crs.to_epsg() == 32633
+    assert data.rio.nodata == 0
+    assert data.attrs["long_name"] == list(raster.descriptions)
+    assert data.rio.transform() == raster.transform @ Affine.scale(1 / SCALE)
+    ny, nx = raster.data.shape[1:]
+    left, top = raster.transform.c, raster.transform.f
+    np.testing.assert_allclose(
+        data.rio.bounds(),
+        (left, top + ny * raster.transform.e, left + nx * raster.transform.a, top),
+    )
+    y, x = fine_centres(raster.transform, ny, nx, SCALE)
+    np.testing.assert_allclose(data.x.values, x, rtol=0, atol=1e-6)
+    np.testing.assert_allclose(data.y.values, y, rtol=0, atol=1e-6)
+
+
+def test_geotiff_zarr_and_whole_image_result_are_identical(job: Any) -> None:
+    raster, tif, store = job
+    reference = expected(raster, SCALE, METHOD)
+    with rasterio.open(tif) as out:
+        from_tif = out.read()
+    from_zarr = xr.open_zarr(store)["data"].values
+    np.testing.assert_array_equal(from_tif, reference)
+    np.testing.assert_array_equal(from_zarr, reference)
+    assert (reference == 0).any()  # the nodata corner went through the job
+
+
+def test_finished_zarr_store_has_no_job_state(job: Any) -> None:
+    _, _, store = job
+    assert not (store / ".dasksr-progress").exists()
+    assert not store.with_name(store.name + ".partial").exists()
+
+
+def test_cog_output_has_overviews_and_the_cog_layout(tmp_path: Path, make_geotiff: Any) -> None:
+    # 640 x 600 output pixels: more than one 512 tile, so GDAL adds one overview level.
+    raster = make_geotiff(tmp_path / "scene.tif", bands=2, height=300, width=320, tile=64)
+    out = tmp_path / "out.tif"
+    cli_ok("upscale", raster.path, out, "--scale", 2, "--method", "bilinear", "--cog")
+    with rasterio.open(out) as cog:
+        assert cog.tags(ns="IMAGE_STRUCTURE")["LAYOUT"] == "COG"
+        assert cog.overviews(1) == [2]
+        assert cog.block_shapes[0] == (512, 512)
+        assert cog.compression == Compression.deflate
+        assert cog.transform == raster.transform @ Affine.scale(1 / 2)
+        assert cog.crs.to_epsg() == 32633
+        assert cog.nodata == 0
+        assert cog.descriptions == raster.descriptions
+        np.testing.assert_array_equal(cog.read(), expected(raster, 2, "bilinear"))
+    assert listing(tmp_path) == {"scene.tif", "out.tif"}  # no temporary file left
+
+
+def test_scales_offsets_and_units_are_kept_and_the_dtype_too(
+    tmp_path: Path, uint16_tif: Any
+) -> None:
+    # Surface reflectance as distributed: uint16 counts with a scale and an offset per band.
+    with rasterio.open(uint16_tif.path, "r+") as dst:
+        dst.scales = (1e-4, 1e-4, 2e-4)
+        dst.offsets = (-0.1, -0.1, 0.0)
+        dst.units = ("reflectance", "reflectance", "W m-2")
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        for name in ("out.tif", "out.zarr"):
+            cli_ok("upscale", uint16_tif.path, tmp_path / name, "--chunks", 32)
+    # Nothing about the scales on stderr: dasksr reads them per band.
+    assert not [w for w in caught if "differ across bands" in str(w.message)]
+    with rasterio.open(tmp_path / "out.tif") as tif:
+        assert tif.dtypes[0] == "uint16"
+        assert tif.scales == (1e-4, 1e-4, 2e-4)
+        assert tif.offsets == (-0.1, -0.1, 0.0)
+        assert tif.units == ("reflectance", "reflectance", "W m-2")
+        from_tif = tif.read()
+    data = xr.open_zarr(tmp_path / "out.zarr")["data"]  # plain xarray would apply CF scale_factor
+    assert data.dtype == np.uint16
+    assert "scale_factor" not in data.attrs and "add_offset" not in data.attrs
+    assert data.attrs["scales"] == [1e-4, 1e-4, 2e-4]
+    assert data.attrs["offsets"] == [-0.1, -0.1, 0.0]
+    np.testing.assert_array_equal(data.values, from_tif)
+    np.testing.assert_array_equal(from_tif, expected(uint16_tif, SCALE, METHOD))
+
+
+# ----------------------------------------------------------------------------------------------
+# Dtypes, single band, Zarr input
+# ----------------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("dtype", "nodata", "bands"),
+    [("int16", -9999, 2), ("float32", math.nan, 1), ("float32", -1.5, 3), ("uint16", 0, 1)],
+)
+def test_dtypes_and_nodata_survive_both_formats(
+    tmp_path: Path, make_geotiff: Any, dtype: str, nodata: float, bands: int
+) -> None:
+    raster = make_geotiff(tmp_path / "in.tif", dtype=dtype, nodata=nodata, bands=bands)
+    fine = dasksr.open_raster(raster.path, chunks=32).sr.upscale(scale=3, method="lanczos")
+    with dask.config.set(scheduler="threads"):
+        tif = dasksr.to_geotiff(fine, tmp_path / "out.tif")
+        store = dasksr.to_zarr(fine, tmp_path / "out.zarr")
+    with rasterio.open(tif) as out:
+        from_tif = out.read()
+        assert out.dtypes == (dtype,) * bands
+        assert out.count == bands
+        assert out.nodata == pytest.approx(nodata, nan_ok=True)
+        assert out.transform == raster.transform @ Affine.scale(1 / 3)
+    data = xr.open_zarr(store)["data"]
+    assert data.dtype == np.dtype(dtype)
+    assert data.shape == (bands, 70 * 3, 90 * 3)
+    assert data.rio.nodata == pytest.approx(nodata, nan_ok=True)
+    assert data.rio.crs.to_epsg() == 32633
+    np.testing.assert_array_equal(from_tif, data.values)  # same job, same bits
+    reference = expected(raster, 3, "lanczos")
+    if np.dtype(dtype).kind == "f":
+        valid = reference[np.isfinite(reference)]
+        atol = 1e-5 * float(valid.max() - valid.min())
+        np.testing.assert_allclose(from_tif, reference, rtol=0, atol=atol, equal_nan=True)
+    else:
+        np.testing.assert_array_equal(from_tif, reference)
+
+
+def test_zarr_input_to_geotiff_via_the_cli(tmp_path: Path, uint16_zarr: Any) -> None:
+    out = tmp_path / "out.tif"
+    cli_ok("upscale", uint16_zarr.path, out, "--scale", 3, "--method", "lanczos", "--chunks", 40)
+    with rasterio.open(out) as tif:
+        # The store carries its CRS only through the CF grid_mapping attribute (as rioxarray writes).
+        assert tif.crs is not None and tif.crs.to_epsg() == 32633
+        assert tif.transform.almost_equals(uint16_zarr.transform @ Affine.scale(1 / 3))
+        assert tif.nodata == 0
+        assert tif.descriptions == uint16_zarr.descriptions
+        np.testing.assert_array_equal(tif.read(), expected(uint16_zarr, 3, "lanczos"))
+
+
+# ----------------------------------------------------------------------------------------------
+# Resuming an interrupted Zarr job; failed jobs leave nothing that looks finished
+# ----------------------------------------------------------------------------------------------
+
+
+class InjectedFailure(RuntimeError):
+    pass
+
+
+def _passthrough(block: np.ndarray, *, calls: list[int], fail_at: int | None) -> np.ndarray:
+    calls.append(1)
+    if fail_at is not None and len(calls) >= fail_at:
+        raise InjectedFailure("the job was interrupted here")
+    return block
+
+
+def flaky(data: xr.DataArray, calls: list[int], fail_at: int | None) -> xr.DataArray:
+    """``data`` behind a block function that counts its calls and fails from call ``fail_at``.
+
+    The graph name is fixed, so a rerun is the same job whatever ``fail_at`` is.
+    """
+    blocks = data.data.map_blocks(
+        partial(_passthrough, calls=calls, fail_at=fail_at),
+        name="flaky-job",
+        dtype=data.dtype,
+        meta=data.data._meta,  # else dask calls the function once to find out
+    )
+    return data.copy(data=blocks)
+
+
+def zarr_chunk_files(store: Path) -> list[Path]:
+    return sorted(p for p in (store / "data" / "c").rglob("*") if p.is_file())
+
+
+def test_interrupted_zarr_job_resumes_and_equals_a_clean_run(
+    tmp_path: Path, uint16_tif: Any
+) -> None:
+    fine = dasksr.upscale(dasksr.open_raster(uint16_tif.path, chunks=32), SCALE, "bilinear")
+    target = tmp_path / "out.zarr"
+    partial_store = tmp_path / "out.zarr.partial"
+    blocks = math.prod(len(c) for c in fine.chunks)  # 1 x 3 x 3 output chunks
+    with dask.config.set(scheduler="synchronous"):
+        calls: list[int] = []
+        with pytest.raises(InjectedFailure):
+            dasksr.to_zarr(flaky(fine, calls, fail_at=5), target)
+        assert not target.exists()  # nothing that looks finished
+        markers = sorted(
+            p for p in (partial_store / ".dasksr-progress").iterdir() if p.name != "job.json"
+        )
+        assert 0 < len(markers) < blocks
+        # Forget one finished chunk and corrupt its bytes: the rerun must write it again.
+        forgotten = markers[0]
+        forgotten.unlink()
+        chunk = partial_store / "data" / "c" / Path(*forgotten.name.split("."))
+        assert chunk.is_file()
+        chunk.write_bytes(b"not a zstd chunk")
+
+        rerun: list[int] = []
+        assert dasksr.to_zarr(flaky(fine, rerun, fail_at=None), target) == target.absolute()
+        assert len(rerun) == blocks - len(markers) + 1  # only what was missing
+
+        clean = dasksr.to_zarr(fine, tmp_path / "clean.zarr")
+    assert not partial_store.exists()
+    resumed = xr.open_zarr(target)["data"]
+    np.testing.assert_array_equal(resumed.values, xr.open_zarr(clean)["data"].values)
+    np.testing.assert_array_equal(resumed.values, expected(uint16_tif, SCALE, "bilinear"))
+    assert resumed.rio.crs.to_epsg() == 32633
+
+
+def test_interrupted_cli_job_resumes_when_run_again(
+    tmp_path: Path, uint16_tif: Any, monkeypatch: pytest.MonkeyPatch, capsys: Any
+) -> None:
+    import dasksr.io.write as write
+
+    original = write._write_zarr_block
+    calls = tmp_path / "calls"
+    calls.mkdir()
+
+    def failing_writer(
+        block: np.ndarray, *, store: str, state: str, block_info: Any = None
+    ) -> np.ndarray:
+        # Counted in files: the embedded cluster may run a pickled copy of this function.
+        n = len(list(calls.iterdir()))
+        (calls / f"{n}-{os.getpid()}-{id(block)}").touch()
+        if n >= 3:
+            raise InputError("input 'scene.tif' vanished: injected failure, run the job again")
+        return original(block, store=store, state=state, block_info=block_info)
+
+    out = tmp_path / "out.zarr"
+    args = ["upscale", str(uint16_tif.path), str(out), "--chunks", "32", "--method", "lanczos"]
+    monkeypatch.setattr(write, "_write_zarr_block", failing_writer)
+    assert main(args) == 2
+    assert "injected failure" in capsys.readouterr().err
+    assert not out.exists()
+    assert listing(tmp_path) == {"scene.tif", "out.zarr.partial", "calls"}
+    monkeypatch.undo()
+
+    done = [
+        p
+        for p in (tmp_path / "out.zarr.partial" / ".dasksr-progress").iterdir()
+        if p.name != "job.json"
+    ]
+    assert 0 < len(done) < 9
+    assert main(args) == 0
+    np.testing.assert_array_equal(
+        xr.open_zarr(out)["data"].values, expected(uint16_tif, 2, "lanczos")
+    )
+    assert listing(tmp_path) == {"scene.tif", "out.zarr", "calls"}
+
+
+def test_changed_job_does_not_reuse_a_partial_store(tmp_path: Path, uint16_tif: Any) -> None:
+    data = dasksr.open_raster(uint16_tif.path, chunks=32)
+    target = tmp_path / "out.zarr"
+    with dask.config.set(scheduler="synchronous"):
+        with pytest.raises(InjectedFailure):
+            dasksr.to_zarr(flaky(data.sr.upscale(scale=2), [], fail_at=3), target)
+        # Another method: the finished chunks of the first job must not be kept.
+        dasksr.to_zarr(data.sr.upscale(scale=2, method="nearest"), target)
+    np.testing.assert_array_equal(
+        xr.open_zarr(target)["data"].values, expected(uint16_tif, 2, "nearest")
+    )
+
+
+def test_failed_geotiff_job_leaves_no_file(tmp_path: Path, uint16_tif: Any) -> None:
+    fine = dasksr.upscale(dasksr.open_raster(uint16_tif.path, chunks=32), SCALE, METHOD)
+    before = listing(tmp_path)
+    with dask.config.set(scheduler="threads"):
+        for cog in (False, True):
+            with pytest.raises(InjectedFailure):
+                dasksr.to_geotiff(flaky(fine, [], fail_at=4), tmp_path / "out.tif", cog=cog)
+            assert listing(tmp_path) == before  # no out.tif, no hidden temporary file
+
+
+def test_failed_zarr_job_leaves_only_the_partial_store(tmp_path: Path, uint16_tif: Any) -> None:
+    fine = dasksr.upscale(dasksr.open_raster(uint16_tif.path, chunks=32), SCALE, METHOD)
+    before = listing(tmp_path)
+    with dask.config.set(scheduler="threads"), pytest.raises(InjectedFailure):
+        dasksr.to_zarr(flaky(fine, [], fail_at=2), tmp_path / "out.zarr")
+    assert listing(tmp_path) == before | {"out.zarr.partial"}
+
+
+def test_overwrite_replaces_an_existing_output(tmp_path: Path, uint16_tif: Any) -> None:
+    data = dasksr.open_raster(uint16_tif.path, chunks=32)
+    with dask.config.set(scheduler="threads"):
+        for method in ("nearest", "bilinear"):
+            dasksr.to_geotiff(
+                data.sr.upscale(scale=2, method=method), tmp_path / "o.tif", overwrite=True
+            )
+            dasksr.to_zarr(
+                data.sr.upscale(scale=2, method=method), tmp_path / "o.zarr", overwrite=True
+            )
+    reference = expected(uint16_tif, 2, "bilinear")
+    with rasterio.open(tmp_path / "o.tif") as out:
+        np.testing.assert_array_equal(out.read(), reference)
+    np.testing.assert_array_equal(xr.open_zarr(tmp_path / "o.zarr")["data"].values, reference)
+
+
+# ----------------------------------------------------------------------------------------------
+# Python API: open_raster, the accessor, to_zarr / to_geotiff, Datasets
+# ----------------------------------------------------------------------------------------------
+
+
+def test_open_raster_is_lazy_and_chunked_on_the_file_tiles(
+    tmp_path: Path, make_geotiff: Any
+) -> None:
+    raster = make_geotiff(tmp_path / "cog.tif", height=300, width=260, tile=64, cog=True)
+    for chunks, edge in ((100, 64), (200, 192), ({"y": 128, "x": 64}, None)):
+        data = dasksr.open_raster(raster.path, chunks=chunks)
+        assert isinstance(data.data, da.Array)
+        assert data.chunks is not None
+        band_chunks, y_chunks, x_chunks = data.chunks
+        assert band_chunks == (3,)  # all bands of a tile in one task
+        for c in (*y_chunks[:-1], *x_chunks[:-1]):
+            assert c % 64 == 0
+        if edge is not None:
+            assert y_chunks[0] == x_chunks[0] == edge
+        else:
+            assert (y_chunks[0], x_chunks[0]) == (128, 64)
+    assert data.dtype == np.uint16
+    assert data.rio.crs.to_epsg() == 32633
+    assert data.rio.nodata == 0
+    assert data.rio.transform() == raster.transform
+    y, x = fine_centres(raster.transform, 300, 260, 1)
+    np.testing.assert_allclose(data.x.values, x)
+    np.testing.assert_allclose(data.y.values, y)
+    np.testing.assert_array_equal(data.values, raster.data)
+
+
+def test_open_raster_reads_nothing_until_computed(tmp_path: Path, damaged_geotiff: Any) -> None:
+    # A damaged tile in the middle: opening works, computing names the damaged window.
+    raster = damaged_geotiff(tmp_path / "cog.tif")
+    data = dasksr.open_raster(raster.path, chunks=64)
+    np.testing.assert_array_equal(data[:, :64, :].values, raster.data[:, :64, :])
+    with pytest.raises(InputError, match=r"rows 64:128, columns 64:128.*damaged"):
+        data.values  # noqa: B018
+
+
+def test_open_raster_on_zarr_aligns_chunks_to_the_store(uint16_zarr: Any) -> None:
+    data = dasksr.open_raster(uint16_zarr.path, chunks=40)  # stored in 32 x 32 chunks
+    assert data.chunks is not None and data.chunks[1:] == ((32, 32, 6), (32, 32, 26))
+    whole = dasksr.open_raster(uint16_zarr.path)  # default: about 1024 pixels
+    assert whole.chunks is not None and whole.chunks[1:] == ((70,), (90,))
+    assert data.rio.crs is not None and data.rio.crs.to_epsg() == 32633
+    assert data.rio.nodata == 0
+    assert data.dtype == np.uint16
+    np.testing.assert_array_equal(data.values, uint16_zarr.data)
+
+
+def test_accessor_upscale_matches_the_whole_image_result(uint16_tif: Any) -> None:
+    data = dasksr.open_raster(uint16_tif.path, chunks=32)
+    fine = data.sr.upscale(scale=2, method="lanczos")
+    assert isinstance(fine.data, da.Array)
+    assert fine.rio.transform() == uint16_tif.transform @ Affine.scale(1 / 2)
+    assert fine.rio.crs.to_epsg() == 32633
+    assert fine.rio.nodata == 0
+    with dask.config.set(scheduler="threads"):
+        np.testing.assert_array_equal(fine.values, expected(uint16_tif, 2, "lanczos"))
+
+
+def test_to_zarr_and_to_geotiff_round_trip_through_open_raster(
+    tmp_path: Path, uint16_tif: Any
+) -> None:
+    fine = dasksr.open_raster(uint16_tif.path, chunks=32).sr.upscale(scale=2, method="bilinear")
+    with dask.config.set(scheduler="threads"):
+        store = dasksr.to_zarr(fine, tmp_path / "fine.zarr")
+        tif = dasksr.to_geotiff(fine, tmp_path / "fine.tif")
+    reference = expected(uint16_tif, 2, "bilinear")
+    for path in (store, tif):
+        back = dasksr.open_raster(path)
+        np.testing.assert_array_equal(back.values, reference)
+        assert back.rio.transform() == uint16_tif.transform @ Affine.scale(1 / 2)
+        assert back.rio.crs.to_epsg() == 32633
+        assert back.rio.nodata == 0
+        assert list(back.attrs["long_name"]) == list(uint16_tif.descriptions)
+
+
+def test_dataset_upscale_keeps_non_spatial_variables(uint16_tif: Any) -> None:
+    reflectance = dasksr.open_raster(uint16_tif.path, chunks=32)
+    mask = (reflectance.isel(band=0, drop=True).astype(np.float32) / 1000.0).compute()
+    mask.attrs = {}  # no nodata: every pixel is valid
+    wavelength = xr.DataArray([665.0, 560.0, 842.0], dims="band", coords={"band": [1, 2, 3]})
+    ds = xr.Dataset({"reflectance": reflectance, "mask": mask, "wavelength": wavelength})
+    out = ds.sr.upscale(scale=2, method="bicubic")
+    assert set(out.data_vars) == {"reflectance", "mask", "wavelength"}
+    # Kept as it was (its spatial_ref coordinate is the Dataset's, now on the fine grid).
+    xr.testing.assert_identical(
+        out["wavelength"].drop_vars("spatial_ref"), ds["wavelength"].drop_vars("spatial_ref")
+    )
+    np.testing.assert_array_equal(out["reflectance"].values, expected(uint16_tif, 2, "bicubic"))
+    np.testing.assert_array_equal(out["mask"].values, dasksr.upscale(mask.values, 2, "bicubic"))
+    y, x = fine_centres(uint16_tif.transform, 70, 90, 2)
+    np.testing.assert_allclose(out.x.values, x)
+    np.testing.assert_allclose(out.y.values, y)
+    assert out["reflectance"].rio.crs.to_epsg() == 32633
+
+
+# ----------------------------------------------------------------------------------------------
+# Real data: a Sentinel-2 L2A band (COG, uint16, nodata 0)
+# ----------------------------------------------------------------------------------------------
+
+
+@pytest.mark.data
+def test_sentinel2_band_upscaled_x2_via_the_cli(tmp_path: Path) -> None:
+    source = data_path("rasters", "sentinel2_l2a_29RKH_20200219", "B05.tif")
+    if source is None:
+        pytest.skip("shared Sentinel-2 rasters are not on this machine (set DASKSR_DATA)")
+    out = tmp_path / "B05_x2.tif"
+    cli_ok("upscale", source, out, "--scale", 2, "--method", "bicubic", "--chunks", 256)
+    with rasterio.open(source) as src, rasterio.open(out) as tif:
+        assert src.overviews(1) and src.block_shapes[0] == (512, 512)  # a COG, as published
+        assert tif.transform == src.transform @ Affine.scale(1 / 2)
+        assert tif.bounds == src.bounds
+        assert tif.crs == src.crs and tif.crs.to_epsg() == 32629
+        assert tif.res == (100.0, 100.0)  # 200 m pixels become 100 m
+        assert tif.nodata == src.nodata == 0
+        coarse = src.read(1)
+        fine = tif.read(1)
+    np.testing.assert_array_equal(fine, dasksr.upscale(coarse, 2, "bicubic", nodata=0))
+    # A fine pixel is nodata exactly where its coarse pixel is: no valid pixel became 0.
+    np.testing.assert_array_equal(fine == 0, np.kron(coarse == 0, np.ones((2, 2), bool)))
