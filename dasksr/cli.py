@@ -158,6 +158,12 @@ def methods() -> None:
         click.echo("  ".join(c.ljust(w) for c, w in zip(r[:3], widths, strict=True)) + "  " + r[3])
 
 
+def _number(value: float) -> str:
+    """A coordinate as Python writes it back exactly (``%g`` shows 5000047.5 as 5.00005e+06)."""
+    text = repr(float(value))
+    return text[:-2] if text.endswith(".0") else text
+
+
 @cli.command()
 @click.argument("path")
 @click.option("--variable", default=None, help="Variable to read from a Zarr store.")
@@ -175,9 +181,9 @@ def info(path: str, variable: str | None) -> None:
         "bands": ", ".join(map(str, bands)) if isinstance(bands, (list, tuple)) else (bands or "-"),
         "chunks": " x ".join(str(c[0]) for c in data.chunks) if data.chunks else "-",
         "crs": str(data.rio.crs) if data.rio.crs is not None else "none",
-        "transform": ", ".join(f"{v:g}" for v in tuple(transform)[:6]),
-        "resolution": ", ".join(f"{abs(v):g}" for v in data.rio.resolution()),
-        "bounds": ", ".join(f"{v:g}" for v in data.rio.bounds()),
+        "transform": ", ".join(_number(v) for v in tuple(transform)[:6]),
+        "resolution": ", ".join(_number(abs(v)) for v in data.rio.resolution()),
+        "bounds": ", ".join(_number(v) for v in data.rio.bounds()),
         "nodata": str(data.rio.nodata),
     }
     for key, value in lines.items():

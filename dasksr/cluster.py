@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import logging
 import os
+import sys
 from collections.abc import Iterator, Sequence
-from contextlib import contextmanager
+from contextlib import contextmanager, redirect_stdout
 from typing import Any
 
 import dask
@@ -52,8 +54,12 @@ def connect(
             threads_per_worker=threads,
             processes=n > 1,
             dashboard_address=None,
+            # The scheduler's HTTP server still starts without a dashboard, by default on
+            # port 8787; when that is taken (another cluster) it warns on stderr. Any free port.
+            scheduler_kwargs={"dashboard_address": "127.0.0.1:0"},
             memory_limit=memory_limit or "auto",
-            silence_logs=40,
+            # A failed task is reported once, as the job's error; worker logs would add lines.
+            silence_logs=logging.CRITICAL,
         ) as cluster,
         Client(cluster) as client,
     ):
@@ -82,12 +88,14 @@ def compute(collections: Sequence[Any], *, progress: bool = False) -> list[Any]:
         if progress:
             from distributed import progress as show_progress
 
-            show_progress(futures)
-            print(flush=True)
+            # The bar goes to stderr (distributed writes to stdout): stdout keeps the result.
+            with redirect_stdout(sys.stderr):
+                show_progress(futures)
+                print(flush=True)
         return list(client.gather(futures))
     if progress:
         from dask.diagnostics import ProgressBar
 
-        with ProgressBar():
+        with ProgressBar(out=sys.stderr):
             return list(dask.compute(*collections))
     return list(dask.compute(*collections))

@@ -1,0 +1,343 @@
+"""The ``dasksr`` command: user errors are one line and status 2, the commands do what they say."""
+
+from __future__ import annotations
+
+import socket
+import subprocess
+import sys
+import warnings
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+import rasterio
+import xarray as xr
+from affine import Affine
+
+import dasksr
+from dasksr.cli import main
+from dasksr.demo import make_scene
+
+
+@dataclass(frozen=True)
+class Run:
+    status: int
+    out: str
+    err: str
+
+
+@pytest.fixture
+def run(capsys: pytest.CaptureFixture[str]) -> Callable[..., Run]:
+    """``run(*args)``: ``dasksr.cli.main`` in this process, with its stdout and stderr."""
+
+    def invoke(*args: Any) -> Run:
+        capsys.readouterr()
+        status = main([str(a) for a in args])
+        captured = capsys.readouterr()
+        return Run(status, captured.out, captured.err)
+
+    return invoke
+
+
+def listing(folder: Path) -> set[str]:
+    return {p.name for p in folder.iterdir()}
+
+
+def cut_in_half(path: Path) -> None:
+    data = path.read_bytes()
+    path.write_bytes(data[: len(data) // 2])
+
+
+# ----------------------------------------------------------------------------------------------
+# Bad input: one line on stderr naming the problem and the fix, status 2, nothing finished left
+# ----------------------------------------------------------------------------------------------
+
+
+def _missing(tmp: Path, request: pytest.FixtureRequest) -> Path:
+    return tmp / "nope.tif"
+
+
+def _text_file(tmp: Path, request: pytest.FixtureRequest) -> Path:
+    path = tmp / "notes.tif"
+    path.write_text("these are my notes, not a raster\n")
+    return path
+
+
+def _truncated(tmp: Path, request: pytest.FixtureRequest) -> Path:
+    # GDAL writes the directory last: the first half has no header to open.
+    raster = request.getfixturevalue("make_geotiff")(
+        tmp / "cut.tif", height=200, width=200, tile=64
+    )
+    cut_in_half(raster.path)
+    return raster.path
+
+
+def _truncated_cog(tmp: Path, request: pytest.FixtureRequest) -> Path:
+    # A COG has its header first: the first half opens, the missing tiles must still be found.
+    raster = request.getfixturevalue("make_geotiff")(
+        tmp / "cut.tif", height=200, width=200, tile=64, cog=True
+    )
+    cut_in_half(raster.path)
+    with rasterio.open(raster.path) as src:
+        assert src.shape == (200, 200)
+    return raster.path
+
+
+def _damaged_tile(tmp: Path, request: pytest.FixtureRequest) -> Path:
+    # Opens fine and the last tile is intact: the error surfaces while the job computes.
+    return Path(request.getfixturevalue("damaged_geotiff")(tmp / "damaged.tif").path)
+
+
+INPUT_ERRORS = {
+    "missing file": (_missing, ["does not exist", "check the path"]),
+    "text file named .tif": (_text_file, ["notes.tif", "not a readable raster", "pass a GeoTIFF"]),
+    "truncated GeoTIFF": (_truncated, ["cut.tif", "not a readable raster"]),
+    "truncated COG": (_truncated_cog, ["cut.tif", "not a readable raster"]),
+    "damaged tile": (_damaged_tile, ["damaged.tif", "rows 64:128, columns 64:128", "replace it"]),
+}
+
+
+def assert_one_line_error(result: Run, *words: str) -> None:
+    assert result.status == 2
+    lines = result.err.splitlines()
+    assert len(lines) == 1, result.err
+    assert lines[0].startswith("dasksr: error: ")
+    assert "Traceback" not in result.err
+    for word in words:
+        assert word in lines[0]
+
+
+@pytest.mark.parametrize("case", list(INPUT_ERRORS))
+@pytest.mark.parametrize("ext", [".tif", ".zarr"])
+def test_bad_input_is_one_line_and_status_2(
+    tmp_path: Path, request: pytest.FixtureRequest, run: Callable[..., Run], case: str, ext: str
+) -> None:
+    make_input, words = INPUT_ERRORS[case]
+    source = make_input(tmp_path, request)
+    before = listing(tmp_path)
+    out = tmp_path / f"out{ext}"
+    result = run("upscale", source, out, "--chunks", 64)
+    assert_one_line_error(result, *words)
+    assert not out.exists()
+    # A Zarr job that failed while computing keeps its partial store for a rerun, nothing else.
+    allowed = {f"out{ext}.partial"} if ext == ".zarr" else set()
+    assert listing(tmp_path) - before <= allowed
+    assert listing(tmp_path) >= before
+
+
+@pytest.mark.parametrize(
+    ("args", "words"),
+    [
+        (["--scale", "0"], ["scale=0", "use an integer from 2 to 8"]),
+        (["--scale", "1"], ["scale=1", "use an integer from 2 to 8"]),
+        (["--scale", "1.5"], ["1.5", "is not an integer", "use an integer"]),
+        (["--scale", "-2"], ["scale=-2", "use an integer from 2 to 8"]),
+        (["--scale", "two"], ["'two'", "use an integer"]),
+        (["--method", "sharpest"], ["unknown method 'sharpest'", "bicubic", "lanczos"]),
+    ],
+)
+def test_bad_options_are_one_line_and_status_2(
+    tmp_path: Path, uint16_tif: Any, run: Callable[..., Run], args: list[str], words: list[str]
+) -> None:
+    result = run("upscale", uint16_tif.path, tmp_path / "out.tif", *args)
+    assert_one_line_error(result, *words)
+    assert listing(tmp_path) == {"scene.tif"}
+
+
+def test_existing_output_is_kept_without_overwrite(
+    tmp_path: Path, uint16_tif: Any, run: Callable[..., Run]
+) -> None:
+    out = tmp_path / "out.tif"
+    out.write_bytes(b"precious")
+    result = run("upscale", uint16_tif.path, out)
+    assert_one_line_error(result, "out.tif", "exists", "--overwrite")
+    assert out.read_bytes() == b"precious"
+    assert listing(tmp_path) == {"scene.tif", "out.tif"}
+
+
+def test_unwritable_output_folder(tmp_path: Path, uint16_tif: Any, run: Callable[..., Run]) -> None:
+    # Tests may run as root, whom permission bits do not stop: a regular file as the "folder"
+    # cannot be written into by anyone.
+    blocker = tmp_path / "results"
+    blocker.write_text("a file, not a folder")
+    for name in ("out.tif", "out.zarr"):
+        result = run("upscale", uint16_tif.path, blocker / name)
+        assert_one_line_error(result, "results", "not a folder", "choose an output path")
+    missing = run("upscale", uint16_tif.path, tmp_path / "no" / "such" / "out.tif")
+    assert_one_line_error(missing, "does not exist", "create it first")
+    assert listing(tmp_path) == {"scene.tif", "results"}
+
+
+@pytest.mark.parametrize(
+    ("name", "extra", "words"),
+    [
+        ("out.png", [], ["out.png", "no known extension", ".zarr or .tif"]),
+        ("out", [], ["no known extension", ".zarr or .tif"]),
+        ("out.zarr", ["--cog"], ["--cog", ".tif output"]),
+    ],
+)
+def test_unknown_output_extension(
+    tmp_path: Path,
+    uint16_tif: Any,
+    run: Callable[..., Run],
+    name: str,
+    extra: list[str],
+    words: list[str],
+) -> None:
+    result = run("upscale", uint16_tif.path, tmp_path / name, *extra)
+    assert_one_line_error(result, *words)
+    assert listing(tmp_path) == {"scene.tif"}
+
+
+def test_console_script_prints_no_traceback(tmp_path: Path, damaged_geotiff: Any) -> None:
+    # The installed entry point, as a user runs it; the error comes from inside the computation.
+    script = Path(sys.executable).with_name("dasksr")
+    assert script.exists(), f"the dasksr console script is not installed beside {sys.executable}"
+    source = damaged_geotiff(tmp_path / "damaged.tif").path
+    proc = subprocess.run(
+        [str(script), "upscale", str(source), "out.tif", "--chunks", "64"],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert proc.returncode == 2, proc.stderr
+    assert "Traceback" not in proc.stderr
+    lines = proc.stderr.splitlines()
+    assert len(lines) == 1, proc.stderr
+    assert lines[0].startswith("dasksr: error: input ")
+    assert "damaged.tif" in lines[0] and "replace it" in lines[0]
+    assert proc.stdout == ""
+    assert listing(tmp_path) == {"damaged.tif"}
+
+
+# ----------------------------------------------------------------------------------------------
+# methods, info, demo, progress
+# ----------------------------------------------------------------------------------------------
+
+
+def test_methods_lists_every_registered_method(run: Callable[..., Run]) -> None:
+    result = run("methods")
+    assert result.status == 0
+    rows = {line.split()[0]: line.split() for line in result.out.splitlines()[1:]}
+    methods = dasksr.list_methods()
+    assert set(rows) == {m.name for m in methods}
+    assert {"nearest", "bilinear", "bicubic", "lanczos"} <= set(rows)
+    for m in methods:
+        _, scales, halo = rows[m.name][:3]
+        assert scales == f"{min(m.scales)}..{max(m.scales)}"
+        halos = sorted({m.halo(s) for s in m.scales})
+        assert halo == (str(halos[0]) if len(halos) == 1 else f"{halos[0]}..{halos[-1]}")
+        assert m.summary in rows_text(result.out, m.name)
+
+
+def rows_text(out: str, name: str) -> str:
+    return next(line for line in out.splitlines() if line.split()[0] == name)
+
+
+def parse_info(out: str) -> dict[str, str]:
+    fields = {}
+    for line in out.splitlines():
+        key, _, value = line.partition(":")
+        fields[key.strip()] = value.strip()
+    return fields
+
+
+def test_info_on_geotiff_and_zarr(
+    tmp_path: Path, make_geotiff: Any, make_zarr: Any, run: Callable[..., Run]
+) -> None:
+    raster = make_geotiff(tmp_path / "scene.tif")
+    # An origin with more digits than %g shows: info must print the transform exactly.
+    origin = Affine(10.0, 0.0, 399965.25, 0.0, -10.0, 5000047.5)
+    with rasterio.open(raster.path, "r+") as dst:
+        dst.transform = origin
+    store = make_zarr(
+        tmp_path / "scene.zarr",
+        type(raster)(
+            raster.path, raster.data, origin, raster.crs, raster.nodata, raster.descriptions
+        ),
+    )
+    for path in (raster.path, store.path):
+        result = run("info", path)
+        assert result.status == 0, result.err
+        info = parse_info(result.out)
+        assert info["dims"] == "band: 3, y: 70, x: 90"
+        assert info["dtype"] == "uint16"
+        assert info["bands"] == "red, green, nir"
+        assert info["crs"] == "EPSG:32633"
+        assert float(info["nodata"]) == 0
+        assert tuple(float(v) for v in info["transform"].split(",")) == tuple(origin)[:6]
+        with rasterio.open(raster.path) as src:
+            bounds = tuple(float(v) for v in info["bounds"].split(","))
+            assert bounds == tuple(src.bounds)
+        assert tuple(float(v) for v in info["resolution"].split(",")) == (10.0, 10.0)
+    missing = run("info", tmp_path / "nope.zarr")
+    assert_one_line_error(missing, "does not exist")
+
+
+def test_demo_writes_what_it_promises(tmp_path: Path, run: Callable[..., Run]) -> None:
+    folder = tmp_path / "demo"
+    result = run("demo", folder, "--size", 128)
+    assert result.status == 0, result.err
+    assert {"scene.tif", "scene_x2.zarr", "scene_x2.tif"} <= listing(folder)
+    scene = make_scene(128)
+    reference = dasksr.upscale(scene, 2, "bicubic", nodata=0)
+    with rasterio.open(folder / "scene.tif") as src:
+        np.testing.assert_array_equal(src.read(), scene)
+        assert (src.crs.to_epsg(), src.nodata, src.count, src.dtypes[0]) == (32633, 0, 3, "uint16")
+    with rasterio.open(folder / "scene_x2.tif") as tif:
+        np.testing.assert_array_equal(tif.read(), reference)
+        assert tif.transform == src.transform @ Affine.scale(1 / 2)
+        assert tif.crs.to_epsg() == 32633
+    np.testing.assert_array_equal(xr.open_zarr(folder / "scene_x2.zarr")["data"].values, reference)
+    assert "scene_x2.zarr" in result.out and "scene_x2.tif" in result.out
+
+
+def test_progress_bar_goes_to_stderr_only_when_asked(
+    tmp_path: Path, uint16_tif: Any, run: Callable[..., Run]
+) -> None:
+    shown = run("upscale", uint16_tif.path, tmp_path / "a.zarr", "--chunks", 32, "--progress")
+    assert shown.status == 0
+    assert "100% Completed" in shown.err
+    assert shown.out.startswith("wrote ") and len(shown.out.splitlines()) == 1
+    hidden = run("upscale", uint16_tif.path, tmp_path / "b.tif", "--chunks", 32, "--no-progress")
+    assert hidden.status == 0
+    assert hidden.err == ""
+    assert hidden.out.startswith("wrote ")
+
+
+def test_progress_bar_with_the_threaded_scheduler(
+    tmp_path: Path, uint16_tif: Any, capsys: pytest.CaptureFixture[str]
+) -> None:
+    import dask
+
+    fine = dasksr.open_raster(uint16_tif.path, chunks=32).sr.upscale(scale=2)
+    with dask.config.set(scheduler="threads"):
+        dasksr.to_zarr(fine, tmp_path / "a.zarr", progress=True)
+        assert "100% Completed" in capsys.readouterr().err
+        dasksr.to_geotiff(fine, tmp_path / "a.tif")
+        assert capsys.readouterr().err == ""
+
+
+def test_busy_dashboard_port_prints_no_warning(
+    tmp_path: Path, uint16_tif: Any, run: Callable[..., Run]
+) -> None:
+    # The embedded cluster's HTTP server used port 8787 and warned (on stderr) when it was taken.
+    blocker = socket.socket()
+    try:
+        try:
+            blocker.bind(("127.0.0.1", 8787))
+            blocker.listen()
+        except OSError:
+            pass  # something else holds it already: the condition under test holds anyway
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            result = run("upscale", uint16_tif.path, tmp_path / "out.tif", "--no-progress")
+    finally:
+        blocker.close()
+    assert result.status == 0
+    assert result.err == ""
+    assert not [w for w in caught if "already in use" in str(w.message)]
