@@ -4,6 +4,7 @@ Importing dasksr registers the ``sr`` accessor on xarray objects.
 """
 
 from dasksr import accessor as _accessor  # noqa: F401  (registers the xarray accessor)
+from dasksr import cluster, data, demo
 from dasksr.api import upscale
 from dasksr.degrade import degrade_sensor, imresize, mod_crop
 from dasksr.errors import DasksrError
@@ -13,6 +14,9 @@ from dasksr.kernels import Method, get_method, list_methods, register
 from dasksr.metrics import psnr, rgb2y, ssim
 
 __all__ = [
+    "cluster",
+    "data",
+    "demo",
     "DasksrError",
     "Method",
     "get_method",

@@ -12,6 +12,7 @@ from dasksr.blockwise import upscale_block_array, upscale_numpy
 from dasksr.errors import InvalidArgumentError
 from dasksr.grid import fine_coordinate, fine_transform
 from dasksr.kernels.registry import Method, get_method
+from dasksr.kernels.values import cast, work_dtype
 
 __all__ = ["upscale", "spatial_dims"]
 
@@ -45,14 +46,15 @@ def upscale(
     chunks : optional
         Rechunk the input to these dask chunks first (NumPy-backed input becomes dask-backed).
     dtype : dtype, optional
-        Output dtype; the default keeps the input dtype (integers are rounded and clipped).
+        Output dtype; the default keeps the input dtype. Integer outputs are rounded and clipped to
+        their range, never wrapped; invalid pixels become ``nodata`` (0 when there is none).
 
     Returns
     -------
     Same type as ``data``
         NumPy in, NumPy out (computed now); Dask or dask-backed xarray in, lazy out. For xarray the
         ``x``/``y`` coordinates are the fine pixel centres, the transform is
-        ``transform * Affine.scale(1 / scale)``, and CRS, nodata and attributes are kept.
+        ``transform @ Affine.scale(1 / scale)``, and CRS, nodata and attributes are kept.
 
     Notes
     -----
@@ -85,26 +87,36 @@ def upscale(
             return _upscale_array(
                 da.from_array(array, chunks=chunks), scale, m, nodata=nodata, dtype=dtype
             )
-        array = _checked(array, dtype)
-        return upscale_numpy(array, m, scale, nodata=nodata)
+        array, target = _checked(array, dtype)
+        fine = upscale_numpy(array, m, scale, nodata=nodata)
+        return fine if target is None else cast(fine, target, nodata)
     raise InvalidArgumentError(
         f"data of type {type(data).__name__} is not supported: "
         "pass a NumPy, Dask or xarray array, or an xarray Dataset"
     )
 
 
-def _checked(array: Any, dtype: Any) -> Any:
+def _checked(array: Any, dtype: Any) -> tuple[Any, np.dtype[Any] | None]:
+    """Validate ``array``; return the array to upscale and the integer dtype to cast to after.
+
+    A float output dtype is reached by casting the input first (exact); an integer one by
+    upscaling in floating point and then rounding and clipping, so that values never wrap.
+    """
     if array.ndim < 2:
         raise InvalidArgumentError(
             f"data has {array.ndim} dimension(s): pass an array with at least (y, x) axes"
         )
-    if dtype is not None:
-        array = array.astype(dtype)
-    if array.dtype.kind not in _SUPPORTED_KINDS:
-        raise InvalidArgumentError(
-            f"data has dtype {array.dtype}: pass integer or floating-point pixels"
-        )
-    return array
+    for kind_of, dt in (("data", array.dtype), ("dtype", None if dtype is None else dtype)):
+        if dt is not None and np.dtype(dt).kind not in _SUPPORTED_KINDS:
+            raise InvalidArgumentError(
+                f"{kind_of} has dtype {np.dtype(dt)}: use integer or floating-point pixels"
+            )
+    target = None if dtype is None else np.dtype(dtype)
+    if target is None or target == array.dtype:
+        return array, None
+    if target.kind == "f":
+        return array.astype(target), None
+    return array.astype(work_dtype(array.dtype)), target
 
 
 def _upscale_array(
@@ -116,10 +128,13 @@ def _upscale_array(
     chunks: Any = None,
     dtype: Any = None,
 ) -> da.Array:
-    array = _checked(array, dtype)
+    array, target = _checked(array, dtype)
     if chunks is not None:
         array = array.rechunk(chunks)
-    return upscale_block_array(array, method, scale, nodata=nodata)
+    fine = upscale_block_array(array, method, scale, nodata=nodata)
+    if target is None:
+        return fine
+    return da.map_blocks(cast, fine, target, nodata, dtype=target, meta=fine._meta.astype(target))
 
 
 def spatial_dims(data: xr.DataArray) -> tuple[str, str]:

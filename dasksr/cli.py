@@ -43,9 +43,7 @@ def _output_kind(path: str) -> str:
         return "zarr"
     if suffix in (".tif", ".tiff"):
         return "tif"
-    raise InvalidArgumentError(
-        f"output {path!r} has no known extension: end it with .zarr or .tif"
-    )
+    raise InvalidArgumentError(f"output {path!r} has no known extension: end it with .zarr or .tif")
 
 
 def _run_upscale(
@@ -93,14 +91,29 @@ def _summary(path: Path, shape: tuple[int, ...], dtype: str, wall: float) -> str
 
 
 _common = [
-    click.option("--chunks", type=click.IntRange(min=1), default=None,
-                 help="Input chunk edge in pixels (default: ~1024, aligned to the file's tiles)."),
-    click.option("--scheduler", metavar="ADDRESS", default=None,
-                 help="Address of a running `dask scheduler` (default: an embedded LocalCluster)."),
-    click.option("--workers", type=click.IntRange(min=1), default=None,
-                 help="Worker processes of the embedded LocalCluster (default: 1 with a thread per core)."),
-    click.option("--progress/--no-progress", default=None,
-                 help="Show a progress bar (default: when the terminal is interactive)."),
+    click.option(
+        "--chunks",
+        type=click.IntRange(min=1),
+        default=None,
+        help="Input chunk edge in pixels (default: ~1024, aligned to the file's tiles).",
+    ),
+    click.option(
+        "--scheduler",
+        metavar="ADDRESS",
+        default=None,
+        help="Address of a running `dask scheduler` (default: an embedded LocalCluster).",
+    ),
+    click.option(
+        "--workers",
+        type=click.IntRange(min=1),
+        default=None,
+        help="Worker processes of the embedded LocalCluster (default: 1 with a thread per core).",
+    ),
+    click.option(
+        "--progress/--no-progress",
+        default=None,
+        help="Show a progress bar (default: when the terminal is interactive).",
+    ),
 ]
 
 
@@ -113,10 +126,21 @@ def _with_common(f: Any) -> Any:
 @cli.command()
 @click.argument("source", metavar="INPUT")
 @click.argument("output")
-@click.option("--scale", "-s", type=ScaleType(), default=2, show_default=True,
-              help="Integer upscaling factor.")
-@click.option("--method", "-m", default="bicubic", show_default=True,
-              help="Reconstruction method (see `dasksr methods`).")
+@click.option(
+    "--scale",
+    "-s",
+    type=ScaleType(),
+    default=2,
+    show_default=True,
+    help="Integer upscaling factor.",
+)
+@click.option(
+    "--method",
+    "-m",
+    default="bicubic",
+    show_default=True,
+    help="Reconstruction method (see `dasksr methods`).",
+)
 @click.option("--variable", default=None, help="Variable to read from a Zarr input.")
 @click.option("--overwrite", is_flag=True, help="Replace OUTPUT if it exists.")
 @click.option("--cog", is_flag=True, help="Write a Cloud-Optimized GeoTIFF with overviews.")
@@ -137,8 +161,17 @@ def upscale(
     """Super-resolve INPUT (GeoTIFF/COG or Zarr) into OUTPUT (.zarr or .tif)."""
     show = sys.stderr.isatty() if progress is None else progress
     result = _run_upscale(
-        source, output, scale=scale, method=method, chunks=chunks, scheduler=scheduler,
-        workers=workers, overwrite=overwrite, cog=cog, progress=show, variable=variable,
+        source,
+        output,
+        scale=scale,
+        method=method,
+        chunks=chunks,
+        scheduler=scheduler,
+        workers=workers,
+        overwrite=overwrite,
+        cog=cog,
+        progress=show,
+        variable=variable,
     )
     click.echo(_summary(*result))
 
@@ -194,10 +227,19 @@ def info(path: str, variable: str | None) -> None:
 @click.argument("folder", default="dasksr-demo", required=False)
 @click.option("--scale", "-s", type=ScaleType(), default=2, show_default=True)
 @click.option("--method", "-m", default="bicubic", show_default=True)
-@click.option("--size", type=click.IntRange(min=16), default=1024, show_default=True,
-              help="Edge of the demo scene in pixels.")
-@click.option("--overwrite/--no-overwrite", default=True, show_default=True,
-              help="Replace earlier demo outputs in FOLDER.")
+@click.option(
+    "--size",
+    type=click.IntRange(min=16),
+    default=1024,
+    show_default=True,
+    help="Edge of the demo scene in pixels.",
+)
+@click.option(
+    "--overwrite/--no-overwrite",
+    default=True,
+    show_default=True,
+    help="Replace earlier demo outputs in FOLDER.",
+)
 @_with_common
 def demo(
     folder: str,
@@ -217,32 +259,61 @@ def demo(
     try:
         out.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
-        raise InvalidArgumentError(f"cannot create demo folder {folder!r} ({exc.strerror}): choose another") from None
+        raise InvalidArgumentError(
+            f"cannot create demo folder {folder!r} ({exc.strerror}): choose another"
+        ) from None
     source = write_demo_scene(out / "scene.tif", size=size)
     click.echo(f"input:  {source} ({size} x {size}, 3 bands, uint16, EPSG:32633, nodata 0)")
     show = sys.stderr.isatty() if progress is None else progress
     start = time.perf_counter()
     for name in (f"scene_x{scale}.zarr", f"scene_x{scale}.tif"):
         result = _run_upscale(
-            str(source), str(out / name), scale=scale, method=method, chunks=chunks or 256,
-            scheduler=scheduler, workers=workers, overwrite=overwrite, cog=False, progress=show,
+            str(source),
+            str(out / name),
+            scale=scale,
+            method=method,
+            chunks=chunks or 256,
+            scheduler=scheduler,
+            workers=workers,
+            overwrite=overwrite,
+            cog=False,
+            progress=show,
         )
         click.echo(_summary(*result))
     click.echo(f"demo done in {time.perf_counter() - start:.1f} s: outputs in {out.resolve()}")
 
 
 @cli.command()
-@click.option("--hr", required=True, metavar="GLOB",
-              help="Ground-truth images, e.g. 'Set5/*_HR.png' (quote it).")
-@click.option("--scale", "-s", type=ScaleType(), default=2, show_default=True,
-              help="Super-resolution factor.")
-@click.option("--method", "-m", default="bicubic", show_default=True,
-              help="Reconstruction method (see `dasksr methods`).")
-@click.option("--lr", default=None, metavar="GLOB",
-              help="Low-resolution inputs paired with --hr in sorted order "
-                   "(default: MATLAB-compatible imresize of the mod-cropped --hr images).")
-@click.option("--json", "json_path", default=None, metavar="PATH",
-              help="Also write the results as JSON to PATH.")
+@click.option(
+    "--hr",
+    required=True,
+    metavar="GLOB",
+    help="Ground-truth images, e.g. 'Set5/*_HR.png' (quote it).",
+)
+@click.option(
+    "--scale", "-s", type=ScaleType(), default=2, show_default=True, help="Super-resolution factor."
+)
+@click.option(
+    "--method",
+    "-m",
+    default="bicubic",
+    show_default=True,
+    help="Reconstruction method (see `dasksr methods`).",
+)
+@click.option(
+    "--lr",
+    default=None,
+    metavar="GLOB",
+    help="Low-resolution inputs paired with --hr in sorted order "
+    "(default: MATLAB-compatible imresize of the mod-cropped --hr images).",
+)
+@click.option(
+    "--json",
+    "json_path",
+    default=None,
+    metavar="PATH",
+    help="Also write the results as JSON to PATH.",
+)
 def evaluate(hr: str, scale: int, method: str, lr: str | None, json_path: str | None) -> None:
     """PSNR/SSIM (Y channel, border = scale) of a method on an image set, as published tables."""
     from dasksr.evaluate import evaluate_images, format_table, write_json

@@ -1,7 +1,8 @@
 """Where the shared benchmark images and GeoTIFF scenes are: one helper for tests and benchmarks.
 
-The data is never part of the package. ``DASKSR_DATA`` names its folder; otherwise ``shared/data``
-beside or above the working tree is used when it exists.
+The data is never part of the package. ``DASKSR_DATA`` names its folder; otherwise a ``shared/data``
+folder in or beside the current folder, one of its parents, or the checkout holding the package is
+used when it exists.
 """
 
 from __future__ import annotations
@@ -19,7 +20,8 @@ def data_dir() -> Path | None:
         p = Path(env).expanduser()
         return p if p.is_dir() else None
     here = Path.cwd().resolve()
-    for base in (here, *here.parents):
+    package = Path(__file__).resolve().parent  # an editable install inside a checkout
+    for base in (here, *here.parents, *package.parents):
         for candidate in (base / "shared" / "data", base.parent / "shared" / "data"):
             if candidate.is_dir():
                 return candidate

@@ -124,3 +124,27 @@ def test_output_dtype_can_be_asked_for() -> None:
     out = dasksr.upscale(np.array([[0, 255]], dtype=np.uint8), 2, "bilinear", dtype="float32")
     assert out.dtype == np.float32
     np.testing.assert_allclose(out[0], [0, 63.75, 191.25, 255])
+
+
+def test_narrowing_dtype_clips_instead_of_wrapping() -> None:
+    image = np.array([[300, 10], [70000 // 2, 0]], dtype=np.uint16)
+    out = dasksr.upscale(image, 2, "nearest", dtype="uint8")
+    np.testing.assert_array_equal(out[::2, ::2], [[255, 10], [255, 0]])
+    lazy = dasksr.upscale(da.from_array(image, chunks=1), 2, "bicubic", dtype="int16")
+    expected = np.clip(
+        np.rint(dasksr.upscale(image.astype(np.float32), 2, "bicubic")), -32768, 32767
+    )
+    np.testing.assert_array_equal(lazy.compute(), expected.astype(np.int16))
+
+
+def test_float_to_integer_dtype_writes_nodata_for_nan() -> None:
+    image = np.array([[1.4, np.nan], [3.6, 4.0]], dtype=np.float32)
+    out = dasksr.upscale(image, 2, "nearest", dtype="uint8", nodata=255)
+    np.testing.assert_array_equal(out[::2, ::2], [[1, 255], [4, 4]])
+
+
+def test_nearest_writes_nodata_for_nan_like_the_other_methods() -> None:
+    image = np.array([[1.0, np.nan], [3.0, 4.0]], dtype=np.float32)
+    for method in ("nearest", "bilinear"):
+        out = dasksr.upscale(image, 2, method, nodata=-9999)
+        np.testing.assert_array_equal(out[:2, 2:], -9999)

@@ -29,10 +29,14 @@ def is_zarr_path(path: str | os.PathLike[str]) -> bool:
 
 
 def aligned_chunks(block: int, size: int, target: int = DEFAULT_CHUNK) -> int:
-    """A chunk edge that is a multiple of the file's ``block`` edge, close to ``target``."""
-    if block >= size:
-        return min(size, max(target, 1)) if target < size else size
-    return max(block, (target // block) * block)
+    """A chunk edge close to ``target``: a multiple of the file's ``block`` edge when the target
+    is at least one block, else ``target`` itself (smaller chunks were asked for on purpose).
+    """
+    if target >= size:
+        return size
+    if target < block:
+        return max(1, target)
+    return (target // block) * block
 
 
 def open_raster(

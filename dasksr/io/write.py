@@ -34,7 +34,9 @@ def prepare_output(path: str | os.PathLike[str], *, overwrite: bool) -> Path:
     """Check that ``path`` may be written: absent (or ``overwrite``), in a writable folder."""
     p = Path(path)
     if p.exists() and not overwrite:
-        raise OutputExistsError(f"output {str(p)!r} exists: pass --overwrite (overwrite=True) to replace it")
+        raise OutputExistsError(
+            f"output {str(p)!r} exists: pass --overwrite (overwrite=True) to replace it"
+        )
     parent = p.parent if str(p.parent) else Path(".")
     if parent.exists() and not parent.is_dir():
         raise OutputError(
@@ -43,14 +45,18 @@ def prepare_output(path: str | os.PathLike[str], *, overwrite: bool) -> Path:
     if not parent.is_dir():
         raise OutputError(f"output folder {str(parent)!r} does not exist: create it first")
     if not os.access(parent, os.W_OK | os.X_OK):
-        raise OutputError(f"output folder {str(parent)!r} is not writable: choose another output path")
+        raise OutputError(
+            f"output folder {str(parent)!r} is not writable: choose another output path"
+        )
     # Tasks may run in worker processes started in another folder: they get the absolute path.
     return p.absolute()
 
 
 def _as_raster(data: xr.DataArray) -> xr.DataArray:
     if not isinstance(data, xr.DataArray):
-        raise InvalidArgumentError("data must be an xarray.DataArray: open it with dasksr.open_raster")
+        raise InvalidArgumentError(
+            "data must be an xarray.DataArray: open it with dasksr.open_raster"
+        )
     from dasksr.api import spatial_dims
 
     ydim, xdim = spatial_dims(data)
@@ -129,7 +135,11 @@ def to_zarr(
             # zarr notes that it is an extension of the v3 specification.
             warnings.filterwarnings("ignore", message="Consolidated metadata", category=UserWarning)
             ds.to_zarr(
-                partial, mode="w", compute=False, consolidated=True, zarr_format=3,
+                partial,
+                mode="w",
+                compute=False,
+                consolidated=True,
+                zarr_format=3,
                 encoding=encoding,
             )
         state.mkdir()
@@ -145,9 +155,7 @@ def to_zarr(
         meta=np.empty((0,) * array.ndim, dtype=np.uint8),
     )
     pending = [
-        d
-        for idx, d in np.ndenumerate(writes.to_delayed())
-        if ".".join(map(str, idx)) not in done
+        d for idx, d in np.ndenumerate(writes.to_delayed()) if ".".join(map(str, idx)) not in done
     ]
     if pending:
         compute(pending, progress=progress)
@@ -383,4 +391,3 @@ class _GeoTIFFWriter:
             rasterio.open(self.path, "r+", num_threads="ALL_CPUS") as dst,
         ):
             dst.write(np.asarray(value), indexes=indexes, window=window)
-

@@ -78,7 +78,11 @@ def upsample_nearest(block: Any, scale: int, *, nodata: float | None = None) -> 
     *lead, ny, nx = block.shape
     view = block[..., :, None, :, None]
     out = xp.broadcast_to(view, (*lead, ny, scale, nx, scale))
-    return xp.ascontiguousarray(out).reshape(*lead, ny * scale, nx * scale)
+    out = xp.ascontiguousarray(out).reshape(*lead, ny * scale, nx * scale)
+    if nodata is not None and out.dtype.kind == "f" and not np.isnan(nodata):
+        # Every invalid pixel is written as the nodata value, as the other methods do.
+        out[~xp.isfinite(out)] = nodata
+    return out
 
 
 def upsample_separable(block: Any, scale: int, kernel: str, *, nodata: float | None = None) -> Any:

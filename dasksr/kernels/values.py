@@ -6,7 +6,7 @@ from typing import Any
 
 import numpy as np
 
-__all__ = ["work_dtype", "invalid_mask", "finalize"]
+__all__ = ["work_dtype", "invalid_mask", "finalize", "cast"]
 
 
 def work_dtype(dtype: np.dtype[Any]) -> np.dtype[Any]:
@@ -61,8 +61,20 @@ def finalize(values: Any, dtype: np.dtype[Any], nodata: float | None, invalid: A
     else:
         out = values.astype(dtype)
     if invalid is not None:
-        out[invalid] = np.nan if nodata is None else nodata
+        out[invalid] = (np.nan if dtype.kind == "f" else 0) if nodata is None else nodata
     return out
+
+
+def cast(values: Any, dtype: Any, nodata: float | None = None) -> Any:
+    """``values`` in ``dtype``: integers rounded and clipped (never wrapped), NaN to ``nodata``."""
+    dtype = np.dtype(dtype)
+    if dtype.kind not in "iu" or values.dtype.kind != "f":
+        return values.astype(dtype)
+    invalid = invalid_mask(values, nodata)
+    work = values.astype(work_dtype(values.dtype), copy=True)
+    if invalid is not None:
+        work[invalid] = 0
+    return finalize(work, dtype, nodata, invalid)
 
 
 def _namespace(array: Any) -> Any:
