@@ -315,7 +315,8 @@ the mean PSNR by at most {float_input} dB.
   low-resolution pixels centred on each low-resolution pixel (moved by the subpixel `shift`),
   decimation by `scale`, and white Gaussian noise at `snr` dB of each band's mean signal power,
   seeded by position so that any chunking gives the same pixels. It works on NumPy arrays and,
-  blockwise with a halo of the PSF radius, on Dask arrays of any size.
+  blockwise with a halo of the PSF radius, on Dask arrays of any size (with `snr`, the noise level
+  is measured in a first streaming pass when the function is called).
 - `dasksr.mod_crop(image, scale)`: the top-left crop to a multiple of the scale.
 
 ## Metrics

@@ -175,9 +175,10 @@ def degrade_sensor(
     standard deviations and normalised, and ``c_i`` the pixel's centre above. Past the image edge
     the scene is extended half-sample symmetrically (``numpy.pad(mode='symmetric')``), the rule the
     upscaling methods use. Dask inputs are processed blockwise with a halo of the PSF's radius;
-    chunks are moved to multiples of ``scale`` first. With noise, the noise-free result is reduced
-    once for its power, so a Dask scene is read twice. NaN spreads to every low-resolution pixel
-    whose PSF support touches it.
+    chunks are moved to multiples of ``scale`` first. With ``snr`` on a Dask array, the power of
+    the noise-free result is computed when this function is called (a first streaming pass over the
+    scene), so that the returned graph streams too; the scene is read twice. NaN spreads to every
+    low-resolution pixel whose PSF support touches it.
 
     Examples
     --------
@@ -236,10 +237,16 @@ def degrade_sensor(
     clean = downscale_blocks(kernel, array, halo=halo, scale=scale, boundary="reflect")
     if snr is None:
         return da.map_blocks(_finish, clean, out_dtype, dtype=out_dtype)
-    power = da.nanmean(clean**2, axis=(-2, -1), keepdims=True)
-    sigma_noise = da.map_blocks(_noise_std, power, snr, dtype=np.float64)
+    # The noise level needs the power of the whole result. Computed here, in a first streaming
+    # pass: left lazy, every block would be held in memory until the global mean is known.
+    power = da.nanmean(clean**2, axis=(-2, -1), keepdims=True).compute()
     return da.map_blocks(
-        _noisy_block, clean, sigma_noise, seed=seed, out_dtype=out_dtype, dtype=out_dtype
+        _noisy_block,
+        clean,
+        sigma=_noise_std(np.asarray(power), snr),
+        seed=seed,
+        out_dtype=out_dtype,
+        dtype=out_dtype,
     )
 
 
@@ -270,12 +277,14 @@ def _finish(values: np.ndarray, dtype: np.dtype[Any]) -> np.ndarray:
 
 def _noisy_block(
     clean: np.ndarray,
-    sigma: np.ndarray,
     *,
+    sigma: np.ndarray,
     seed: int,
     out_dtype: np.dtype[Any],
     block_info: dict[Any, Any] | None = None,
 ) -> np.ndarray:
     location = block_info[0]["array-location"] if block_info else [(0, 0)] * clean.ndim
     origin = tuple(int(start) for start, _ in location)
-    return _finish(add_noise(clean, sigma, seed=seed, origin=origin), out_dtype)
+    # sigma has one value per plane of the whole array: take this block's planes.
+    lead = tuple(slice(start, stop) for start, stop in location[:-2])
+    return _finish(add_noise(clean, sigma[lead], seed=seed, origin=origin), out_dtype)

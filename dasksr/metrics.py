@@ -126,7 +126,7 @@ def psnr(
     x, y, peak = _prepare(
         reference, estimate, crop=crop, data_range=data_range, y_channel=y_channel
     )
-    mse = ((x - y) ** 2).mean()
+    mse = ((x.astype(np.float64) - y.astype(np.float64)) ** 2).mean()
     if isinstance(mse, da.Array):
         return da.map_blocks(_psnr_from_mse, mse, peak, dtype=np.float64)
     return float(_psnr_from_mse(mse, peak))
@@ -185,17 +185,19 @@ def ssim(
         )
     if isinstance(x, da.Array):
         return _ssim_dask(x, y, peak)
-    from skimage.metrics import structural_similarity
-
     planes = zip(x.reshape(-1, *x.shape[-2:]), y.reshape(-1, *y.shape[-2:]), strict=True)
-    values = [structural_similarity(a, b, data_range=peak, **_SSIM_OPTIONS) for a, b in planes]
+    values = [_ssim_plane(a, b, peak)[0] for a, b in planes]
     return float(np.mean(values))
 
 
 def _prepare(
     reference: Any, estimate: Any, *, crop: int, data_range: float | None, y_channel: bool
 ) -> tuple[Any, Any, float]:
-    """Validate, convert to Y if asked, crop and cast to float64; return the peak value too."""
+    """Validate, convert to Y if asked and crop; return the peak value too.
+
+    The pixels keep their dtype (Y is float64): a Dask SSIM holds halo strips of its inputs in
+    memory, and uint8 strips are eight times smaller than float64 ones.
+    """
     lazy = isinstance(reference, da.Array) or isinstance(estimate, da.Array)
     xp: Any = da if lazy else np
     x, y = xp.asarray(reference), xp.asarray(estimate)
@@ -222,7 +224,7 @@ def _prepare(
         )
     ny, nx = x.shape[-2:]
     window = (..., slice(crop, ny - crop), slice(crop, nx - crop))
-    x, y = x[window].astype(np.float64), y[window].astype(np.float64)
+    x, y = x[window], y[window]
     if lazy:
         y = y.rechunk(x.chunks)
     return x, y, peak
@@ -259,13 +261,18 @@ def _ssim_dask(x: da.Array, y: da.Array, peak: float) -> da.Array:
 
 def _ssim_map_block(x: np.ndarray, y: np.ndarray, *, peak: float) -> np.ndarray:
     """SSIM map of the unpadded pixels of one padded block (every plane of it)."""
-    from skimage.metrics import structural_similarity
-
     h = _SSIM_HALO
     out = np.empty((*x.shape[:-2], x.shape[-2] - 2 * h, x.shape[-1] - 2 * h), dtype=np.float64)
     for index in np.ndindex(*x.shape[:-2]):
-        _, full = structural_similarity(
-            x[index], y[index], data_range=peak, full=True, **_SSIM_OPTIONS
-        )
-        out[index] = full[h:-h, h:-h]
+        out[index] = _ssim_plane(x[index], y[index], peak)[1][h:-h, h:-h]
     return out
+
+
+def _ssim_plane(x: np.ndarray, y: np.ndarray, peak: float) -> tuple[float, np.ndarray]:
+    """scikit-image's mean SSIM and full SSIM map of two planes, computed in float64."""
+    from skimage.metrics import structural_similarity
+
+    mean, full = structural_similarity(
+        x.astype(np.float64), y.astype(np.float64), data_range=peak, full=True, **_SSIM_OPTIONS
+    )
+    return float(mean), full
