@@ -27,7 +27,7 @@ from rasterio.enums import Compression
 import dasksr
 from dasksr.cli import main
 from dasksr.data import data_path
-from dasksr.errors import InputError
+from dasksr.errors import InputError, InvalidArgumentError
 
 SCALE = 2
 METHOD = "bicubic"
@@ -291,7 +291,8 @@ def test_interrupted_zarr_job_resumes_and_equals_a_clean_run(
         # Forget one finished chunk and corrupt its bytes: the rerun must write it again.
         forgotten = markers[0]
         forgotten.unlink()
-        chunk = partial_store / "data" / "c" / Path(*forgotten.name.split("."))
+        var, *index = forgotten.name.split(".")  # markers are VARIABLE.i.j.k
+        chunk = partial_store / var / "c" / Path(*index)
         assert chunk.is_file()
         chunk.write_bytes(b"not a zstd chunk")
 
@@ -317,14 +318,14 @@ def test_interrupted_cli_job_resumes_when_run_again(
     calls.mkdir()
 
     def failing_writer(
-        block: np.ndarray, *, store: str, state: str, block_info: Any = None
+        block: np.ndarray, *, store: str, marker: str, block_info: Any = None
     ) -> np.ndarray:
         # Counted in files: the embedded cluster may run a pickled copy of this function.
         n = len(list(calls.iterdir()))
         (calls / f"{n}-{os.getpid()}-{id(block)}").touch()
         if n >= 3:
             raise InputError("input 'scene.tif' vanished: injected failure, run the job again")
-        return original(block, store=store, state=state, block_info=block_info)
+        return original(block, store=store, marker=marker, block_info=block_info)
 
     out = tmp_path / "out.zarr"
     args = ["upscale", str(uint16_tif.path), str(out), "--chunks", "32", "--method", "lanczos"]
@@ -518,3 +519,28 @@ def test_sentinel2_band_upscaled_x2_via_the_cli(tmp_path: Path) -> None:
     np.testing.assert_array_equal(fine, dasksr.upscale(coarse, 2, "bicubic", nodata=0))
     # A fine pixel is nodata exactly where its coarse pixel is: no valid pixel became 0.
     np.testing.assert_array_equal(fine == 0, np.kron(coarse == 0, np.ones((2, 2), bool)))
+
+
+def test_dataset_with_several_rasters_round_trips_through_zarr(tmp_path: Path) -> None:
+
+    y = 1000.0 - (np.arange(12) + 0.5) * 10
+    x = 500.0 + (np.arange(16) + 0.5) * 10
+    rng = np.random.default_rng(5)
+    red = xr.DataArray(rng.integers(1, 900, (12, 16)).astype("uint16"), dims=("y", "x"))
+    ndvi = xr.DataArray(rng.normal(0, 0.3, (2, 12, 16)).astype("float32"), dims=("time", "y", "x"))
+    ds = xr.Dataset({"red": red, "ndvi": ndvi, "weight": ("time", [0.25, 0.75])})
+    ds = ds.assign_coords(y=y, x=x).rio.write_crs("EPSG:32632")
+    ds["red"] = ds["red"].rio.write_nodata(0)
+    fine = ds.chunk({"y": 5, "x": 7}).sr.upscale(scale=2, method="bilinear")
+    out = dasksr.to_zarr(fine, tmp_path / "multi.zarr")
+    back = xr.open_zarr(out)
+    assert back["red"].dtype == np.uint16 and back["ndvi"].dtype == np.float32
+    assert back["red"].rio.crs == ds.rio.crs and back["red"].rio.nodata == 0
+    np.testing.assert_array_equal(back["red"].values, fine["red"].values)
+    np.testing.assert_array_equal(back["ndvi"].values, fine["ndvi"].values)
+    np.testing.assert_array_equal(back["weight"].values, [0.25, 0.75])
+    with pytest.raises(InvalidArgumentError, match="holds 2 raster variables"):
+        dasksr.to_geotiff(fine, tmp_path / "multi.tif")
+    single = dasksr.to_geotiff(fine[["red"]], tmp_path / "red.tif")
+    with rasterio.open(single) as src:
+        np.testing.assert_array_equal(src.read(1), fine["red"].values)

@@ -52,16 +52,29 @@ def prepare_output(path: str | os.PathLike[str], *, overwrite: bool) -> Path:
     return p.absolute()
 
 
-def _as_raster(data: xr.DataArray) -> xr.DataArray:
-    if not isinstance(data, xr.DataArray):
-        raise InvalidArgumentError(
-            "data must be an xarray.DataArray: open it with dasksr.open_raster"
-        )
+def _as_raster(data: xr.DataArray | xr.Dataset, *, single_band_dim: bool = True) -> xr.DataArray:
+    """``data`` as a dask-backed DataArray with its spatial dims last.
+
+    A Dataset is accepted when it holds exactly one variable with both spatial dims.
+    ``single_band_dim`` refuses more than one leading dim (a GeoTIFF holds ``(band, y, x)``).
+    """
     from dasksr.api import spatial_dims
 
+    if isinstance(data, xr.Dataset):
+        rasters = _spatial_variables(data)
+        if len(rasters) != 1:
+            raise InvalidArgumentError(
+                f"the Dataset holds {len(rasters)} raster variables {sorted(rasters)}: "
+                "a GeoTIFF holds one, write ds[NAME] (or use to_zarr, which writes them all)"
+            )
+        data = next(iter(rasters.values()))
+    if not isinstance(data, xr.DataArray):
+        raise InvalidArgumentError(
+            "data must be an xarray.DataArray or Dataset: open it with dasksr.open_raster"
+        )
     ydim, xdim = spatial_dims(data)
     lead = [d for d in data.dims if d not in (ydim, xdim)]
-    if len(lead) > 1:
+    if single_band_dim and len(lead) > 1:
         raise InvalidArgumentError(
             f"data has dims {data.dims}: a raster file holds (band, y, x); "
             "stack or select the extra dims first"
@@ -70,6 +83,24 @@ def _as_raster(data: xr.DataArray) -> xr.DataArray:
     if not isinstance(data.data, da.Array):
         data = data.chunk()
     return data
+
+
+def _spatial_variables(ds: xr.Dataset) -> dict[str, xr.DataArray]:
+    """The variables of ``ds`` that have both spatial dims, by name."""
+    import rioxarray  # noqa: F401
+
+    try:
+        ydim, xdim = ds.rio.y_dim, ds.rio.x_dim
+    except Exception:  # rioxarray raises its own errors when it cannot tell
+        raise InvalidArgumentError(
+            "the Dataset has no recognisable spatial dims: name them 'y' and 'x' "
+            "or set them with ds.rio.set_spatial_dims()"
+        ) from None
+    return {
+        str(name): var.rio.set_spatial_dims(x_dim=xdim, y_dim=ydim)
+        for name, var in ds.data_vars.items()
+        if ydim in var.dims and xdim in var.dims
+    }
 
 
 def _regular_chunks(array: da.Array) -> da.Array:
@@ -88,7 +119,7 @@ def _regular_chunks(array: da.Array) -> da.Array:
 
 
 def to_zarr(
-    data: xr.DataArray,
+    data: xr.DataArray | xr.Dataset,
     path: str | os.PathLike[str],
     *,
     name: str | None = None,
@@ -98,6 +129,8 @@ def to_zarr(
 ) -> Path:
     """Write ``data`` to a Zarr v3 store, one Zarr chunk per dask chunk, in parallel.
 
+    A DataArray is stored as the variable ``name`` (default: its own name, else ``'data'``); a
+    Dataset with every variable (those without both spatial dims are written as they are).
     The store opens with plain ``xarray.open_zarr`` in the data's own dtype (nodata is kept in a
     ``nodata`` attribute, not as a CF ``_FillValue``, and scales/offsets under rasterio's names
     ``scales``/``offsets``), and rioxarray finds its CRS and transform on ``spatial_ref``.
@@ -110,25 +143,44 @@ def to_zarr(
     pathlib.Path
         The path of the finished store.
     """
-    data = _as_raster(data)
+    import zarr
+
+    if isinstance(data, xr.Dataset):
+        rasters = _spatial_variables(data)
+        if not rasters:
+            raise InvalidArgumentError(
+                "the Dataset has no variable with both spatial dims: nothing to write"
+            )
+        others = {str(k): v for k, v in data.data_vars.items() if str(k) not in rasters}
+        attrs = dict(data.attrs)
+    else:
+        rasters = {str(name or data.name or "data"): data}
+        others, attrs = {}, {}
+    rasters = {var: _zarr_ready(raster) for var, raster in rasters.items()}
     target = prepare_output(path, overwrite=overwrite)
     partial = target.with_name(target.name + ".partial")
-    var = str(name or data.name or "data")
-    array = _regular_chunks(data.data)
-    data = data.copy(data=array)
-    job = _job_signature(array, var)
+    job = _job_signature(rasters)
     state = partial / _PROGRESS
     if not _resumable(partial, job):
         _remove(partial)
-        ds = _zarr_dataset(data, var)
+        ds = xr.merge(
+            [_zarr_dataset(raster, var) for var, raster in rasters.items()],
+            compat="override",
+            join="exact",
+            combine_attrs="override",
+        )
+        for var, other in others.items():
+            ds[var] = other
+        ds.attrs = attrs
         encoding = {
             var: {
-                "chunks": tuple(c[0] for c in array.chunks),
+                "chunks": tuple(c[0] for c in raster.data.chunks),
                 "compressors": [_zstd(compression_level)],
                 # xarray would add a NaN _FillValue to float data: plain open_zarr would then mask,
                 # and rioxarray would report NaN instead of the `nodata` attribute.
                 "_FillValue": None,
             }
+            for var, raster in rasters.items()
         }
         with warnings.catch_warnings():
             # Consolidated metadata lets plain xarray.open_zarr open the store without a warning;
@@ -142,21 +194,28 @@ def to_zarr(
                 zarr_format=3,
                 encoding=encoding,
             )
+        for var, other in others.items():  # small non-raster variables: written now
+            zarr.open_array(str(partial / var), mode="r+")[...] = np.asarray(other.values)
         state.mkdir()
         (state / "job.json").write_text(json.dumps({"job": job}))
     done = {p.name for p in state.iterdir() if p.name != "job.json"}
-    writes = da.map_blocks(
-        _write_zarr_block,
-        array,
-        store=str(partial / var),
-        state=str(state),
-        chunks=tuple((1,) * len(c) for c in array.chunks),
-        dtype=np.uint8,
-        meta=np.empty((0,) * array.ndim, dtype=np.uint8),
-    )
-    pending = [
-        d for idx, d in np.ndenumerate(writes.to_delayed()) if ".".join(map(str, idx)) not in done
-    ]
+    pending = []
+    for var, raster in rasters.items():
+        array = raster.data
+        writes = da.map_blocks(
+            _write_zarr_block,
+            array,
+            store=str(partial / var),
+            marker=str(state / var),
+            chunks=tuple((1,) * len(c) for c in array.chunks),
+            dtype=np.uint8,
+            meta=np.empty((0,) * array.ndim, dtype=np.uint8),
+        )
+        pending += [
+            d
+            for idx, d in np.ndenumerate(writes.to_delayed())
+            if _marker_name(var, idx) not in done
+        ]
     if pending:
         compute(pending, progress=progress)
     _remove(state)
@@ -164,6 +223,16 @@ def to_zarr(
         _remove(target)
     os.replace(partial, target)
     return target
+
+
+def _zarr_ready(raster: xr.DataArray) -> xr.DataArray:
+    """A dask-backed raster with spatial dims last and chunks on a regular (Zarr) grid."""
+    raster = _as_raster(raster, single_band_dim=False)
+    return raster.copy(data=_regular_chunks(raster.data))
+
+
+def _marker_name(var: str, index: tuple[int, ...]) -> str:
+    return var + "." + ".".join(map(str, index))
 
 
 def _zstd(level: int) -> Any:
@@ -193,8 +262,10 @@ def _zarr_dataset(data: xr.DataArray, var: str) -> xr.Dataset:
     return ds
 
 
-def _job_signature(array: da.Array, var: str) -> str:
-    text = f"{array.name}|{array.shape}|{array.chunks}|{array.dtype}|{var}"
+def _job_signature(rasters: dict[str, xr.DataArray]) -> str:
+    text = "|".join(
+        f"{var}:{r.data.name}:{r.shape}:{r.data.chunks}:{r.dtype}" for var, r in rasters.items()
+    )
     return hashlib.sha256(text.encode()).hexdigest()[:32]
 
 
@@ -207,16 +278,17 @@ def _resumable(partial: Path, job: str) -> bool:
 
 
 def _write_zarr_block(
-    block: np.ndarray, *, store: str, state: str, block_info: dict[Any, Any] | None = None
+    block: np.ndarray, *, store: str, marker: str, block_info: dict[Any, Any] | None = None
 ) -> np.ndarray:
+    """Write one block into its region of the Zarr array, then record it as done."""
     import zarr
 
     assert block_info is not None
     info = block_info[0]
     region = tuple(slice(a, b) for a, b in info["array-location"])
     zarr.open_array(store, mode="r+")[region] = np.asarray(block)
-    marker = Path(state) / ".".join(map(str, info["chunk-location"]))
-    marker.touch()
+    done = Path(marker)
+    (done.parent / _marker_name(done.name, info["chunk-location"])).touch()
     return np.ones((1,) * block.ndim, dtype=np.uint8)
 
 
@@ -233,7 +305,7 @@ def _remove(path: Path) -> None:
 
 
 def to_geotiff(
-    data: xr.DataArray,
+    data: xr.DataArray | xr.Dataset,
     path: str | os.PathLike[str],
     *,
     overwrite: bool = False,
