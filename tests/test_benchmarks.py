@@ -1,0 +1,93 @@
+"""Smoke test of benchmarks/speed.py at tiny sizes: the tables have their rows (no timings checked)."""
+
+from __future__ import annotations
+
+import importlib.util
+import sys
+from pathlib import Path
+
+import pytest
+
+SCRIPT = Path(__file__).resolve().parent.parent / "benchmarks" / "speed.py"
+
+pytest.importorskip("cv2")
+pytest.importorskip("psutil")
+pytest.importorskip("PIL")
+
+
+@pytest.fixture(scope="module")
+def speed():
+    spec = importlib.util.spec_from_file_location("dasksr_benchmark_speed", SCRIPT)
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module  # dataclasses look their module up by name
+    spec.loader.exec_module(module)
+    yield module
+    sys.modules.pop(spec.name, None)
+
+
+def test_machine_lines(speed):
+    lines = speed.machine_info()
+    assert lines[0].startswith("- CPU: ")
+    assert any("numpy" in line for line in lines)
+
+
+def test_kernel_table(speed):
+    section = speed.bench_kernel(size=64, runs=1)
+    assert section.labels() == [
+        "dasksr bicubic", "cv2 INTER_CUBIC", "Pillow BICUBIC", "GDAL read cubic",
+        "scipy zoom order=3", "dasksr lanczos", "cv2 INTER_LANCZOS4", "Pillow LANCZOS",
+    ]
+    assert "| implementation | median s | output MPix/s |" in section.markdown()
+    # Our kernels and Pillow's agree away from the borders: the rows compare the same work.
+    agreement = dict(zip(section.labels(), (row[-1] for row in section.rows), strict=True))
+    for name in ("dasksr bicubic", "dasksr lanczos"):
+        diff = float(agreement[name].rsplit(" ", 1)[-1])
+        assert diff < 1e-4
+    assert section.values["kernel cv2 INTER_CUBIC x cv2"] == pytest.approx(1.0)
+
+
+def test_blockwise_table(speed):
+    section = speed.bench_blockwise(size=128, chunk=32, runs=1)
+    labels = section.labels()
+    assert labels[0] == "dasksr kernel, whole array"
+    assert any(label.startswith("dasksr upscale, da.store") for label in labels)
+    assert any(label.startswith("cv2 map_overlap, da.store") for label in labels)
+    assert section.rows[0][3] == "1.00"
+    assert "blockwise store x" in section.values
+
+
+def test_cv2_map_overlap_is_seamless(speed):
+    import cv2
+    import dask.array as da
+    import numpy as np
+
+    image = speed.test_image(96)
+    whole = cv2.resize(np.pad(image, 2, mode="symmetric"), (200, 200),
+                       interpolation=cv2.INTER_CUBIC)[4:-4, 4:-4]
+    chunked = speed.cv2_map_overlap(da.from_array(image, chunks=40)).compute(scheduler="sync")
+    np.testing.assert_allclose(chunked, whole, rtol=0, atol=1e-5)
+
+
+@pytest.mark.slow
+def test_end_to_end_table(speed, tmp_path):
+    jobs = ["dasksr-zarr", "dasksr-tif", "cv2-map-overlap"]
+    section = speed.bench_end_to_end(tmp_path, size=128, runs=1, jobs=jobs)
+    assert section.labels() == [speed.JOBS[key].label for key in jobs]
+    for key in jobs:
+        assert section.values[f"e2e {key} RSS GiB"] > 0
+    assert (tmp_path / "scene_128.tif").exists()
+    assert not list(tmp_path.glob("out_*"))  # outputs are removed after each run
+
+
+def test_targets_table_marks_missing_numbers(speed):
+    section = speed.targets({"kernel dasksr bicubic x cv2": 0.7, "blockwise store x": 2.0})
+    met = {row[0]: row[-1] for row in section.rows}
+    assert met["kernel bicubic vs cv2 INTER_CUBIC (throughput ratio)"] == "yes"
+    assert met["blockwise da.store time / whole-array kernel time"] == "**no**"
+    assert met["end to end Zarr throughput / gdalwarp"] == "-"
+
+
+def test_parse_args(speed):
+    args = speed.parse_args(["--quick", "--runs", "2", "--jobs", "dasksr-zarr,gdalwarp"])
+    assert args.quick and args.runs == 2 and args.jobs == ["dasksr-zarr", "gdalwarp"]
