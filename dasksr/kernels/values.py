@@ -34,32 +34,45 @@ def invalid_mask(block: Any, nodata: float | None) -> Any | None:
     return mask
 
 
-def finalize(values: Any, dtype: np.dtype[Any], nodata: float | None, invalid: Any | None) -> Any:
+def finalize(
+    values: Any,
+    dtype: np.dtype[Any],
+    nodata: float | None,
+    invalid: Any | None,
+    out: Any | None = None,
+) -> Any:
     """Turn working-precision ``values`` into ``dtype``: round and clip integers, never wrap.
 
     ``invalid`` marks fine pixels that are nodata. A valid integer pixel that would round to the
     nodata value is moved one step towards the inside of the dtype's range, so that it stays valid.
+    ``values`` is used as scratch space; the result is written into ``out`` when given.
     """
     xp = _namespace(values)
     dtype = np.dtype(dtype)
+    if out is None:
+        out = xp.empty(values.shape, dtype=dtype)
     if dtype.kind in "iu":
         info = np.iinfo(dtype)
-        out = xp.rint(values, out=values)
-        xp.clip(out, info.min, info.max, out=out)
-        out = out.astype(dtype)
+        low, high, inner = info.min, info.max, None
         if nodata is not None and not np.isnan(nodata) and info.min <= nodata <= info.max:
-            fill = dtype.type(nodata)
-            step = dtype.type(1)
-            nudged = fill - step if fill == info.max else fill + step
-            clash = out == fill
+            # Nodata at an end of the range (0 for unsigned data, the minimum, the maximum) is
+            # kept out of reach by the clip itself; a nodata value inside needs its own pass.
+            if nodata == info.min:
+                low += 1
+            elif nodata == info.max:
+                high -= 1
+            else:
+                inner = float(nodata)
+        xp.rint(values, out=values)
+        xp.clip(values, low, high, out=values)
+        if inner is not None:
+            clash = values == inner
             if invalid is not None:
                 clash &= ~invalid
-            if bool(clash.any()):
-                out[clash] = nudged
-    elif dtype.kind == "f":
-        out = values.astype(dtype, copy=False)
+            values[clash] = inner + 1
+        xp.copyto(out, values, casting="unsafe")
     else:
-        out = values.astype(dtype)
+        xp.copyto(out, values, casting="unsafe")
     if invalid is not None:
         out[invalid] = (np.nan if dtype.kind == "f" else 0) if nodata is None else nodata
     return out
