@@ -544,3 +544,36 @@ def test_dataset_with_several_rasters_round_trips_through_zarr(tmp_path: Path) -
     single = dasksr.to_geotiff(fine[["red"]], tmp_path / "red.tif")
     with rasterio.open(single) as src:
         np.testing.assert_array_equal(src.read(1), fine["red"].values)
+
+
+def test_default_zarr_chunks_never_split_stored_chunks(tmp_path: Path) -> None:
+    data = xr.DataArray(np.zeros((1, 3000, 40), np.uint16), dims=("band", "y", "x"))
+    data.to_dataset(name="v").to_zarr(
+        tmp_path / "big.zarr", encoding={"v": {"chunks": (1, 3000, 40)}}, consolidated=False
+    )
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # xarray warns when chunks split the stored ones
+        opened = dasksr.open_raster(tmp_path / "big.zarr")
+    assert opened.chunks is not None and opened.chunks[1] == (3000,)
+
+
+def test_explicit_small_chunks_are_honoured_for_tiled_geotiffs(tmp_path: Path) -> None:
+    path = tmp_path / "tiled.tif"
+    with rasterio.open(
+        path,
+        "w",
+        driver="GTiff",
+        width=64,
+        height=64,
+        count=1,
+        dtype="uint8",
+        tiled=True,
+        blockxsize=32,
+        blockysize=32,
+        crs="EPSG:32633",
+        transform=Affine(10.0, 0.0, 0.0, 0.0, -10.0, 640.0),
+    ) as dst:
+        dst.write(np.arange(64 * 64, dtype=np.uint8).reshape(1, 64, 64))
+    assert dasksr.open_raster(path).chunks[1:] == ((64,), (64,))
+    assert dasksr.open_raster(path, chunks=16).chunks[1:] == ((16,) * 4, (16,) * 4)
+    assert dasksr.open_raster(path, chunks=40).chunks[1:] == ((32, 32), (32, 32))

@@ -28,14 +28,18 @@ def is_zarr_path(path: str | os.PathLike[str]) -> bool:
     return p.is_dir() and any((p / m).exists() for m in ("zarr.json", ".zgroup", ".zarray"))
 
 
-def aligned_chunks(block: int, size: int, target: int = DEFAULT_CHUNK) -> int:
-    """A chunk edge close to ``target``: a multiple of the file's ``block`` edge when the target
-    is at least one block, else ``target`` itself (smaller chunks were asked for on purpose).
+def aligned_chunks(
+    block: int, size: int, target: int = DEFAULT_CHUNK, *, split_blocks: bool = False
+) -> int:
+    """A chunk edge close to ``target`` and a whole number of the file's ``block`` edges.
+
+    With ``split_blocks`` a target smaller than one block is taken as it is (GDAL reads part of a
+    tile cheaply, and a user who asks for small chunks wants them); otherwise it grows to a block.
     """
     if target >= size:
         return size
     if target < block:
-        return max(1, target)
+        return max(1, target) if split_blocks else block
     return (target // block) * block
 
 
@@ -102,10 +106,11 @@ def _open_gdal(path: Path, chunks: Any) -> xr.DataArray:
         spec: Any = {"band": count, **chunks}
     else:
         edge = chunks or DEFAULT_CHUNK
+        asked = chunks is not None
         spec = {
             "band": count,
-            "y": aligned_chunks(bh, height, edge),
-            "x": aligned_chunks(bw, width, edge),
+            "y": aligned_chunks(bh, height, edge, split_blocks=asked),
+            "x": aligned_chunks(bw, width, edge, split_blocks=asked),
         }
     # rioxarray gives the coordinates, CRS and attributes; the pixels come from our own tasks,
     # which open the file by path and turn a damaged block into an InputError that pickles.
