@@ -139,8 +139,20 @@ def machine_info() -> list[str]:
         pass
     load = ", ".join(f"{v:.2f}" for v in os.getloadavg()) if hasattr(os, "getloadavg") else "-"
     versions = []
-    for dist in ("dasksr", "numpy", "dask", "distributed", "xarray", "zarr", "rasterio",
-                 "rioxarray", "opencv-python-headless", "pillow", "scipy", "odc-geo"):
+    for dist in (
+        "dasksr",
+        "numpy",
+        "dask",
+        "distributed",
+        "xarray",
+        "zarr",
+        "rasterio",
+        "rioxarray",
+        "opencv-python-headless",
+        "pillow",
+        "scipy",
+        "odc-geo",
+    ):
         try:
             versions.append(f"{dist} {md.version(dist)}")
         except md.PackageNotFoundError:
@@ -170,8 +182,9 @@ def _dasksr_source() -> str:
     root = Path(dasksr.__file__).resolve().parent.parent
 
     def git(*args: str) -> str:
-        out = subprocess.run(["git", "-C", str(root), *args], capture_output=True, text=True,
-                             check=False)
+        out = subprocess.run(
+            ["git", "-C", str(root), *args], capture_output=True, text=True, check=False
+        )
         return out.stdout.strip() if out.returncode == 0 else ""
 
     commit = git("rev-parse", "--short", "HEAD") if (root / ".git").exists() else ""
@@ -208,15 +221,15 @@ def kernel_candidates(image: np.ndarray, scale: int = SCALE) -> dict[str, Callab
     candidates: dict[str, Callable[[], Any]] = {}
     for name in ("bicubic", "lanczos"):
         method = get_method(name)
-        candidates[f"dasksr {name}"] = (
-            lambda method=method: upscale_numpy(image, method, scale)
-        )
+        candidates[f"dasksr {name}"] = lambda method=method: upscale_numpy(image, method, scale)
     try:
         import cv2
 
         cv2.setNumThreads(1)
-        for label, flag in (("cv2 INTER_CUBIC", cv2.INTER_CUBIC),
-                            ("cv2 INTER_LANCZOS4", cv2.INTER_LANCZOS4)):
+        for label, flag in (
+            ("cv2 INTER_CUBIC", cv2.INTER_CUBIC),
+            ("cv2 INTER_LANCZOS4", cv2.INTER_LANCZOS4),
+        ):
             candidates[label] = lambda flag=flag: cv2.resize(
                 image, (out_shape[1], out_shape[0]), interpolation=flag
             )
@@ -226,11 +239,11 @@ def kernel_candidates(image: np.ndarray, scale: int = SCALE) -> dict[str, Callab
         from PIL import Image
 
         picture = Image.fromarray(image)  # float32 -> mode 'F'
-        for label, flag in (("Pillow BICUBIC", Image.Resampling.BICUBIC),
-                            ("Pillow LANCZOS", Image.Resampling.LANCZOS)):
-            candidates[label] = lambda flag=flag: picture.resize(
-                (out_shape[1], out_shape[0]), flag
-            )
+        for label, flag in (
+            ("Pillow BICUBIC", Image.Resampling.BICUBIC),
+            ("Pillow LANCZOS", Image.Resampling.LANCZOS),
+        ):
+            candidates[label] = lambda flag=flag: picture.resize((out_shape[1], out_shape[0]), flag)
     except ImportError:
         pass
     candidates["GDAL read cubic"] = _gdal_resampled_read(image, scale)
@@ -253,8 +266,17 @@ def _gdal_resampled_read(image: np.ndarray, scale: int) -> Callable[[], Any]:
     tile = 256 if min(ny, nx) >= 256 else 16
     # A unit grid: GDAL's resampled read needs no georeferencing (and would warn without one).
     grid = {"crs": "EPSG:32633", "transform": rasterio.Affine(1.0, 0.0, 0.0, 0.0, -1.0, ny)}
-    with memfile.open(driver="GTiff", width=nx, height=ny, count=1, dtype="float32",
-                      tiled=True, blockxsize=tile, blockysize=tile, **grid) as dst:
+    with memfile.open(
+        driver="GTiff",
+        width=nx,
+        height=ny,
+        count=1,
+        dtype="float32",
+        tiled=True,
+        blockxsize=tile,
+        blockysize=tile,
+        **grid,
+    ) as dst:
         dst.write(image, 1)
 
     def read() -> np.ndarray:
@@ -276,8 +298,16 @@ def bench_kernel(size: int = 4096, runs: int = 3, scale: int = SCALE) -> Section
         f"Kernel: float32 {size}x{size} x{scale}, one thread, median of {runs}",
         ["implementation", "median s", "output MPix/s", "x cv2 (same kernel)", "notes"],
     )
-    order = ["dasksr bicubic", "cv2 INTER_CUBIC", "Pillow BICUBIC", "GDAL read cubic",
-             "scipy zoom order=3", "dasksr lanczos", "cv2 INTER_LANCZOS4", "Pillow LANCZOS"]
+    order = [
+        "dasksr bicubic",
+        "cv2 INTER_CUBIC",
+        "Pillow BICUBIC",
+        "GDAL read cubic",
+        "scipy zoom order=3",
+        "dasksr lanczos",
+        "cv2 INTER_LANCZOS4",
+        "Pillow LANCZOS",
+    ]
     diffs = _kernel_agreement(candidates, scale)
     notes = {
         "dasksr bicubic": "NumPy, Keys a=-0.5; includes padding the whole image",
@@ -305,7 +335,10 @@ def bench_kernel(size: int = 4096, runs: int = 3, scale: int = SCALE) -> Section
 def _kernel_agreement(candidates: dict[str, Callable[[], Any]], scale: int) -> dict[str, str]:
     """Max |dasksr - Pillow| away from the borders: evidence that both compute the same thing."""
     out = {}
-    for ours, theirs in (("dasksr bicubic", "Pillow BICUBIC"), ("dasksr lanczos", "Pillow LANCZOS")):
+    for ours, theirs in (
+        ("dasksr bicubic", "Pillow BICUBIC"),
+        ("dasksr lanczos", "Pillow LANCZOS"),
+    ):
         if ours in candidates and theirs in candidates:
             a = candidates[ours]()
             b = np.asarray(candidates[theirs]())
@@ -329,10 +362,14 @@ def cv2_block(block: np.ndarray, *, scale: int, halo: int, flag: int | None = No
     planes = block.reshape(-1, *block.shape[-2:])
     ny, nx = planes.shape[-2:]
     cut = halo * scale
-    out = np.stack([
-        cv2.resize(p, (nx * scale, ny * scale), interpolation=flag)[cut:-cut or None, cut:-cut or None]
-        for p in planes
-    ])
+    out = np.stack(
+        [
+            cv2.resize(p, (nx * scale, ny * scale), interpolation=flag)[
+                cut : -cut or None, cut : -cut or None
+            ]
+            for p in planes
+        ]
+    )
     return out.reshape(*block.shape[:-2], *out.shape[-2:])
 
 
@@ -351,8 +388,14 @@ def cv2_map_overlap(array: Any, scale: int = SCALE, halo: int = 2) -> Any:
         for ax in range(ndim)
     )
     return da.map_overlap(
-        partial(cv2_block, scale=scale, halo=halo), array, depth=depth, boundary=boundary,
-        trim=False, chunks=chunks, dtype=array.dtype, meta=np.empty((0,) * ndim, array.dtype),
+        partial(cv2_block, scale=scale, halo=halo),
+        array,
+        depth=depth,
+        boundary=boundary,
+        trim=False,
+        chunks=chunks,
+        dtype=array.dtype,
+        meta=np.empty((0,) * ndim, array.dtype),
     )
 
 
@@ -412,7 +455,9 @@ def bench_blockwise(
             reference = _median(t)
         ratio = _median(t) / reference if reference else float("nan")
         note = "the reference for the rows below it" if "whole array" in name else ""
-        section.rows.append([name, _fmt(_median(t), 3), _fmt(mpix / _median(t), 1), _fmt(ratio), note])
+        section.rows.append(
+            [name, _fmt(_median(t), 3), _fmt(mpix / _median(t), 1), _fmt(ratio), note]
+        )
         section.values[f"blockwise {name} x"] = ratio
     section.values["blockwise store x"] = section.values[
         f"blockwise dasksr upscale, da.store, {threads} threads x"
@@ -450,10 +495,20 @@ def make_input(path: Path, size: int, bands: int = 3) -> Path:
     tile = min(size, SCENE_TILE)
     base = make_scene(tile, bands)
     profile = {
-        "driver": "GTiff", "width": size, "height": size, "count": bands, "dtype": "uint16",
-        "crs": "EPSG:32633", "transform": rasterio.Affine(10.0, 0.0, 399960.0, 0.0, -10.0, 5000040.0),
-        "nodata": 0, "tiled": True, "blockxsize": 512, "blockysize": 512,
-        "compress": "deflate", "num_threads": "ALL_CPUS", "bigtiff": "IF_SAFER",
+        "driver": "GTiff",
+        "width": size,
+        "height": size,
+        "count": bands,
+        "dtype": "uint16",
+        "crs": "EPSG:32633",
+        "transform": rasterio.Affine(10.0, 0.0, 399960.0, 0.0, -10.0, 5000040.0),
+        "nodata": 0,
+        "tiled": True,
+        "blockxsize": 512,
+        "blockysize": 512,
+        "compress": "deflate",
+        "num_threads": "ALL_CPUS",
+        "bigtiff": "IF_SAFER",
     }
     partial = path.with_name(path.name + ".partial")
     with rasterio.open(partial, "w", **profile) as dst:
@@ -479,43 +534,111 @@ class Job:
 
 def _dasksr(method: str) -> Callable[[Path, Path, int], list[str]]:
     return lambda src, dst, size: [
-        sys.executable, "-m", "dasksr.cli", "upscale", str(src), str(dst), "--scale", str(SCALE),
-        "--method", method, "--no-progress", "--overwrite",
+        sys.executable,
+        "-m",
+        "dasksr.cli",
+        "upscale",
+        str(src),
+        str(dst),
+        "--scale",
+        str(SCALE),
+        "--method",
+        method,
+        "--no-progress",
+        "--overwrite",
     ]
 
 
 def _gdalwarp(src: Path, dst: Path, size: int) -> list[str]:
     n = str(size * SCALE)
     return [
-        shutil.which("gdalwarp") or "gdalwarp", "-q", "-overwrite", "-r", "cubic", "-multi",
-        "-wo", "NUM_THREADS=ALL_CPUS", "-co", "TILED=YES", "-co", "COMPRESS=DEFLATE",
-        "-co", "NUM_THREADS=ALL_CPUS", "-co", "BIGTIFF=IF_SAFER", "-ts", n, n, str(src), str(dst),
+        shutil.which("gdalwarp") or "gdalwarp",
+        "-q",
+        "-overwrite",
+        "-r",
+        "cubic",
+        "-multi",
+        "-wo",
+        "NUM_THREADS=ALL_CPUS",
+        "-co",
+        "TILED=YES",
+        "-co",
+        "COMPRESS=DEFLATE",
+        "-co",
+        "NUM_THREADS=ALL_CPUS",
+        "-co",
+        "BIGTIFF=IF_SAFER",
+        "-ts",
+        n,
+        n,
+        str(src),
+        str(dst),
     ]
 
 
 def _peer(name: str) -> Callable[[Path, Path, int], list[str]]:
     return lambda src, dst, size: [
-        sys.executable, str(Path(__file__).resolve()), "--peer", name, str(src), str(dst),
+        sys.executable,
+        str(Path(__file__).resolve()),
+        "--peer",
+        name,
+        str(src),
+        str(dst),
     ]
 
 
 JOBS: dict[str, Job] = {
     job.key: job
     for job in (
-        Job("dasksr-zarr", "dasksr bicubic -> Zarr", ".zarr", _dasksr("bicubic"),
-            "`dasksr upscale --method bicubic`, zstd"),
-        Job("dasksr-zarr-nearest", "dasksr nearest -> Zarr", ".zarr", _dasksr("nearest"),
-            "the I/O floor"),
-        Job("dasksr-tif", "dasksr bicubic -> GeoTIFF", ".tif", _dasksr("bicubic"),
-            "tiled 512, DEFLATE, all cores"),
-        Job("gdalwarp", "gdalwarp -r cubic -multi -> GeoTIFF", ".tif", _gdalwarp,
-            "NUM_THREADS=ALL_CPUS, tiled, DEFLATE"),
-        Job("rioxarray", "rioxarray reproject -> GeoTIFF", ".tif", _peer("rioxarray"),
-            "loads the whole array; cubic; tiled DEFLATE"),
-        Job("cv2-map-overlap", "map_overlap around cv2 -> Zarr", ".zarr", _peer("cv2-map-overlap"),
-            "INTER_CUBIC, halo 2, chunks 1024, zstd, threads"),
-        Job("odc-geo", "odc-geo xr_reproject -> Zarr", ".zarr", _peer("odc-geo"),
-            "cubic, no halo (seams), zstd, threads"),
+        Job(
+            "dasksr-zarr",
+            "dasksr bicubic -> Zarr",
+            ".zarr",
+            _dasksr("bicubic"),
+            "`dasksr upscale --method bicubic`, zstd",
+        ),
+        Job(
+            "dasksr-zarr-nearest",
+            "dasksr nearest -> Zarr",
+            ".zarr",
+            _dasksr("nearest"),
+            "the I/O floor",
+        ),
+        Job(
+            "dasksr-tif",
+            "dasksr bicubic -> GeoTIFF",
+            ".tif",
+            _dasksr("bicubic"),
+            "tiled 512, DEFLATE, all cores",
+        ),
+        Job(
+            "gdalwarp",
+            "gdalwarp -r cubic -multi -> GeoTIFF",
+            ".tif",
+            _gdalwarp,
+            "NUM_THREADS=ALL_CPUS, tiled, DEFLATE",
+        ),
+        Job(
+            "rioxarray",
+            "rioxarray reproject -> GeoTIFF",
+            ".tif",
+            _peer("rioxarray"),
+            "loads the whole array; cubic; tiled DEFLATE",
+        ),
+        Job(
+            "cv2-map-overlap",
+            "map_overlap around cv2 -> Zarr",
+            ".zarr",
+            _peer("cv2-map-overlap"),
+            "INTER_CUBIC, halo 2, chunks 1024, zstd, threads",
+        ),
+        Job(
+            "odc-geo",
+            "odc-geo xr_reproject -> Zarr",
+            ".zarr",
+            _peer("odc-geo"),
+            "cubic, no halo (seams), zstd, threads",
+        ),
     )
 }
 DASKSR_JOBS = ("dasksr-zarr", "dasksr-zarr-nearest", "dasksr-tif")
@@ -544,9 +667,7 @@ class RunResult:
     stderr: str
 
 
-def run_measured(
-    argv: list[str], *, cwd: Path | None = None, interval: float = 0.05
-) -> RunResult:
+def run_measured(argv: list[str], *, cwd: Path | None = None, interval: float = 0.05) -> RunResult:
     """Run ``argv``; return its wall time and the peak RSS of its process tree.
 
     Every ``interval`` seconds the tree's current RSS is summed (psutil) and each process's own
@@ -558,9 +679,7 @@ def run_measured(
 
     with tempfile.TemporaryFile("w+") as out, tempfile.TemporaryFile("w+") as err:
         start = time.perf_counter()
-        proc = subprocess.Popen(
-            argv, stdout=out, stderr=err, stdin=subprocess.DEVNULL, cwd=cwd
-        )
+        proc = subprocess.Popen(argv, stdout=out, stderr=err, stdin=subprocess.DEVNULL, cwd=cwd)
         peak = 0
         root = psutil.Process(proc.pid)
         while proc.poll() is None:
@@ -652,25 +771,35 @@ def bench_end_to_end(
             results[key].append(result)
             _remove(dst)
     section = Section(
-        title or f"End to end: {bands}x{size}x{size} uint16 GeoTIFF -> x{SCALE} "
+        title
+        or f"End to end: {bands}x{size}x{size} uint16 GeoTIFF -> x{SCALE} "
         f"({out_mpix:.0f} output MPix), median of {runs}",
-        ["job", "median s", "output MPix/s", "peak RSS GiB", "x gdalwarp speed",
-         "in-process MPix/s", "notes"],
+        [
+            "job",
+            "median s",
+            "output MPix/s",
+            "peak RSS GiB",
+            "x gdalwarp speed",
+            "in-process MPix/s",
+            "notes",
+        ],
     )
     median_s = {k: _median([r.seconds for r in v]) for k, v in results.items()}
     peak = {k: max(r.peak_rss for r in v) / GIB for k, v in results.items()}
     warp = median_s.get("gdalwarp")
     for key in jobs:
         inner = [s for s in (_reported_seconds(r.stdout) for r in results[key]) if s]
-        section.rows.append([
-            JOBS[key].label,
-            _fmt(median_s[key], 1),
-            _fmt(out_mpix / median_s[key], 1),
-            _fmt(peak[key]),
-            _fmt(warp / median_s[key]) if warp else "-",
-            _fmt(out_mpix / _median(inner), 1) if inner else "-",
-            JOBS[key].notes,
-        ])
+        section.rows.append(
+            [
+                JOBS[key].label,
+                _fmt(median_s[key], 1),
+                _fmt(out_mpix / median_s[key], 1),
+                _fmt(peak[key]),
+                _fmt(warp / median_s[key]) if warp else "-",
+                _fmt(out_mpix / _median(inner), 1) if inner else "-",
+                JOBS[key].notes,
+            ]
+        )
         section.values[f"e2e {key} s"] = median_s[key]
         section.values[f"e2e {key} MPix/s"] = out_mpix / median_s[key]
         section.values[f"e2e {key} RSS GiB"] = peak[key]
@@ -696,8 +825,14 @@ def _store_zarr(array: Any, dst: str) -> None:
     from zarr.codecs import ZstdCodec
 
     array = array.rechunk(array.chunksize)
-    z = zarr.create_array(dst, shape=array.shape, chunks=array.chunksize, dtype=array.dtype,
-                          compressors=[ZstdCodec(level=3)], overwrite=True)
+    z = zarr.create_array(
+        dst,
+        shape=array.shape,
+        chunks=array.chunksize,
+        dtype=array.dtype,
+        compressors=[ZstdCodec(level=3)],
+        overwrite=True,
+    )
     da.store(array, z, lock=False, scheduler="threads")
 
 
@@ -708,11 +843,14 @@ def peer_rioxarray(src: str, dst: str) -> None:
     data = rioxarray.open_rasterio(src, mask_and_scale=False)
     ny, nx = data.rio.shape
     fine = data.rio.reproject(
-        data.rio.crs, shape=(ny * SCALE, nx * SCALE), resampling=Resampling.cubic,
+        data.rio.crs,
+        shape=(ny * SCALE, nx * SCALE),
+        resampling=Resampling.cubic,
         num_threads=os.cpu_count() or 1,
     )
-    fine.rio.to_raster(dst, tiled=True, compress="DEFLATE", num_threads="ALL_CPUS",
-                       bigtiff="IF_SAFER")
+    fine.rio.to_raster(
+        dst, tiled=True, compress="DEFLATE", num_threads="ALL_CPUS", bigtiff="IF_SAFER"
+    )
 
 
 def peer_cv2_map_overlap(src: str, dst: str) -> None:
@@ -720,8 +858,9 @@ def peer_cv2_map_overlap(src: str, dst: str) -> None:
     import rioxarray
 
     cv2.setNumThreads(1)  # dask's threads are the parallelism
-    data = rioxarray.open_rasterio(src, chunks={"band": -1, "y": CHUNK, "x": CHUNK}, lock=False,
-                                   mask_and_scale=False)
+    data = rioxarray.open_rasterio(
+        src, chunks={"band": -1, "y": CHUNK, "x": CHUNK}, lock=False, mask_and_scale=False
+    )
     _store_zarr(cv2_map_overlap(data.data, SCALE), dst)
 
 
@@ -730,14 +869,18 @@ def peer_odc_geo(src: str, dst: str) -> None:
     import rioxarray
     from odc.geo.xr import xr_reproject
 
-    data = rioxarray.open_rasterio(src, chunks={"band": -1, "y": CHUNK, "x": CHUNK}, lock=False,
-                                   mask_and_scale=False)
+    data = rioxarray.open_rasterio(
+        src, chunks={"band": -1, "y": CHUNK, "x": CHUNK}, lock=False, mask_and_scale=False
+    )
     fine = xr_reproject(data, data.odc.geobox.zoom_out(1 / SCALE), resampling="cubic")
     _store_zarr(fine.data, dst)
 
 
-PEERS = {"rioxarray": peer_rioxarray, "cv2-map-overlap": peer_cv2_map_overlap,
-         "odc-geo": peer_odc_geo}
+PEERS = {
+    "rioxarray": peer_rioxarray,
+    "cv2-map-overlap": peer_cv2_map_overlap,
+    "odc-geo": peer_odc_geo,
+}
 
 
 # ----------------------------------------------------------------------------------------------
@@ -750,43 +893,85 @@ def targets(values: dict[str, float]) -> Section:
     v = values.get
     section = Section("Targets (issue 3)", ["target", "required", "measured", "met"])
 
-    def add(name: str, required: str, measured: float | None, ok: Callable[[float], bool],
-            digits: int = 2) -> None:
+    def add(
+        name: str,
+        required: str,
+        measured: float | None,
+        ok: Callable[[float], bool],
+        digits: int = 2,
+    ) -> None:
         if measured is None or not np.isfinite(measured):
             section.rows.append([name, required, "not measured", "-"])
         else:
-            section.rows.append([name, required, _fmt(measured, digits),
-                                 "yes" if ok(measured) else "**no**"])
+            section.rows.append(
+                [name, required, _fmt(measured, digits), "yes" if ok(measured) else "**no**"]
+            )
 
-    add("kernel bicubic vs cv2 INTER_CUBIC (throughput ratio)", ">= 0.5",
-        v("kernel dasksr bicubic x cv2"), lambda m: m >= 0.5)
-    add("kernel lanczos vs cv2 INTER_LANCZOS4 (throughput ratio)", ">= 0.5",
-        v("kernel dasksr lanczos x cv2"), lambda m: m >= 0.5)
-    add("blockwise da.store time / whole-array kernel time", "<= 1.5",
-        v("blockwise store x"), lambda m: m <= 1.5)
+    add(
+        "kernel bicubic vs cv2 INTER_CUBIC (throughput ratio)",
+        ">= 0.5",
+        v("kernel dasksr bicubic x cv2"),
+        lambda m: m >= 0.5,
+    )
+    add(
+        "kernel lanczos vs cv2 INTER_LANCZOS4 (throughput ratio)",
+        ">= 0.5",
+        v("kernel dasksr lanczos x cv2"),
+        lambda m: m >= 0.5,
+    )
+    add(
+        "blockwise da.store time / whole-array kernel time",
+        "<= 1.5",
+        v("blockwise store x"),
+        lambda m: m <= 1.5,
+    )
     zarr_s, warp_s = v("e2e dasksr-zarr s"), v("e2e gdalwarp s")
     nearest_s, tif_s = v("e2e dasksr-zarr-nearest s"), v("e2e dasksr-tif s")
-    add("end to end Zarr throughput / gdalwarp", ">= 3",
-        warp_s / zarr_s if zarr_s and warp_s else None, lambda m: m >= 3)
-    add("end to end Zarr bicubic time / nearest time", "<= 1.3",
-        zarr_s / nearest_s if zarr_s and nearest_s else None, lambda m: m <= 1.3)
-    add("end to end GeoTIFF throughput / gdalwarp", ">= 1.5",
-        warp_s / tif_s if tif_s and warp_s else None, lambda m: m >= 1.5)
+    add(
+        "end to end Zarr throughput / gdalwarp",
+        ">= 3",
+        warp_s / zarr_s if zarr_s and warp_s else None,
+        lambda m: m >= 3,
+    )
+    add(
+        "end to end Zarr bicubic time / nearest time",
+        "<= 1.3",
+        zarr_s / nearest_s if zarr_s and nearest_s else None,
+        lambda m: m <= 1.3,
+    )
+    add(
+        "end to end GeoTIFF throughput / gdalwarp",
+        ">= 1.5",
+        warp_s / tif_s if tif_s and warp_s else None,
+        lambda m: m >= 1.5,
+    )
     rss = [v(f"e2e {k} RSS GiB") for k in DASKSR_JOBS]
     rss = [r for r in rss if r is not None]
-    add("peak RSS of the dasksr jobs, GiB (largest)", "<= 1", max(rss) if rss else None,
-        lambda m: m <= 1.0)
+    add(
+        "peak RSS of the dasksr jobs, GiB (largest)",
+        "<= 1",
+        max(rss) if rss else None,
+        lambda m: m <= 1.0,
+    )
     growth = [
         v(f"large {k} RSS GiB") / v(f"e2e {k} RSS GiB")  # type: ignore[operator]
         for k in DASKSR_JOBS
         if v(f"large {k} RSS GiB") and v(f"e2e {k} RSS GiB")
     ]
-    add("peak RSS growth, 4x scene / 1x scene (largest)", "<= 1.2",
-        max(growth) if growth else None, lambda m: m <= 1.2)
+    add(
+        "peak RSS growth, 4x scene / 1x scene (largest)",
+        "<= 1.2",
+        max(growth) if growth else None,
+        lambda m: m <= 1.2,
+    )
     large_rss = [v(f"large {k} RSS GiB") for k in DASKSR_JOBS]
     large_rss = [r for r in large_rss if r is not None]
-    add("peak RSS on the 4x scene, GiB (largest)", "<= 1.2", max(large_rss) if large_rss else None,
-        lambda m: m <= 1.2)
+    add(
+        "peak RSS on the 4x scene, GiB (largest)",
+        "<= 1.2",
+        max(large_rss) if large_rss else None,
+        lambda m: m <= 1.2,
+    )
     return section
 
 
@@ -823,7 +1008,10 @@ def run(args: argparse.Namespace) -> str:
             emit(bench_end_to_end(workdir, scene, runs, jobs=args.jobs))
         if args.large:
             large = bench_end_to_end(
-                workdir, scene * 2, runs, jobs=DASKSR_JOBS,
+                workdir,
+                scene * 2,
+                runs,
+                jobs=DASKSR_JOBS,
                 title=f"End to end, 4x scene: 3x{scene * 2}x{scene * 2} uint16 -> x{SCALE} "
                 f"({3 * (scene * 2 * SCALE) ** 2 / 1e6:.0f} output MPix), dasksr only, "
                 f"median of {runs}",
@@ -839,22 +1027,42 @@ def run(args: argparse.Namespace) -> str:
 
 
 def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--quick", action="store_true",
-                        help="small sizes and 1 run: a smoke test that finishes in under a minute")
+    parser = argparse.ArgumentParser(
+        description=__doc__.split("\n\n")[0], formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument(
+        "--quick",
+        action="store_true",
+        help="small sizes and 1 run: a smoke test that finishes in under a minute",
+    )
     parser.add_argument("--runs", type=int, default=None, help="runs per candidate (default 3)")
-    parser.add_argument("--large", action="store_true",
-                        help="also run the dasksr jobs on the 4x scene (2x the edge): slow")
-    parser.add_argument("--size", type=int, default=None,
-                        help="edge of the end-to-end scene (default 8192; 1024 with --quick)")
-    parser.add_argument("--sections", default="kernel,blockwise,e2e",
-                        help="comma-separated subset of kernel,blockwise,e2e")
-    parser.add_argument("--jobs", type=lambda text: text.split(","), default=None,
-                        help=f"comma-separated end-to-end jobs (default: those installed of "
-                        f"{','.join(JOBS)})")
-    parser.add_argument("--workdir", default=None,
-                        help="keep inputs here (default: a temporary folder, removed at the end)")
+    parser.add_argument(
+        "--large",
+        action="store_true",
+        help="also run the dasksr jobs on the 4x scene (2x the edge): slow",
+    )
+    parser.add_argument(
+        "--size",
+        type=int,
+        default=None,
+        help="edge of the end-to-end scene (default 8192; 1024 with --quick)",
+    )
+    parser.add_argument(
+        "--sections",
+        default="kernel,blockwise,e2e",
+        help="comma-separated subset of kernel,blockwise,e2e",
+    )
+    parser.add_argument(
+        "--jobs",
+        type=lambda text: text.split(","),
+        default=None,
+        help=f"comma-separated end-to-end jobs (default: those installed of {','.join(JOBS)})",
+    )
+    parser.add_argument(
+        "--workdir",
+        default=None,
+        help="keep inputs here (default: a temporary folder, removed at the end)",
+    )
     parser.add_argument("--out", default=None, help="also write the tables to this Markdown file")
     parser.add_argument("--peer", nargs=3, metavar=("NAME", "SRC", "DST"), help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
