@@ -46,7 +46,7 @@ class Method:
         The integer scale factors the method supports.
     boundary : str
         How the image is extended past its edges; ``'reflect'`` is the half-sample symmetric
-        extension (``numpy.pad(mode='symmetric')``, dask's ``'reflect'``, MATLAB ``imresize``).
+        extension (``numpy.pad(mode='symmetric')``, dask's ``'reflect'``).
     """
 
     name: str
