@@ -16,7 +16,14 @@ from dask.base import tokenize
 
 from dasksr.kernels.registry import Method
 
-__all__ = ["merge_small_chunks", "pad_block", "upscale_block_array", "upscale_numpy"]
+__all__ = [
+    "downscale_blocks",
+    "map_with_halo",
+    "merge_small_chunks",
+    "pad_block",
+    "upscale_block_array",
+    "upscale_numpy",
+]
 
 _NUMPY_PAD_MODE = {"reflect": "symmetric", "nearest": "edge", "periodic": "wrap"}
 
@@ -72,38 +79,19 @@ def upscale_block_array(
         chunks[ax] = merge_small_chunks(array.chunks[ax], halo)
     if tuple(chunks) != array.chunks:
         array = array.rechunk(tuple(chunks))
-    # An axis shorter than the halo cannot be padded by dask from neighbours: it is one chunk
-    # (merged above) and the task pads it itself with the same rule.
-    short = tuple(ax for ax in spatial if array.shape[ax] < halo)
-    depth = {ax: (0 if ax in short or ax not in spatial else halo) for ax in range(ndim)}
-    boundary = {ax: (method.boundary if depth[ax] else "none") for ax in range(ndim)}
     out_chunks = tuple(
         tuple(c * scale for c in array.chunks[ax]) if ax in spatial else array.chunks[ax]
         for ax in range(ndim)
     )
-    task = partial(
-        _run_kernel,
-        method=method,
-        scale=scale,
-        nodata=nodata,
-        halo=halo,
-        short=tuple(ax - ndim for ax in short),
-    )
+    kernel = partial(_upscale_padded, method=method, scale=scale, nodata=nodata, halo=halo)
     # A deterministic name: the same input, method, scale and nodata give the same graph keys in
     # every process, which is what lets an interrupted Zarr job be recognised and resumed.
     name = f"upscale-{method.name}-x{scale}-" + tokenize(array.name, method.name, scale, nodata)
-    if halo == 0 or len(short) == 2:
-        return da.map_blocks(
-            task, array, chunks=out_chunks, dtype=array.dtype, meta=array._meta, name=name
-        )
-    return da.map_overlap(
-        task,
+    return map_with_halo(
+        kernel,
         array,
-        depth=depth,
-        boundary=boundary,
-        trim=False,
-        align_arrays=False,
-        allow_rechunk=False,
+        halo=halo,
+        boundary=method.boundary,
         chunks=out_chunks,
         dtype=array.dtype,
         meta=array._meta,
@@ -111,16 +99,62 @@ def upscale_block_array(
     )
 
 
-def _run_kernel(
-    block: Any,
-    *,
-    method: Method,
-    scale: int,
-    nodata: float | None,
+def map_with_halo(
+    kernel: Any,
+    *arrays: da.Array,
     halo: int,
-    short: tuple[int, ...],
+    boundary: str,
+    chunks: tuple[tuple[int, ...], ...],
+    dtype: Any,
+    meta: Any,
+    name: str | None = None,
+) -> da.Array:
+    """Call ``kernel(*padded_blocks)`` on every block, each padded by ``halo`` on the spatial axes.
+
+    The padding comes from the neighbouring blocks, or from ``boundary`` at the image edge, exactly
+    as the whole image is padded. The arrays' spatial chunks must be at least ``halo`` (see
+    `merge_small_chunks`); an axis shorter than the halo must be one chunk: dask cannot pad it from
+    neighbours, so the task pads it itself with the same rule.
+    """
+    first = arrays[0]
+    ndim = first.ndim
+    spatial = (ndim - 2, ndim - 1)
+    short = tuple(ax for ax in spatial if first.shape[ax] < halo)
+    depth = {ax: (halo if ax in spatial and ax not in short else 0) for ax in range(ndim)}
+    bound = {ax: (boundary if depth[ax] else "none") for ax in range(ndim)}
+    task = partial(
+        _padded_call,
+        kernel=kernel,
+        halo=halo,
+        boundary=boundary,
+        short=tuple(ax - ndim for ax in short),
+    )
+    options: dict[str, Any] = {"chunks": chunks, "dtype": dtype, "meta": meta}
+    if name is not None:
+        options["name"] = name
+    if halo == 0 or len(short) == 2:
+        return da.map_blocks(task, *arrays, **options)
+    return da.map_overlap(
+        task,
+        *arrays,
+        depth=depth,
+        boundary=bound,
+        trim=False,
+        align_arrays=False,
+        allow_rechunk=False,
+        **options,
+    )
+
+
+def _padded_call(
+    *blocks: Any, kernel: Any, halo: int, boundary: str, short: tuple[int, ...]
 ) -> Any:
-    block = pad_block(block, halo, method.boundary, short)
+    return kernel(*(pad_block(b, halo, boundary, short) for b in blocks))
+
+
+def _upscale_padded(
+    block: Any, *, method: Method, scale: int, nodata: float | None, halo: int
+) -> Any:
     if block.size == 0:
         shape = (*block.shape[:-2], *(max(n - 2 * halo, 0) * scale for n in block.shape[-2:]))
         return np.empty(shape, dtype=block.dtype)
@@ -151,28 +185,15 @@ def downscale_blocks(
         aligned = tuple(int(b - a) for a, b in zip([0, *edges[:-1]], edges, strict=True) if b > a)
         chunks[ax] = merge_small_chunks(aligned, halo)
     blocks = [a if a.chunks == tuple(chunks) else a.rechunk(tuple(chunks)) for a in arrays]
-    short = tuple(ax for ax in spatial if first.shape[ax] < halo)
-    depth = {ax: (halo if ax in spatial and ax not in short else 0) for ax in range(ndim)}
-    bound = {ax: (boundary if depth[ax] else "none") for ax in range(ndim)}
     out_chunks = tuple(
         tuple(c // scale for c in chunks[ax]) if ax in spatial else chunks[ax] for ax in range(ndim)
     )
-    short_axes = tuple(ax - ndim for ax in short)
-
-    def task(*padded: Any) -> Any:
-        return kernel(*(pad_block(b, halo, boundary, short_axes) for b in padded))
-
     meta = np.empty((0,) * ndim, dtype=np.float64)
-    if halo == 0 or len(short) == 2:
-        return da.map_blocks(task, *blocks, chunks=out_chunks, dtype=np.float64, meta=meta)
-    return da.map_overlap(
-        task,
+    return map_with_halo(
+        kernel,
         *blocks,
-        depth=depth,
-        boundary=bound,
-        trim=False,
-        align_arrays=False,
-        allow_rechunk=False,
+        halo=halo,
+        boundary=boundary,
         chunks=out_chunks,
         dtype=np.float64,
         meta=meta,
