@@ -7,7 +7,7 @@ from typing import Any
 
 import numpy as np
 
-__all__ = ["array_namespace", "to_numpy"]
+__all__ = ["array_namespace"]
 
 
 def array_namespace(array: Any) -> ModuleType:
@@ -19,10 +19,3 @@ def array_namespace(array: Any) -> ModuleType:
 
         return cupy
     return np
-
-
-def to_numpy(array: Any) -> np.ndarray:
-    """Return ``array`` as a NumPy array, copying from the device for CuPy arrays."""
-    if array_namespace(array) is not np:
-        return array.get()
-    return np.asarray(array)

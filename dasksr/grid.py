@@ -6,18 +6,10 @@ Pixel-is-area: fine pixel ``j`` (0-based) has its centre at coarse pixel coordin
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-
 import numpy as np
 from affine import Affine
 
-__all__ = ["fine_shape", "fine_transform", "fine_positions", "fine_coordinate"]
-
-
-def fine_shape(shape: Sequence[int], scale: int) -> tuple[int, ...]:
-    """Shape of the upscaled array: the last two axes times ``scale``."""
-    *lead, ny, nx = shape
-    return (*lead, ny * scale, nx * scale)
+__all__ = ["fine_transform", "fine_positions", "fine_coordinate"]
 
 
 def fine_transform(transform: Affine, scale: int) -> Affine:
