@@ -483,7 +483,7 @@ def make_input(path: Path, size: int, bands: int = 3) -> Path:
     import rasterio
     from rasterio.windows import Window
 
-    from dasksr.demo import make_scene
+    from dasksr.demo import make_scene, scene_profile
 
     if path.exists():
         try:
@@ -495,18 +495,7 @@ def make_input(path: Path, size: int, bands: int = 3) -> Path:
     tile = min(size, SCENE_TILE)
     base = make_scene(tile, bands)
     profile = {
-        "driver": "GTiff",
-        "width": size,
-        "height": size,
-        "count": bands,
-        "dtype": "uint16",
-        "crs": "EPSG:32633",
-        "transform": rasterio.Affine(10.0, 0.0, 399960.0, 0.0, -10.0, 5000040.0),
-        "nodata": 0,
-        "tiled": True,
-        "blockxsize": 512,
-        "blockysize": 512,
-        "compress": "deflate",
+        **scene_profile(size, bands, tile=512),
         "num_threads": "ALL_CPUS",
         "bigtiff": "IF_SAFER",
     }

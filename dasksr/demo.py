@@ -7,7 +7,7 @@ from pathlib import Path
 
 import numpy as np
 
-__all__ = ["make_scene", "write_demo_scene"]
+__all__ = ["make_scene", "scene_profile", "write_demo_scene"]
 
 
 def make_scene(size: int = 1024, bands: int = 3, *, seed: int = 0) -> np.ndarray:
@@ -40,13 +40,11 @@ def make_scene(size: int = 1024, bands: int = 3, *, seed: int = 0) -> np.ndarray
     return scene
 
 
-def write_demo_scene(path: str | os.PathLike[str], size: int = 1024, bands: int = 3) -> Path:
-    """Write the demo scene as a tiled GeoTIFF (UTM 33N, 10 m pixels, nodata 0)."""
-    import rasterio
+def scene_profile(size: int, bands: int, *, tile: int = 256) -> dict[str, object]:
+    """The rasterio profile of the demo scene: UTM 33N, 10 m pixels, nodata 0, tiled, DEFLATE."""
     from rasterio.transform import from_origin
 
-    data = make_scene(size, bands)
-    profile = {
+    return {
         "driver": "GTiff",
         "width": size,
         "height": size,
@@ -56,10 +54,18 @@ def write_demo_scene(path: str | os.PathLike[str], size: int = 1024, bands: int 
         "transform": from_origin(399960.0, 5000040.0, 10.0, 10.0),
         "nodata": 0,
         "tiled": True,
-        "blockxsize": 256,
-        "blockysize": 256,
+        "blockxsize": tile,
+        "blockysize": tile,
         "compress": "deflate",
     }
+
+
+def write_demo_scene(path: str | os.PathLike[str], size: int = 1024, bands: int = 3) -> Path:
+    """Write the demo scene as a tiled GeoTIFF (UTM 33N, 10 m pixels, nodata 0)."""
+    import rasterio
+
+    data = make_scene(size, bands)
+    profile = scene_profile(size, bands, tile=256)
     names = ["red", "green", "blue", "nir"]
     with rasterio.open(path, "w", **profile) as dst:
         dst.write(data)
