@@ -22,8 +22,9 @@ from typing import Any
 import numpy as np
 
 from dasksr.backend import array_namespace
+from dasksr.kernels.loops import polyphase_rows
 from dasksr.kernels.registry import Method, register
-from dasksr.kernels.values import finalize, invalid_mask, work_dtype
+from dasksr.kernels.values import finalize, integer_range, invalid_mask, work_dtype
 
 __all__ = [
     "keys_cubic",
@@ -109,6 +110,13 @@ def upsample_separable(block: Any, scale: int, kernel: str, *, nodata: float | N
     masks = None if invalid is None else invalid.reshape(-1, py, px)
     out = xp.empty((planes.shape[0], ny * scale, nx * scale), dtype=dtype)
     strip = max(8, min(256, _STRIP_PIXELS // max(px, 1))) if xp is np else max(ny, 1)
+    clip, inner = None, None
+    if dtype.kind in "iu":
+        low, high, inner = integer_range(dtype, nodata)
+        clip = (low, high)
+    # The compiled loops also round, clip and cast, straight into the output, when the strip has
+    # no invalid pixel and no valid value can land on nodata.
+    compiled = xp is np and dtype in _COMPILED_OUTPUT and inner is None
     for b in range(planes.shape[0]):
         for r0 in range(0, ny, strip):
             r1 = min(ny, r0 + strip)
@@ -116,12 +124,17 @@ def upsample_separable(block: Any, scale: int, kernel: str, *, nodata: float | N
             mask = None if masks is None else masks[b, r0 : r1 + 2 * halo]
             if mask is not None and not bool(mask.any()):
                 mask = None
+            target = out[b, r0 * scale : r1 * scale]
+            if mask is None and compiled:
+                # The compiled loops round, clip and cast straight into the output.
+                polyphase_rows(rows, weights, out=target, clip=clip)
+                continue
             if mask is None:
                 fine = _polyphase_rows(rows, scale, halo, weights, wdtype)
                 fine_invalid = None
             else:
                 fine, fine_invalid = _with_invalid(rows, mask, scale, halo, weights, wdtype)
-            finalize(fine, dtype, nodata, fine_invalid, out=out[b, r0 * scale : r1 * scale])
+            finalize(fine, dtype, nodata, fine_invalid, out=target)
     return out.reshape(*lead, ny * scale, nx * scale)
 
 
@@ -157,7 +170,19 @@ def _with_invalid(
 
 
 def _polyphase_rows(rows: Any, scale: int, halo: int, weights: np.ndarray, wdtype: Any) -> Any:
-    """Separable polyphase upsampling of one padded 2-D strip, in working precision."""
+    """Separable polyphase upsampling of one padded 2-D strip, in working precision.
+
+    NumPy strips run the compiled loops; other arrays (CuPy) the same arithmetic array-at-a-time.
+    """
+    if array_namespace(rows) is np:
+        return polyphase_rows(rows, weights)
+    return _polyphase_rows_arrays(rows, scale, halo, weights, wdtype)
+
+
+def _polyphase_rows_arrays(
+    rows: Any, scale: int, halo: int, weights: np.ndarray, wdtype: Any
+) -> Any:
+    """:func:`_polyphase_rows` with whole-array operations (any array module)."""
     xp = array_namespace(rows)
     n, nx = rows.shape[0] - 2 * halo, rows.shape[1] - 2 * halo
     across = xp.empty((rows.shape[0], nx, scale), dtype=wdtype)
@@ -200,6 +225,12 @@ def _apply_taps(src: Any, dst: Any, weights: np.ndarray, *, axis: int, wdtype: A
         if acc is not None:
             dst[..., phase] = acc
 
+
+#: Output dtypes the compiled loops write directly (wider integers go through ``finalize``).
+_COMPILED_OUTPUT = frozenset(
+    np.dtype(t)
+    for t in ("uint8", "int8", "uint16", "int16", "uint32", "int32", "float32", "float64")
+)
 
 _KERNELS: dict[str, tuple[Callable[[np.ndarray], np.ndarray], int]] = {
     "bilinear": (triangle, 1),

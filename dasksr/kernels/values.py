@@ -6,7 +6,7 @@ from typing import Any
 
 import numpy as np
 
-__all__ = ["work_dtype", "invalid_mask", "finalize", "cast"]
+__all__ = ["work_dtype", "invalid_mask", "integer_range", "finalize", "cast"]
 
 
 def work_dtype(dtype: np.dtype[Any]) -> np.dtype[Any]:
@@ -34,6 +34,25 @@ def invalid_mask(block: Any, nodata: float | None) -> Any | None:
     return mask
 
 
+def integer_range(dtype: np.dtype[Any], nodata: float | None) -> tuple[float, float, float | None]:
+    """``(low, high, inner)``: the clip range of valid values of integer ``dtype``.
+
+    Nodata at an end of the range (0 for unsigned data, the minimum, the maximum) is kept out of
+    reach by the clip itself; a nodata value inside the range is returned as ``inner`` and needs
+    its own pass (see :func:`finalize`).
+    """
+    info = np.iinfo(dtype)
+    low, high, inner = float(info.min), float(info.max), None
+    if nodata is not None and not np.isnan(nodata) and info.min <= nodata <= info.max:
+        if nodata == info.min:
+            low += 1
+        elif nodata == info.max:
+            high -= 1
+        else:
+            inner = float(nodata)
+    return low, high, inner
+
+
 def finalize(
     values: Any,
     dtype: np.dtype[Any],
@@ -52,17 +71,7 @@ def finalize(
     if out is None:
         out = xp.empty(values.shape, dtype=dtype)
     if dtype.kind in "iu":
-        info = np.iinfo(dtype)
-        low, high, inner = info.min, info.max, None
-        if nodata is not None and not np.isnan(nodata) and info.min <= nodata <= info.max:
-            # Nodata at an end of the range (0 for unsigned data, the minimum, the maximum) is
-            # kept out of reach by the clip itself; a nodata value inside needs its own pass.
-            if nodata == info.min:
-                low += 1
-            elif nodata == info.max:
-                high -= 1
-            else:
-                inner = float(nodata)
+        low, high, inner = integer_range(dtype, nodata)
         xp.rint(values, out=values)
         xp.clip(values, low, high, out=values)
         if inner is not None:
