@@ -3,10 +3,20 @@
 The kernel always sees its block padded by ``halo`` pixels, taken from the neighbouring blocks or,
 at the image edge, made by the method's boundary rule, exactly as the whole-image result pads the
 whole image. The output chunks are the input chunks times the scale; nothing is blended.
+
+Two wirings give the same pixels:
+
+- For any dask array, ``map_overlap`` copies the halo out of the neighbouring blocks. Every input
+  block is then held until its eight neighbours are done, and the graph's overlap tasks keep the
+  read of a block apart from its upscaling and writing.
+- For an array made by `from_source` (``open_raster`` does it for GeoTIFFs), every output block's
+  task reads its own haloed window straight from the source. Tasks have no neighbours, so read,
+  upscale and write fuse into one task per block, and memory stays flat however large the scene.
 """
 
 from __future__ import annotations
 
+import threading
 from functools import partial
 from typing import Any
 
@@ -18,6 +28,7 @@ from dasksr.kernels.registry import Method
 
 __all__ = [
     "downscale_blocks",
+    "from_source",
     "map_with_halo",
     "merge_small_chunks",
     "pad_block",
@@ -28,17 +39,53 @@ __all__ = [
 _NUMPY_PAD_MODE = {"reflect": "symmetric", "nearest": "edge", "periodic": "wrap"}
 
 
+def from_source(source: Any, chunks: Any, *, name: str, meta: Any | None = None) -> da.Array:
+    """A dask array of ``source`` whose upscaling reads haloed windows straight from ``source``.
+
+    ``source`` has ``shape``, ``dtype``, ``ndim`` and ``__getitem__`` taking a tuple of
+    unit-step slices (dask's ``from_array`` contract), and may be read from any thread or process.
+    ``name`` must identify the content (dask's own rule for names): `upscale_block_array`
+    recognises the array by it, and any change to the array (slicing, arithmetic, rechunking)
+    gives a new name and so the ``map_overlap`` wiring.
+    """
+    array = da.from_array(
+        source, chunks=chunks, name=name, lock=False, asarray=True, fancy=False, meta=meta
+    )
+    with _SOURCES_LOCK:
+        _SOURCES[array.name] = (source, array.chunks)
+    return array
+
+
+#: The sources of the arrays made by `from_source`, by dask name, with the chunks they were made
+#: with. A source object is small (a path, a shape); they are kept for the life of the process.
+_SOURCES: dict[str, tuple[Any, tuple[tuple[int, ...], ...]]] = {}
+_SOURCES_LOCK = threading.Lock()
+
+
+def _source_of(array: da.Array) -> Any | None:
+    with _SOURCES_LOCK:
+        found = _SOURCES.get(array.name)
+    if found is None or found[1] != array.chunks:
+        return None
+    return found[0]
+
+
 def pad_block(block: Any, halo: int, boundary: str, axes: tuple[int, ...] = (-2, -1)) -> Any:
     """Pad ``block`` by ``halo`` on ``axes`` with the boundary rule, as the whole image is padded."""
-    if halo == 0 or not axes:
+    return pad_sides(block, dict.fromkeys(axes, (halo, halo)), boundary)
+
+
+def pad_sides(block: Any, widths: dict[int, tuple[int, int]], boundary: str) -> Any:
+    """Pad each axis in ``widths`` by its ``(before, after)`` pixels with the boundary rule."""
+    if not any(before or after for before, after in widths.values()):
         return block
     from dasksr.backend import array_namespace
 
     xp = array_namespace(block)
-    width = [(0, 0)] * block.ndim
-    for ax in axes:
-        width[ax] = (halo, halo)
-    return xp.pad(block, width, mode=_NUMPY_PAD_MODE[boundary])
+    full = [(0, 0)] * block.ndim
+    for ax, pair in widths.items():
+        full[ax] = pair
+    return xp.pad(block, full, mode=_NUMPY_PAD_MODE[boundary])
 
 
 def upscale_numpy(image: Any, method: Method, scale: int, *, nodata: float | None = None) -> Any:
@@ -68,12 +115,33 @@ def upscale_block_array(
 ) -> da.Array:
     """Upscale the last two axes of a dask ``array`` blockwise with ``method``.
 
-    Chunks smaller than the halo are merged with a neighbour first. An axis shorter than the halo is
-    taken whole and padded inside the task, so the result equals `upscale_numpy` on any chunking.
+    An array made by `from_source` keeps its chunks, and every task reads its haloed window from
+    the source. Otherwise chunks smaller than the halo are merged with a neighbour first and an
+    axis shorter than the halo is taken whole and padded inside the task. Either way the result
+    equals `upscale_numpy` on any chunking.
     """
     halo = method.halo(scale)
     ndim = array.ndim
     spatial = (ndim - 2, ndim - 1)
+    # A deterministic name: the same input, method, scale and nodata give the same graph keys in
+    # every process, which is what lets an interrupted Zarr job be recognised and resumed.
+    name = f"upscale-{method.name}-x{scale}-" + tokenize(array.name, method.name, scale, nodata)
+    source = _source_of(array) if halo else None
+    if source is not None:
+        windows = _UpscaledWindows(source, method, scale, nodata)
+        out_chunks = tuple(
+            tuple(c * scale for c in array.chunks[ax]) if ax in spatial else array.chunks[ax]
+            for ax in range(ndim)
+        )
+        return da.from_array(
+            windows,
+            chunks=out_chunks,
+            name=name,
+            lock=False,
+            asarray=False,
+            fancy=False,
+            meta=array._meta,
+        )
     chunks = list(array.chunks)
     for ax in spatial:
         chunks[ax] = merge_small_chunks(array.chunks[ax], halo)
@@ -84,9 +152,6 @@ def upscale_block_array(
         for ax in range(ndim)
     )
     kernel = partial(_upscale_padded, method=method, scale=scale, nodata=nodata, halo=halo)
-    # A deterministic name: the same input, method, scale and nodata give the same graph keys in
-    # every process, which is what lets an interrupted Zarr job be recognised and resumed.
-    name = f"upscale-{method.name}-x{scale}-" + tokenize(array.name, method.name, scale, nodata)
     return map_with_halo(
         kernel,
         array,
@@ -97,6 +162,61 @@ def upscale_block_array(
         meta=array._meta,
         name=name,
     )
+
+
+class _UpscaledWindows:
+    """The upscaled ``source`` as a lazily computed array: a read of any output region reads the
+    input region under it plus the halo from ``source``, pads what lies past the image edge by the
+    boundary rule, and runs the kernel."""
+
+    def __init__(self, source: Any, method: Method, scale: int, nodata: float | None) -> None:
+        self.source = source
+        self.method = method
+        self.scale = scale
+        self.nodata = nodata
+        self.halo = method.halo(scale)
+        self.dtype = np.dtype(source.dtype)
+        self.shape = (*source.shape[:-2], *(n * scale for n in source.shape[-2:]))
+        self.ndim = len(self.shape)
+
+    def __getitem__(self, key: Any) -> Any:
+        key = key if isinstance(key, tuple) else (key,)
+        key = key + (slice(None),) * (self.ndim - len(key))
+        lead, spatial = key[:-2], key[-2:]
+        scale, halo = self.scale, self.halo
+        reads: list[slice] = []
+        widths: dict[int, tuple[int, int]] = {}
+        crops: list[Any] = []
+        for ax, k, n_fine, n in zip(
+            (-2, -1), spatial, self.shape[-2:], self.source.shape[-2:], strict=True
+        ):
+            picks = range(n_fine)[k]  # an int keeps its axis here and is dropped at the end
+            picks = picks if isinstance(picks, range) else range(picks, picks + 1)
+            if len(picks) == 0:
+                shape = np.broadcast_to(np.zeros((), np.bool_), self.shape)[key].shape
+                return np.empty(shape, dtype=self.dtype)
+            start, stop = min(picks), max(picks) + 1
+            first, last = start // scale, -(-stop // scale)  # input pixels under the region
+            low, high = max(first - halo, 0), min(last + halo, n)
+            reads.append(slice(low, high))
+            widths[ax] = (halo - (first - low), halo - (high - last))
+            base = first * scale
+            if not isinstance(k, slice):
+                crops.append(start - base)
+            elif picks.step == 1:
+                crops.append(slice(start - base, stop - base))
+            else:
+                crops.append(np.asarray(picks) - base)
+        block = np.asarray(self.source[(*lead, *reads)])
+        padded = pad_sides(block, widths, self.method.boundary)
+        fine = _upscale_padded(
+            padded, method=self.method, scale=scale, nodata=self.nodata, halo=halo
+        )
+        for ax, crop in zip((-2, -1), crops, strict=True):
+            if isinstance(crop, np.ndarray):
+                fine = np.take(fine, crop, axis=ax)
+                crops[ax] = slice(None)
+        return fine[(..., *crops)]
 
 
 def map_with_halo(

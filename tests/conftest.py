@@ -6,6 +6,7 @@ tests read dasksr's outputs against files it did not make.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -152,6 +153,23 @@ def damaged_geotiff() -> Callable[[Path], Raster]:
         return raster
 
     return make
+
+
+@pytest.fixture(scope="session")
+def names_damaged_tile() -> Callable[[str], bool]:
+    """``names_damaged_tile(message)``: the error names a window holding the damaged tile.
+
+    A task reads its block with the method's halo, so the window is the block's, widened.
+    """
+
+    def check(message: str) -> bool:
+        found = re.search(r"rows (\d+):(\d+), columns (\d+):(\d+)", message)
+        if found is None:
+            return False
+        r0, r1, c0, c1 = map(int, found.groups())
+        return r0 < 128 and r1 > 64 and c0 < 128 and c1 > 64
+
+    return check
 
 
 @pytest.fixture(scope="session")

@@ -189,6 +189,7 @@ def test_damaged_input_on_a_scheduler_is_one_line(
     scheduler: str,
     tmp_path: Path,
     damaged_geotiff: Callable[[Path], Any],
+    names_damaged_tile: Callable[[str], bool],
     capsys: pytest.CaptureFixture[str],
 ) -> None:
     raster = damaged_geotiff(tmp_path / "damaged.tif")
@@ -206,5 +207,5 @@ def test_damaged_input_on_a_scheduler_is_one_line(
     err = capsys.readouterr().err
     assert status == 2
     assert len(err.splitlines()) == 1, err
-    assert err.startswith("dasksr: error: input ") and "rows 64:128, columns 64:128" in err
+    assert err.startswith("dasksr: error: input ") and names_damaged_tile(err)
     assert {p.name for p in tmp_path.iterdir()} == {"damaged.tif"}

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import threading
 import warnings
 from pathlib import Path
 from typing import Any
@@ -12,6 +13,7 @@ import numpy as np
 import xarray as xr
 from dask.base import tokenize
 
+from dasksr.blockwise import from_source
 from dasksr.errors import InputError, InvalidArgumentError
 
 __all__ = ["DEFAULT_CHUNK", "open_raster", "is_zarr_path", "aligned_chunks"]
@@ -127,20 +129,22 @@ def _open_gdal(path: Path, chunks: Any) -> xr.DataArray:
     )
     stat = source.stat()
     name = "open_raster-" + tokenize(str(source), stat.st_mtime_ns, stat.st_size, block_chunks)
-    pixels = da.from_array(
+    # Registered as a source: upscaling reads each block's haloed window straight from the file.
+    pixels = from_source(
         _RasterWindows(str(source), shape, dtype, shown=str(path)),
-        chunks=block_chunks,
+        block_chunks,
         name=name,
-        lock=False,
-        asarray=True,
-        fancy=False,
         meta=np.empty((0, 0, 0), dtype=dtype),
     )
     return _tidy_attrs(meta.copy(data=pixels))
 
 
 class _RasterWindows:
-    """A lazily read GDAL raster: every ``[band, rows, cols]`` read opens the file by its path."""
+    """A lazily read GDAL raster: ``[band, rows, cols]`` reads through a per-thread open dataset.
+
+    Each thread keeps the file open (see `_open_dataset`), so that GDAL's block cache serves the
+    tiles that neighbouring windows share: a haloed window costs about what its own tiles cost.
+    """
 
     def __init__(self, path: str, shape: tuple[int, int, int], dtype: np.dtype, *, shown: str):
         self.path = path
@@ -150,7 +154,6 @@ class _RasterWindows:
         self.shown = shown
 
     def __getitem__(self, key: Any) -> np.ndarray:
-        import rasterio
         from rasterio.errors import RasterioError
         from rasterio.windows import Window
 
@@ -163,14 +166,15 @@ class _RasterWindows:
             return np.empty(shape, dtype=self.dtype)
         (b0, b1), (r0, r1), (c0, c1) = ((int(np.min(p)), int(np.max(p)) + 1) for p in picks)
         try:
-            with rasterio.open(self.path) as src:
-                block = np.asarray(
-                    src.read(
-                        indexes=list(range(b0 + 1, b1 + 1)),
-                        window=Window.from_slices((r0, r1), (c0, c1)),
-                    )
+            src = _open_dataset(self.path)
+            block = np.asarray(
+                src.read(
+                    indexes=list(range(b0 + 1, b1 + 1)),
+                    window=Window.from_slices((r0, r1), (c0, c1)),
                 )
+            )
         except (RasterioError, OSError) as exc:
+            _forget_dataset(self.path)
             reason = _reason(exc)
         else:
             lows = (b0, r0, c0)
@@ -186,6 +190,58 @@ class _RasterWindows:
             f"input {self.shown!r} cannot be read at rows {r0}:{r1}, columns {c0}:{c1} "
             f"({reason}): the file is damaged or truncated, replace it"
         )
+
+
+#: GDAL's block cache, in MB, for the processes that read rasters: enough for the tiles that
+#: neighbouring windows share, and far below GDAL's default of 5% of the machine's memory, which
+#: would grow with the scene. Set before the first read; GDAL_CACHEMAX in the environment wins.
+GDAL_CACHE_MB = 32
+
+_local = threading.local()
+#: Files each thread keeps open (the least recently read is closed first).
+_HANDLES_PER_THREAD = 4
+
+
+def _open_dataset(path: str) -> Any:
+    """This thread's open rasterio dataset for ``path``, reopened when the file has changed."""
+    import rasterio
+
+    stat = os.stat(path)
+    stamp = (stat.st_mtime_ns, stat.st_size, stat.st_ino)
+    handles = _local.__dict__.setdefault("handles", {})
+    found = handles.pop(path, None)
+    if found is not None and found[0] == stamp:
+        handles[path] = found  # now the most recently used
+        return found[1]
+    if found is not None:
+        found[1].close()
+    while len(handles) >= _HANDLES_PER_THREAD:
+        handles.pop(next(iter(handles)))[1].close()
+    _limit_gdal_cache()
+    handle = rasterio.open(path)
+    handles[path] = (stamp, handle)
+    return handle
+
+
+def _forget_dataset(path: str) -> None:
+    found = _local.__dict__.get("handles", {}).pop(path, None)
+    if found is not None:
+        found[1].close()
+
+
+_cache_limited = False
+
+
+def _limit_gdal_cache() -> None:
+    global _cache_limited
+    if _cache_limited:
+        return
+    _cache_limited = True
+    if "GDAL_CACHEMAX" not in os.environ:
+        from rasterio.env import set_gdal_config
+
+        # rasterio hands an integer to GDALSetCacheMax64, in bytes.
+        set_gdal_config("GDAL_CACHEMAX", GDAL_CACHE_MB * 2**20)
 
 
 def _reason(exc: BaseException) -> str:

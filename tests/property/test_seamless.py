@@ -11,11 +11,12 @@ import dask
 import dask.array as da
 import numpy as np
 import pytest
+from dask.base import tokenize
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 import dasksr
-from dasksr.blockwise import upscale_numpy
+from dasksr.blockwise import _UpscaledWindows, from_source, upscale_numpy
 from dasksr.kernels import get_method, list_methods
 
 METHODS = [m.name for m in list_methods()]
@@ -77,6 +78,7 @@ def assert_seamless(whole: np.ndarray, chunked: np.ndarray) -> None:
     assert float(np.max(np.abs(chunked[~nan] - finite))) <= 1e-5 * span
 
 
+@pytest.mark.parametrize("wiring", ["map_overlap", "source"])
 @pytest.mark.parametrize("method", METHODS)
 @settings(
     max_examples=40,
@@ -84,14 +86,21 @@ def assert_seamless(whole: np.ndarray, chunked: np.ndarray) -> None:
     suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large],
 )
 @given(case=rasters())
-def test_chunked_equals_whole_image(method: str, case: tuple) -> None:
+def test_chunked_equals_whole_image(method: str, wiring: str, case: tuple) -> None:
+    # Two wirings (see dasksr.blockwise): a dask array of any origin, whose blocks get their halo
+    # from their neighbours (chunks smaller than the halo are merged first), and an array made by
+    # from_source, whose tasks read their own haloed windows and keep every chunk as it is.
     data, chunks, scale, nodata = case
+    halo = get_method(method).halo(scale)
     whole = upscale_numpy(data, get_method(method), scale, nodata=nodata)
-    lazy = dasksr.upscale(da.from_array(data, chunks=chunks), scale, method, nodata=nodata)
-    assert lazy.chunks[-2] == tuple(
-        c * scale
-        for c in dasksr.blockwise.merge_small_chunks(chunks[-2], get_method(method).halo(scale))
-    )
+    if wiring == "source":
+        array = from_source(data, chunks, name="source-" + tokenize(data, chunks))
+        kept = chunks[-2]
+    else:
+        array = da.from_array(data, chunks=chunks)
+        kept = dasksr.blockwise.merge_small_chunks(chunks[-2], halo)
+    lazy = dasksr.upscale(array, scale, method, nodata=nodata)
+    assert lazy.chunks[-2] == tuple(c * scale for c in kept)
     with dask.config.set(scheduler="synchronous"):
         chunked = lazy.compute()
     assert_seamless(whole, chunked)
@@ -110,3 +119,33 @@ def test_large_irregular_chunks_with_threads(method: str) -> None:
         da.from_array(data, chunks=((50, 1, 60, 46), (2, 100, 109))), 3, method, nodata=0
     ).compute(scheduler="threads")
     assert_seamless(whole, chunked)
+
+
+@st.composite
+def regions(draw: st.DrawFn, n: int) -> slice | int:
+    """An index along an axis of length ``n``: an int, or a slice with any step, even negative."""
+    if draw(st.booleans()):
+        return draw(st.integers(-n, n - 1))
+    start = draw(st.none() | st.integers(-n - 2, n + 2))
+    stop = draw(st.none() | st.integers(-n - 2, n + 2))
+    step = draw(st.sampled_from([None, 1, 2, 3, -1, -2]))
+    return slice(start, stop, step)
+
+
+@settings(max_examples=60, deadline=None)
+@given(data=st.data())
+def test_any_region_of_a_source_reads_as_the_whole_image(data: st.DataObject) -> None:
+    # dask fuses later slicing into the read of a from_array array, so any index must work.
+    method = get_method(data.draw(st.sampled_from(METHODS)))
+    scale = data.draw(st.integers(2, 5))
+    image = np.random.default_rng(data.draw(st.integers(0, 99))).normal(0, 50, (2, 9, 13))
+    whole = upscale_numpy(image, method, scale)
+    windows = _UpscaledWindows(image, method, scale, None)
+    key = (
+        data.draw(regions(2)),
+        data.draw(regions(9 * scale)),
+        data.draw(regions(13 * scale)),
+    )
+    got = windows[key]
+    assert got.shape == whole[key].shape
+    np.testing.assert_allclose(got, whole[key], rtol=0, atol=1e-9)
