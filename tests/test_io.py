@@ -458,21 +458,34 @@ def test_accessor_upscale_matches_the_whole_image_result(uint16_tif: Any) -> Non
         np.testing.assert_array_equal(fine.values, expected(uint16_tif, 2, "lanczos"))
 
 
-def test_geotiff_blocks_read_their_own_haloed_windows(uint16_tif: Any) -> None:
-    # No task of the upscaled GeoTIFF waits for a neighbour: every one reads its window with the
-    # halo from the file, so read, upscale and write fuse and memory stays flat (benchmarks/).
-    data = dasksr.open_raster(uint16_tif.path, chunks=16)
+@pytest.mark.parametrize("fixture", ["uint16_tif", "uint16_zarr"])
+def test_blocks_read_their_own_haloed_windows(fixture: str, request: pytest.FixtureRequest) -> None:
+    # No task of an upscaled GeoTIFF or Zarr store waits for a neighbour: every one reads its
+    # window with the halo from the source, so read, upscale and write fuse and memory stays flat
+    # (benchmarks/). Chunks smaller than a tile or a stored chunk are kept.
+    raster = request.getfixturevalue(fixture)
+    data = dasksr.open_raster(raster.path, chunks={"y": 16, "x": 24})
     fine = data.sr.upscale(scale=3, method="bicubic")
     graph = fine.data.__dask_graph__()
     assert data.data.name not in graph.layers
     assert fine.data.chunks[-2:] == tuple(tuple(3 * c for c in cs) for cs in data.data.chunks[-2:])
     with dask.config.set(scheduler="threads"):
-        np.testing.assert_array_equal(fine.values, expected(uint16_tif, 3, "bicubic"))
+        np.testing.assert_array_equal(fine.values, expected(raster, 3, "bicubic"))
     # Any change to the lazy array (here a band subset) takes the map_overlap wiring instead.
     subset = data.isel(band=[0]).sr.upscale(scale=3, method="bicubic")
     assert data.data.name in subset.data.__dask_graph__().layers
     with dask.config.set(scheduler="threads"):
-        np.testing.assert_array_equal(subset.values, expected(uint16_tif, 3, "bicubic")[:1])
+        np.testing.assert_array_equal(subset.values, expected(raster, 3, "bicubic")[:1])
+
+
+def test_damaged_zarr_chunk_is_a_clear_error(tmp_path: Path, uint16_zarr: Any) -> None:
+    # A Zarr chunk that does not decode names the window and the fix, as a damaged GeoTIFF does.
+    chunk = uint16_zarr.path / "data" / "c" / "0" / "1" / "1"
+    assert chunk.is_file()
+    chunk.write_bytes(b"\xff" * 100)
+    fine = dasksr.open_raster(uint16_zarr.path).sr.upscale(scale=2, method="bilinear")
+    with pytest.raises(InputError, match=r"cannot be read at rows \d+:\d+, columns .*replace it"):
+        fine.compute(scheduler="threads")
 
 
 def test_to_zarr_and_to_geotiff_round_trip_through_open_raster(

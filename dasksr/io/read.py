@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import os
 import threading
 import warnings
@@ -128,10 +129,11 @@ def _open_gdal(path: Path, chunks: Any) -> xr.DataArray:
         tuple(spec.get(d, -1) for d in ("band", "y", "x")), shape, dtype=dtype
     )
     stat = source.stat()
-    name = "open_raster-" + tokenize(str(source), stat.st_mtime_ns, stat.st_size, block_chunks)
+    stamp = (stat.st_mtime_ns, stat.st_size, stat.st_ino)
+    name = "open_raster-" + tokenize(str(source), stamp[:2], block_chunks)
     # Registered as a source: upscaling reads each block's haloed window straight from the file.
     pixels = from_source(
-        _RasterWindows(str(source), shape, dtype, shown=str(path)),
+        _RasterWindows(str(source), shape, dtype, (bh, bw), stamp=stamp, shown=str(path)),
         block_chunks,
         name=name,
         meta=np.empty((0, 0, 0), dtype=dtype),
@@ -139,63 +141,210 @@ def _open_gdal(path: Path, chunks: Any) -> xr.DataArray:
     return _tidy_attrs(meta.copy(data=pixels))
 
 
-class _RasterWindows:
-    """A lazily read GDAL raster: ``[band, rows, cols]`` reads through a per-thread open dataset.
+class _Windows:
+    """A lazily read array: ``[key]`` reads the smallest box covering ``key`` with `_read`.
 
-    Each thread keeps the file open (see `_open_dataset`), so that GDAL's block cache serves the
-    tiles that neighbouring windows share: a haloed window costs about what its own tiles cost.
+    dask fuses later slicing into these reads, so a key may hold ints and strided slices too; they
+    are applied to the box after the read.
     """
 
-    def __init__(self, path: str, shape: tuple[int, int, int], dtype: np.dtype, *, shown: str):
-        self.path = path
-        self.shape = shape
-        self.dtype = dtype
-        self.ndim = 3
-        self.shown = shown
+    shape: tuple[int, ...]
+    dtype: np.dtype
+    shown: str
+
+    @property
+    def ndim(self) -> int:
+        return len(self.shape)
 
     def __getitem__(self, key: Any) -> np.ndarray:
-        from rasterio.errors import RasterioError
-        from rasterio.windows import Window
-
-        # dask fuses later slicing into this call: a key may hold ints and strided slices too.
         key = key if isinstance(key, tuple) else (key,)
         key = key + (slice(None),) * (self.ndim - len(key))
         picks = [np.arange(n)[k] for k, n in zip(key, self.shape, strict=True)]
         if any(np.size(p) == 0 for p in picks):
             shape = np.broadcast_to(np.zeros((), self.dtype), self.shape)[key].shape
             return np.empty(shape, dtype=self.dtype)
-        (b0, b1), (r0, r1), (c0, c1) = ((int(np.min(p)), int(np.max(p)) + 1) for p in picks)
-        try:
-            src = _open_dataset(self.path)
-            block = np.asarray(
-                src.read(
-                    indexes=list(range(b0 + 1, b1 + 1)),
-                    window=Window.from_slices((r0, r1), (c0, c1)),
-                )
-            )
-        except (RasterioError, OSError) as exc:
-            _forget_dataset(self.path)
-            reason = _reason(exc)
-        else:
-            lows = (b0, r0, c0)
-            for axis in reversed(range(self.ndim)):  # from the last: an int drops its axis
-                k = key[axis]
-                if not (isinstance(k, slice) and k.indices(self.shape[axis])[2] == 1):
-                    block = np.take(block, picks[axis] - lows[axis], axis=axis)
-            return block
-        # Raised outside the handler so that no GDAL error rides along as __context__: distributed
-        # pickles the chain, and rasterio's CPLE errors do not unpickle (the client would get a
-        # bare Exception and the command line a traceback).
-        raise InputError(
+        box = [(int(np.min(p)), int(np.max(p)) + 1) for p in picks]
+        block = self._read(box)
+        for axis in reversed(range(self.ndim)):  # from the last: an int drops its axis
+            k = key[axis]
+            if not (isinstance(k, slice) and k.indices(self.shape[axis])[2] == 1):
+                block = np.take(block, picks[axis] - box[axis][0], axis=axis)
+        return block
+
+    def _read(self, box: list[tuple[int, int]]) -> np.ndarray:
+        raise NotImplementedError
+
+    def _damaged(self, box: list[tuple[int, int]], reason: str, what: str) -> InputError:
+        (r0, r1), (c0, c1) = box[-2:]
+        return InputError(
             f"input {self.shown!r} cannot be read at rows {r0}:{r1}, columns {c0}:{c1} "
-            f"({reason}): the file is damaged or truncated, replace it"
+            f"({reason}): the {what} is damaged or truncated, replace it"
         )
 
 
-#: GDAL's block cache, in MB, for the processes that read rasters: enough for the tiles that
-#: neighbouring windows share, and far below GDAL's default of 5% of the machine's memory, which
-#: would grow with the scene. Set before the first read; GDAL_CACHEMAX in the environment wins.
-GDAL_CACHE_MB = 32
+class _BlockWindows(_Windows):
+    """A source stored in blocks (GeoTIFF tiles, Zarr chunks): windows are assembled from blocks.
+
+    Decoded blocks are kept in one cache per process, shared by its threads (`CACHE_MB`), so that
+    the haloed windows of neighbouring tasks, which overlap the same stored blocks, mostly decode
+    each block once. Subclasses give ``blocks`` (the block shape), ``identity`` (what the cache
+    knows the source by: path and modification stamps) and `_load`.
+    """
+
+    blocks: tuple[int, ...]
+    identity: tuple[Any, ...]
+    what = "file"
+
+    def _read(self, box: list[tuple[int, int]]) -> np.ndarray:
+        out = np.empty([hi - lo for lo, hi in box], dtype=self.dtype)
+        spans = [
+            range(lo // c, (hi - 1) // c + 1) for (lo, hi), c in zip(box, self.blocks, strict=True)
+        ]
+        for index in itertools.product(*spans):
+            try:
+                block = self._block(index)
+            except Exception:  # GDAL, zarr and codecs raise many types for damaged data
+                break
+            starts = [i * c for i, c in zip(index, self.blocks, strict=True)]
+            source, target = [], []
+            for (lo, hi), start, size in zip(box, starts, block.shape, strict=True):
+                a, b = max(lo, start), min(hi, start + size)
+                source.append(slice(a - start, b - start))
+                target.append(slice(a - lo, b - lo))
+            out[tuple(target)] = block[tuple(source)]
+        else:
+            return out
+        # A damaged block: read just the window, which may not reach the damage (a cache block can
+        # be larger than the file's), and otherwise fails with the reason.
+        try:
+            return np.asarray(self._load(box))
+        except Exception as exc:
+            reason = _reason(exc)
+        # Raised outside the handler so that no library error rides along as __context__:
+        # distributed pickles the chain, and rasterio's CPLE errors do not unpickle (the client
+        # would get a bare Exception and the command line a traceback).
+        raise self._damaged(box, reason, self.what)
+
+    def _block(self, index: tuple[int, ...]) -> np.ndarray:
+        global _cache_bytes
+        key = (self.identity, index)
+        with _cache_lock:
+            found = _cache.pop(key, None)
+            if found is not None:
+                _cache[key] = found  # now the most recently used
+                return found
+        region = [
+            (i * c, min((i + 1) * c, n))
+            for i, c, n in zip(index, self.blocks, self.shape, strict=True)
+        ]
+        block = np.asarray(self._load(region))
+        block.setflags(write=False)
+        with _cache_lock:
+            if key not in _cache:
+                _cache[key] = block
+                _cache_bytes += block.nbytes
+            while _cache_bytes > CACHE_MB * 2**20 and len(_cache) > 1:
+                _cache_bytes -= _cache.pop(next(iter(_cache))).nbytes
+        return block
+
+    def _load(self, region: list[tuple[int, int]]) -> np.ndarray:
+        raise NotImplementedError
+
+
+#: Decoded blocks kept per process, in MB, for all sources together: enough for the blocks that
+#: one row of tasks shares with the next on a 16384-pixel-wide, 3-band uint16 scene. It does not
+#: grow with the scene; on wider scenes some halo blocks are decoded twice.
+CACHE_MB = 128
+_cache: dict[tuple[Any, ...], np.ndarray] = {}
+_cache_bytes = 0
+_cache_lock = threading.Lock()
+
+
+class _RasterWindows(_BlockWindows):
+    """A GDAL raster read by ``[band, rows, cols]`` windows, every band of a tile at once."""
+
+    def __init__(
+        self,
+        path: str,
+        shape: tuple[int, int, int],
+        dtype: np.dtype,
+        tile: tuple[int, int],
+        *,
+        stamp: Any,
+        shown: str,
+    ):
+        self.path = path
+        self.shape = shape
+        self.dtype = dtype
+        # Cache blocks of whole tiles, at least 256 pixels a side (strips are grouped), and at
+        # most 1024 wide for a file in full-width strips.
+        self.blocks = (
+            shape[0],
+            *(
+                min(n, 1024 if t >= 2048 else t * -(-256 // t))
+                for t, n in zip(tile, shape[1:], strict=True)
+            ),
+        )
+        self.identity = ("gdal", path, stamp)
+        self.shown = shown
+
+    def _load(self, region: list[tuple[int, int]]) -> np.ndarray:
+        from rasterio.windows import Window
+
+        (b0, b1), rows, cols = region
+        try:
+            src = _open_dataset(self.path)
+            return np.asarray(
+                src.read(indexes=list(range(b0 + 1, b1 + 1)), window=Window.from_slices(rows, cols))
+            )
+        except Exception:
+            _forget_dataset(self.path)
+            raise
+
+
+class _ZarrWindows(_BlockWindows):
+    """A Zarr array read by windows, assembled from its stored chunks."""
+
+    what = "store"
+
+    def __init__(
+        self,
+        store: str,
+        variable: str,
+        shape: tuple[int, ...],
+        dtype: np.dtype,
+        chunks: tuple[int, ...],
+        *,
+        stamp: Any,
+        shown: str,
+    ):
+        self.store = store
+        self.variable = variable
+        self.shape = shape
+        self.dtype = dtype
+        self.blocks = chunks
+        self.stamp = stamp
+        self.identity = ("zarr", store, variable, stamp)
+        self.shown = shown
+
+    def _load(self, region: list[tuple[int, int]]) -> np.ndarray:
+        array = _open_zarr_array(self.store, self.variable, self.stamp)
+        return np.asarray(array[tuple(slice(a, b) for a, b in region)])
+
+
+def _open_zarr_array(store: str, variable: str, stamp: Any) -> Any:
+    """This thread's open Zarr array ``variable`` of ``store``, reopened when its stamp changes."""
+    import zarr
+
+    return _thread_handle(
+        (store, variable), stamp, lambda: zarr.open_array(store=store, path=variable, mode="r")
+    )
+
+
+#: GDAL's own block cache, in MB, for the processes that read rasters. Decoded tiles are kept by
+#: `_BlockWindows`; GDAL's default of 5% of the machine's memory would only add a second copy that
+#: grows with the scene. Set before the first read; GDAL_CACHEMAX in the environment wins.
+GDAL_CACHE_MB = 16
 
 _local = threading.local()
 #: Files each thread keeps open (the least recently read is closed first).
@@ -208,25 +357,43 @@ def _open_dataset(path: str) -> Any:
 
     stat = os.stat(path)
     stamp = (stat.st_mtime_ns, stat.st_size, stat.st_ino)
-    handles = _local.__dict__.setdefault("handles", {})
-    found = handles.pop(path, None)
-    if found is not None and found[0] == stamp:
-        handles[path] = found  # now the most recently used
-        return found[1]
-    if found is not None:
-        found[1].close()
-    while len(handles) >= _HANDLES_PER_THREAD:
-        handles.pop(next(iter(handles)))[1].close()
-    _limit_gdal_cache()
-    handle = rasterio.open(path)
-    handles[path] = (stamp, handle)
-    return handle
+
+    def open_() -> Any:
+        _limit_gdal_cache()
+        return rasterio.open(path)
+
+    return _thread_handle(path, stamp, open_)
 
 
 def _forget_dataset(path: str) -> None:
     found = _local.__dict__.get("handles", {}).pop(path, None)
     if found is not None:
-        found[1].close()
+        _close(found[1])
+
+
+def _thread_handle(key: Any, stamp: Any, open_: Any) -> Any:
+    """This thread's handle for ``key``, opened by ``open_()`` unless one with ``stamp`` is open.
+
+    Each thread keeps its `_HANDLES_PER_THREAD` most recently used handles open.
+    """
+    handles = _local.__dict__.setdefault("handles", {})
+    found = handles.pop(key, None)
+    if found is not None and found[0] == stamp:
+        handles[key] = found  # now the most recently used
+        return found[1]
+    if found is not None:
+        _close(found[1])
+    while len(handles) >= _HANDLES_PER_THREAD:
+        _close(handles.pop(next(iter(handles)))[1])
+    handle = open_()
+    handles[key] = (stamp, handle)
+    return handle
+
+
+def _close(handle: Any) -> None:
+    close = getattr(handle, "close", None)
+    if close is not None:
+        close()
 
 
 _cache_limited = False
@@ -290,9 +457,46 @@ def _open_zarr(path: Path, chunks: Any, variable: str | None) -> xr.DataArray:
         stored = dict(zip(lazy.dims, lazy.encoding.get("chunks") or lazy.shape, strict=True))
         edge = chunks or DEFAULT_CHUNK
         spec = {d: aligned_chunks(stored[d], lazy.sizes[d], edge) for d in lazy.dims[-2:]}
-    # Opened again with the chunks: xarray then names the dask graph after the store and its
-    # mtime, the same in every process, so that a rerun of a Zarr job finds its finished chunks.
-    return _tidy_attrs(_open_zarr_store(source, chunks=spec, **options)[variable])
+    # Opened again with the chunks: xarray normalises them (and names the graph after the store
+    # and its mtime, the same in every process, should the store not be readable as a source).
+    data = _open_zarr_store(source, chunks=spec, **options)[variable]
+    windows = _zarr_source(source, variable, data, shown=str(path))
+    if windows is not None:
+        # Registered as a source: upscaling reads each block's haloed window from the chunks. The
+        # name depends on the store's metadata times, so that a rerun of a Zarr job finds its
+        # finished chunks.
+        name = "open_raster-" + tokenize(str(source), variable, windows.stamp, data.data.chunks)
+        data = data.copy(
+            data=from_source(windows, data.data.chunks, name=name, meta=data.data._meta)
+        )
+    return _tidy_attrs(data)
+
+
+def _zarr_source(
+    source: Path, variable: str, data: xr.DataArray, *, shown: str
+) -> _ZarrWindows | None:
+    """``data``'s Zarr array as a source of windows, or None when it is not a plain array."""
+    import zarr
+
+    try:
+        array = zarr.open_array(store=str(source), path=variable, mode="r")
+    except Exception:  # not a plain array at that path: xarray's own reads stay
+        return None
+    if tuple(array.shape) != data.shape or np.dtype(array.dtype) != data.dtype:
+        return None
+    stamp = tuple(
+        p.stat().st_mtime_ns
+        for p in (
+            source,
+            source / variable,
+            *(source / variable).glob("*.json"),
+            *(source / variable).glob(".z*"),
+        )
+        if p.exists()
+    )
+    return _ZarrWindows(
+        str(source), variable, data.shape, data.dtype, tuple(array.chunks), stamp=stamp, shown=shown
+    )
 
 
 def _open_zarr_store(source: Path, **options: Any) -> xr.Dataset:
@@ -302,6 +506,9 @@ def _open_zarr_store(source: Path, **options: Any) -> xr.Dataset:
         warnings.filterwarnings(
             "ignore", message="Failed to open Zarr store with consolidated", category=RuntimeWarning
         )
+        # Chunks that split stored chunks are read through the decoded-chunk cache of the source
+        # (see _ZarrWindows), not by decoding a stored chunk once per task.
+        warnings.filterwarnings("ignore", message="The specified chunks separate the stored chunks")
         return xr.open_zarr(source, **options)
 
 

@@ -298,7 +298,10 @@ def _write_zarr_block(
     assert block_info is not None
     info = block_info[0]
     region = tuple(slice(a, b) for a, b in info["array-location"])
-    zarr.open_array(store, mode="r+")[region] = np.asarray(block)
+    # Every chunk is written, even one of fill values only: zarr would otherwise compare each
+    # chunk with the fill value, on its single event-loop thread, which costs more than the write.
+    array = zarr.open_array(store, mode="r+").with_config({"write_empty_chunks": True})
+    array[region] = np.asarray(block)
     done = Path(marker)
     (done.parent / _marker_name(done.name, info["chunk-location"])).touch()
     return np.ones((1,) * block.ndim, dtype=np.uint8)
