@@ -478,6 +478,25 @@ def test_blocks_read_their_own_haloed_windows(fixture: str, request: pytest.Fixt
         np.testing.assert_array_equal(subset.values, expected(raster, 3, "bicubic")[:1])
 
 
+@pytest.mark.parametrize("width", [150, 2600])
+def test_striped_geotiff_reads_as_the_whole_image(tmp_path: Path, width: int) -> None:
+    # Untiled files are cached in groups of strips (and at most 1024 columns of a wide strip).
+    import rasterio
+    from rasterio.transform import from_origin
+
+    pixels = np.random.default_rng(width).integers(0, 60000, (2, 70, width)).astype(np.uint16)
+    path = tmp_path / "striped.tif"
+    profile = {"driver": "GTiff", "compress": "deflate", "crs": "EPSG:32633"}
+    with rasterio.open(
+        path, "w", width=width, height=70, count=2, dtype="uint16",
+        transform=from_origin(0, 0, 10, 10), **profile,
+    ) as dst:  # fmt: skip
+        dst.write(pixels)
+    fine = dasksr.open_raster(path, chunks=32).sr.upscale(scale=2, method="lanczos")
+    with dask.config.set(scheduler="threads"):
+        np.testing.assert_array_equal(fine.values, dasksr.upscale(pixels, 2, "lanczos"))
+
+
 def test_damaged_zarr_chunk_is_a_clear_error(tmp_path: Path, uint16_zarr: Any) -> None:
     # A Zarr chunk that does not decode names the window and the fix, as a damaged GeoTIFF does.
     chunk = uint16_zarr.path / "data" / "c" / "0" / "1" / "1"
