@@ -27,6 +27,7 @@ from dask.base import tokenize
 from dasksr.kernels.registry import Method
 
 __all__ = [
+    "WindowArray",
     "downscale_blocks",
     "from_source",
     "map_with_halo",
@@ -164,10 +165,45 @@ def upscale_block_array(
     )
 
 
-class _UpscaledWindows:
-    """The upscaled ``source`` as a lazily computed array: a read of any output region reads the
-    input region under it plus the halo from ``source``, pads what lies past the image edge by the
-    boundary rule, and runs the kernel."""
+class WindowArray:
+    """A lazily computed array: ``[key]`` gets the smallest box covering ``key`` from `_read`.
+
+    dask fuses later slicing into the reads of a ``from_array`` array, so a key may hold ints and
+    strided (even reversed) slices too; they are applied to the box after `_read`. Subclasses set
+    ``shape`` and ``dtype`` and implement ``_read(box)``, ``box`` being one ``(start, stop)`` per
+    axis.
+    """
+
+    shape: tuple[int, ...]
+    dtype: np.dtype[Any]
+
+    @property
+    def ndim(self) -> int:
+        return len(self.shape)
+
+    def __getitem__(self, key: Any) -> Any:
+        key = key if isinstance(key, tuple) else (key,)
+        key = key + (slice(None),) * (self.ndim - len(key))
+        picks = [np.arange(n)[k] for k, n in zip(key, self.shape, strict=True)]
+        if any(np.size(p) == 0 for p in picks):
+            shape = np.broadcast_to(np.zeros((), self.dtype), self.shape)[key].shape
+            return np.empty(shape, dtype=self.dtype)
+        box = [(int(np.min(p)), int(np.max(p)) + 1) for p in picks]
+        block = self._read(box)
+        for axis in reversed(range(self.ndim)):  # from the last: an int drops its axis
+            k = key[axis]
+            if not (isinstance(k, slice) and k.indices(self.shape[axis])[2] == 1):
+                block = np.take(block, picks[axis] - box[axis][0], axis=axis)
+        return block
+
+    def _read(self, box: list[tuple[int, int]]) -> Any:
+        raise NotImplementedError
+
+
+class _UpscaledWindows(WindowArray):
+    """The upscaled ``source`` as a lazily computed array: a box of the output is computed from
+    the input box under it plus the halo, read from ``source``, with what lies past the image edge
+    padded by the boundary rule."""
 
     def __init__(self, source: Any, method: Method, scale: int, nodata: float | None) -> None:
         self.source = source
@@ -177,45 +213,23 @@ class _UpscaledWindows:
         self.halo = method.halo(scale)
         self.dtype = np.dtype(source.dtype)
         self.shape = (*source.shape[:-2], *(n * scale for n in source.shape[-2:]))
-        self.ndim = len(self.shape)
 
-    def __getitem__(self, key: Any) -> Any:
-        key = key if isinstance(key, tuple) else (key,)
-        key = key + (slice(None),) * (self.ndim - len(key))
-        lead, spatial = key[:-2], key[-2:]
+    def _read(self, box: list[tuple[int, int]]) -> Any:
         scale, halo = self.scale, self.halo
-        reads: list[slice] = []
+        reads = [slice(lo, hi) for lo, hi in box[:-2]]
         widths: dict[int, tuple[int, int]] = {}
-        crops: list[Any] = []
-        for ax, k, n_fine, n in zip(
-            (-2, -1), spatial, self.shape[-2:], self.source.shape[-2:], strict=True
-        ):
-            picks = range(n_fine)[k]  # an int keeps its axis here and is dropped at the end
-            picks = picks if isinstance(picks, range) else range(picks, picks + 1)
-            if len(picks) == 0:
-                shape = np.broadcast_to(np.zeros((), np.bool_), self.shape)[key].shape
-                return np.empty(shape, dtype=self.dtype)
-            start, stop = min(picks), max(picks) + 1
-            first, last = start // scale, -(-stop // scale)  # input pixels under the region
+        crops = []
+        for ax, (start, stop), n in zip((-2, -1), box[-2:], self.source.shape[-2:], strict=True):
+            first, last = start // scale, -(-stop // scale)  # input pixels under the box
             low, high = max(first - halo, 0), min(last + halo, n)
             reads.append(slice(low, high))
             widths[ax] = (halo - (first - low), halo - (high - last))
-            base = first * scale
-            if not isinstance(k, slice):
-                crops.append(start - base)
-            elif picks.step == 1:
-                crops.append(slice(start - base, stop - base))
-            else:
-                crops.append(np.asarray(picks) - base)
-        block = np.asarray(self.source[(*lead, *reads)])
+            crops.append(slice(start - first * scale, stop - first * scale))
+        block = np.asarray(self.source[tuple(reads)])
         padded = pad_sides(block, widths, self.method.boundary)
         fine = _upscale_padded(
             padded, method=self.method, scale=scale, nodata=self.nodata, halo=halo
         )
-        for ax, crop in zip((-2, -1), crops, strict=True):
-            if isinstance(crop, np.ndarray):
-                fine = np.take(fine, crop, axis=ax)
-                crops[ax] = slice(None)
         return fine[(..., *crops)]
 
 

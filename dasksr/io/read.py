@@ -14,7 +14,7 @@ import numpy as np
 import xarray as xr
 from dask.base import tokenize
 
-from dasksr.blockwise import from_source
+from dasksr.blockwise import WindowArray, from_source
 from dasksr.errors import InputError, InvalidArgumentError
 
 __all__ = ["DEFAULT_CHUNK", "open_raster", "is_zarr_path", "aligned_chunks"]
@@ -141,38 +141,10 @@ def _open_gdal(path: Path, chunks: Any) -> xr.DataArray:
     return _tidy_attrs(meta.copy(data=pixels))
 
 
-class _Windows:
-    """A lazily read array: ``[key]`` reads the smallest box covering ``key`` with `_read`.
+class _Windows(WindowArray):
+    """A raster read lazily by windows; ``shown`` is the path that error messages name."""
 
-    dask fuses later slicing into these reads, so a key may hold ints and strided slices too; they
-    are applied to the box after the read.
-    """
-
-    shape: tuple[int, ...]
-    dtype: np.dtype
     shown: str
-
-    @property
-    def ndim(self) -> int:
-        return len(self.shape)
-
-    def __getitem__(self, key: Any) -> np.ndarray:
-        key = key if isinstance(key, tuple) else (key,)
-        key = key + (slice(None),) * (self.ndim - len(key))
-        picks = [np.arange(n)[k] for k, n in zip(key, self.shape, strict=True)]
-        if any(np.size(p) == 0 for p in picks):
-            shape = np.broadcast_to(np.zeros((), self.dtype), self.shape)[key].shape
-            return np.empty(shape, dtype=self.dtype)
-        box = [(int(np.min(p)), int(np.max(p)) + 1) for p in picks]
-        block = self._read(box)
-        for axis in reversed(range(self.ndim)):  # from the last: an int drops its axis
-            k = key[axis]
-            if not (isinstance(k, slice) and k.indices(self.shape[axis])[2] == 1):
-                block = np.take(block, picks[axis] - box[axis][0], axis=axis)
-        return block
-
-    def _read(self, box: list[tuple[int, int]]) -> np.ndarray:
-        raise NotImplementedError
 
     def _damaged(self, box: list[tuple[int, int]], reason: str, what: str) -> InputError:
         (r0, r1), (c0, c1) = box[-2:]
@@ -285,6 +257,7 @@ class _RasterWindows(_BlockWindows):
                 for t, n in zip(tile, shape[1:], strict=True)
             ),
         )
+        self.stamp = stamp
         self.identity = ("gdal", path, stamp)
         self.shown = shown
 
@@ -293,7 +266,7 @@ class _RasterWindows(_BlockWindows):
 
         (b0, b1), rows, cols = region
         try:
-            src = _open_dataset(self.path)
+            src = _open_dataset(self.path, self.stamp)
             return np.asarray(
                 src.read(indexes=list(range(b0 + 1, b1 + 1)), window=Window.from_slices(rows, cols))
             )
@@ -351,12 +324,9 @@ _local = threading.local()
 _HANDLES_PER_THREAD = 4
 
 
-def _open_dataset(path: str) -> Any:
-    """This thread's open rasterio dataset for ``path``, reopened when the file has changed."""
+def _open_dataset(path: str, stamp: Any) -> Any:
+    """This thread's open rasterio dataset for ``path`` as it was at ``stamp``."""
     import rasterio
-
-    stat = os.stat(path)
-    stamp = (stat.st_mtime_ns, stat.st_size, stat.st_ino)
 
     def open_() -> Any:
         _limit_gdal_cache()

@@ -109,8 +109,7 @@ def polyphase_rows(
     if rounding and clip is None:
         raise ValueError("integer output needs a clip range")
     low, high = clip if clip is not None else (0.0, 0.0)
-    target = out if out.flags.c_contiguous else np.empty(out.shape, dtype=out.dtype)
-    _polyphase_rows(rows, np.ascontiguousarray(weights), target, rounding, low, high)
-    if target is not out:
-        out[...] = target
+    if not out.flags.c_contiguous:
+        raise ValueError("out must be C-contiguous")
+    _polyphase_rows(rows, np.ascontiguousarray(weights), out, rounding, low, high)
     return out
