@@ -47,6 +47,11 @@ class Method:
     boundary : str
         How the image is extended past its edges; ``'reflect'`` is the half-sample symmetric
         extension (``numpy.pad(mode='symmetric')``, dask's ``'reflect'``).
+    version : str
+        Bumped whenever the method's output changes for the same input.
+    params : tuple of (str, str) pairs
+        Everything else that determines the output (weights hashes, fixed parameters); part of
+        :attr:`token`.
     """
 
     name: str
@@ -55,6 +60,18 @@ class Method:
     block: BlockFunction
     scales: tuple[int, ...] = field(default=tuple(range(2, 9)))
     boundary: str = "reflect"
+    version: str = "1"
+    params: tuple[tuple[str, str], ...] = ()
+
+    @property
+    def token(self) -> str:
+        """The method's identity: name, version and parameters, for graph names and resume records.
+
+        Two methods with the same token give the same output on the same input; anything that
+        changes the output (new weights, another kernel) changes the token.
+        """
+        extra = "".join(f",{k}={v}" for k, v in self.params)
+        return f"{self.name}/v{self.version}{extra}"
 
     def check_scale(self, scale: Any) -> int:
         """Return ``scale`` as an int, or raise `InvalidScaleError` naming the supported scales."""
