@@ -186,7 +186,10 @@ def methods() -> None:
     for m in list_methods():
         halos = sorted({m.halo(s) for s in m.scales})
         halo = str(halos[0]) if len(halos) == 1 else f"{halos[0]}..{halos[-1]}"
-        rows.append((m.name, f"{min(m.scales)}..{max(m.scales)}", halo, m.summary))
+        s = sorted(m.scales)
+        contiguous = s == list(range(s[0], s[-1] + 1)) and len(s) > 2
+        scales = f"{s[0]}..{s[-1]}" if contiguous else ",".join(map(str, s))
+        rows.append((m.name, scales, halo, m.summary))
     widths = [max(len(r[i]) for r in rows) for i in range(3)]
     for r in rows:
         click.echo("  ".join(c.ljust(w) for c, w in zip(r[:3], widths, strict=True)) + "  " + r[3])

@@ -15,6 +15,7 @@ __all__ = [
     "OutputExistsError",
     "OutputError",
     "SchedulerError",
+    "ModelError",
 ]
 
 
@@ -51,3 +52,7 @@ class OutputError(DasksrError, OSError):
 
 class SchedulerError(DasksrError, ConnectionError):
     """The Dask scheduler cannot be reached or started."""
+
+
+class ModelError(DasksrError, OSError):
+    """A learned method's model file is missing, corrupt or not the one its record describes."""

@@ -3,7 +3,8 @@
 For every ground-truth image: mod-crop to a multiple of the scale, make its low-resolution input
 with MATLAB's ``imresize`` (or read the given one), super-resolve it with a registered method (the
 output is rounded to uint8 for uint8 images), and measure PSNR and SSIM on the BT.601 Y channel
-with ``scale`` pixels cropped from every border.
+with ``scale`` pixels cropped from every border. Methods that declare ``luma`` (the learned
+ones, trained on Y) reconstruct the Y channel of RGB images, as published tables of networks do.
 """
 
 from __future__ import annotations
@@ -22,7 +23,7 @@ from dasksr.api import upscale
 from dasksr.degrade import imresize, mod_crop
 from dasksr.errors import DasksrError, InputError, OutputError
 from dasksr.kernels.registry import Method, get_method
-from dasksr.metrics import psnr, ssim
+from dasksr.metrics import psnr, rgb2y, ssim
 
 __all__ = ["evaluate_images", "format_table", "read_image", "write_json"]
 
@@ -91,11 +92,20 @@ def evaluate_images(
         else:
             small = read_image(lr_files[i])
             _check_pair(truth, small, scale, hr_path, lr_files[i])
-        restored = upscale(small, scale, m)
+        luma = m.luma and truth.ndim == 3 and truth.shape[0] == 3 and truth.dtype == np.uint8
+        if luma:
+            # The literature's protocol for networks trained on luma: reconstruct the Y channel of
+            # the low-resolution image and compare it, rounded as a uint8 image, with the truth's.
+            truth = np.asarray(rgb2y(truth))
+            y = upscale(np.asarray(rgb2y(small), dtype=np.float32), scale, m)
+            restored = np.clip(np.rint(y), 0, 255)
+        else:
+            restored = upscale(small, scale, m)
+        peak = 255.0 if luma else None
         try:
             values = {
-                "psnr": psnr(truth, restored, crop=scale, y_channel=True),
-                "ssim": ssim(truth, restored, crop=scale, y_channel=True),
+                "psnr": psnr(truth, restored, crop=scale, y_channel=not luma, data_range=peak),
+                "ssim": ssim(truth, restored, crop=scale, y_channel=not luma, data_range=peak),
             }
         except DasksrError as exc:
             raise type(exc)(f"{hr_path}: {exc}") from None

@@ -8,13 +8,21 @@ only, so a new method is registered once and is available everywhere.
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 from dasksr.errors import InvalidScaleError, UnknownMethodError
 
-__all__ = ["BlockFunction", "Method", "register", "get_method", "list_methods"]
+__all__ = [
+    "BlockFunction",
+    "Method",
+    "ProcessResource",
+    "register",
+    "get_method",
+    "list_methods",
+]
 
 
 class BlockFunction(Protocol):
@@ -52,6 +60,9 @@ class Method:
     params : tuple of (str, str) pairs
         Everything else that determines the output (weights hashes, fixed parameters); part of
         :attr:`token`.
+    luma : bool
+        Evaluated on the Y channel of RGB images (networks trained on Y are); interpolation
+        methods are evaluated on the RGB bands, as the published bicubic figures are.
     """
 
     name: str
@@ -62,6 +73,7 @@ class Method:
     boundary: str = "reflect"
     version: str = "1"
     params: tuple[tuple[str, str], ...] = ()
+    luma: bool = False
 
     @property
     def token(self) -> str:
@@ -79,11 +91,50 @@ class Method:
         if not ok and isinstance(scale, float) and scale.is_integer():
             scale, ok = int(scale), True
         if not ok or scale not in self.scales:
+            scales = sorted(self.scales)
+            if scales == list(range(scales[0], scales[-1] + 1)) and len(scales) > 3:
+                supported = f"an integer from {scales[0]} to {scales[-1]}"
+            else:
+                supported = "one of " + ", ".join(map(str, scales))
             raise InvalidScaleError(
-                f"scale={scale!r} is not supported by method {self.name!r}: "
-                f"use an integer from {min(self.scales)} to {max(self.scales)}"
+                f"scale={scale!r} is not supported by method {self.name!r}: use {supported}"
             )
         return int(scale)
+
+
+class ProcessResource:
+    """A heavy object (an inference session) made lazily, once per process, shared by its threads.
+
+    The object is created by ``factory()`` on first `get` in each process, under a lock, and cached
+    by ``key`` (for a network, the hash of its weights), so tasks that carry a `ProcessResource`
+    pickle only the key and the factory, never the object itself.
+    """
+
+    _cache: dict[str, Any] = {}
+    _lock = threading.Lock()
+
+    def __init__(self, key: str, factory: Callable[[], Any]) -> None:
+        self.key = key
+        self.factory = factory
+
+    def get(self) -> Any:
+        found = self._cache.get(self.key)
+        if found is not None:
+            return found
+        with self._lock:
+            found = self._cache.get(self.key)
+            if found is None:
+                found = self._cache[self.key] = self.factory()
+        return found
+
+    @classmethod
+    def clear(cls) -> None:
+        """Drop every cached object of this process."""
+        with cls._lock:
+            cls._cache.clear()
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        return (type(self), (self.key, self.factory))
 
 
 _REGISTRY: dict[str, Method] = {}
@@ -115,4 +166,4 @@ def list_methods() -> list[Method]:
 
 def _load_builtin_methods() -> None:
     # Importing the kernel modules registers their methods; done lazily to avoid import cycles.
-    from dasksr.kernels import interp  # noqa: F401
+    from dasksr.kernels import cnn, interp  # noqa: F401

@@ -1,0 +1,24 @@
+#!/usr/bin/env bash
+# The training runs behind the shipped weights, in order: x2 first, the other scales and the sensor
+# models start from its weights. Each line is one seeded run; see training/README.md.
+# Usage: training/schedule.sh [FIRST_RUN_NAME]  (skip the runs before it)
+set -euo pipefail
+cd "$(dirname "$0")/.."
+T="python training/train.py"
+C=training/checkpoints
+L=training/logs
+mkdir -p $C $L
+from=${1:-cnn_x2}
+go=0
+run() {
+  local name=$1; shift
+  [[ $name == "$from" ]] && go=1
+  [[ $go == 1 ]] || return 0
+  echo "== $name $(date -u +%FT%TZ)"; $T "$@" > "$L/$name.log" 2>&1
+}
+run cnn_x2        --model cnn        --scale 2 --steps 6000 --out $C/cnn_x2.npz
+run cnn-sensor_x2 --model cnn-sensor --scale 2 --steps 2000 --init $C/cnn_x2-best.npz --out $C/cnn-sensor_x2.npz
+run cnn_x4        --model cnn        --scale 4 --steps 1500 --batch 64 --init $C/cnn_x2-best.npz --out $C/cnn_x4.npz
+run cnn-sensor_x4 --model cnn-sensor --scale 4 --steps 1500 --batch 64 --init $C/cnn_x4-best.npz --out $C/cnn-sensor_x4.npz
+run cnn_x3        --model cnn        --scale 3 --steps 1200 --batch 36 --init $C/cnn_x2-best.npz --out $C/cnn_x3.npz
+echo "== done $(date -u +%FT%TZ)"

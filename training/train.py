@@ -1,0 +1,209 @@
+"""Train a compact super-resolution network (``cnn`` or ``cnn-sensor``) on this machine's CPU.
+
+Seeded; a run takes ``--steps`` Adam steps with a cosine learning-rate schedule from ``--lr`` down to
+``--lr / 100`` and writes a checkpoint (weights and optimiser moments in a NumPy ``.npz``, no pickle)
+every ``--save-every`` steps and at the end. ``--resume`` continues a checkpoint of the same model (a
+new cosine cycle over ``--steps`` more steps); ``--init`` starts from another checkpoint's weights
+(for example x3 from x2), keeping every tensor whose shape fits. The validation PSNR (Y, border =
+scale, on the held-out split of the training images) is logged; the checkpoint with the best one is
+kept beside the last as ``*-best.npz``.
+
+Example::
+
+    python training/train.py --model cnn --scale 2 --steps 4000 --out training/checkpoints/cnn_x2.npz
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+import data as datasets  # noqa: E402
+from model import CompactSR  # noqa: E402
+
+
+def sample(pairs, weights, batch, patch, scale, rng):
+    """A batch of aligned (lr, bicubic, hr) patches, with random flips and transposes."""
+    lr_b = np.empty((batch, 1, patch, patch), np.float32)
+    hr_b = np.empty((batch, 1, patch * scale, patch * scale), np.float32)
+    bic_b = np.empty_like(hr_b)
+    i = 0
+    while i < batch:
+        p = pairs[rng.choice(len(pairs), p=weights)]
+        h, w = p.lr.shape
+        if h < patch or w < patch:
+            continue
+        y, x = int(rng.integers(h - patch + 1)), int(rng.integers(w - patch + 1))
+        if p.valid is not None and not p.valid[y : y + patch, x : x + patch].all():
+            continue
+        ys, xs = slice(y * scale, (y + patch) * scale), slice(x * scale, (x + patch) * scale)
+        lr = p.lr[y : y + patch, x : x + patch]
+        hr, bic = p.hr[ys, xs], p.bicubic[ys, xs]
+        k, flip = int(rng.integers(4)), bool(rng.integers(2))
+        trio = [np.rot90(a, k) for a in (lr, hr, bic)]
+        if flip:
+            trio = [a[:, ::-1] for a in trio]
+        lr_b[i, 0], hr_b[i, 0], bic_b[i, 0] = trio
+        i += 1
+    return torch.from_numpy(lr_b), torch.from_numpy(bic_b), torch.from_numpy(hr_b)
+
+
+@torch.no_grad()
+def validate(model, pairs, scale):
+    model.eval()
+    values = []
+    for p in pairs:
+        x = torch.from_numpy(p.lr)[None, None]
+        out = (model.residual(x)[0, 0].numpy() + p.bicubic).clip(0, 1)
+        c = scale
+        err = (out - p.hr)[c:-c, c:-c]
+        if p.valid is not None:
+            continue
+        mse = float(np.mean((err * 255) ** 2))
+        values.append(10 * math.log10(255**2 / max(mse, 1e-12)))
+    model.train()
+    return float(np.mean(values))
+
+
+def save(path: Path, model, opt, meta):
+    arrays = {f"w/{k}": v for k, v in model.state_arrays().items()}
+    names = [n for n, _ in model.named_parameters()]
+    for name, param in zip(names, model.parameters(), strict=True):
+        state = opt.state.get(param, {})
+        if "exp_avg" in state:
+            arrays[f"m/{name}"] = state["exp_avg"].numpy()
+            arrays[f"v/{name}"] = state["exp_avg_sq"].numpy()
+    arrays["meta"] = np.frombuffer(json.dumps(meta).encode(), dtype=np.uint8)
+    tmp = path.with_suffix(".tmp.npz")
+    np.savez(tmp, **arrays)
+    tmp.replace(path)
+
+
+def load(path: Path):
+    with np.load(path, allow_pickle=False) as f:
+        arrays = {k: f[k] for k in f.files}
+    meta = json.loads(arrays.pop("meta").tobytes().decode())
+    return arrays, meta
+
+
+def main(argv=None):
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--model", choices=["cnn", "cnn-sensor"], required=True)
+    ap.add_argument("--scale", type=int, required=True)
+    ap.add_argument("--steps", type=int, required=True)
+    ap.add_argument("--out", type=Path, required=True)
+    ap.add_argument("--resume", type=Path)
+    ap.add_argument("--init", type=Path)
+    ap.add_argument("--channels", type=int, default=32)
+    ap.add_argument("--layers", type=int, default=10)
+    ap.add_argument("--batch", type=int, default=16)
+    ap.add_argument("--patch", type=int, default=0, help="LR patch size (default 96 // scale)")
+    ap.add_argument("--lr", type=float, default=1e-3)
+    ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--variants", type=int, default=3, help="sensor degradations per band")
+    ap.add_argument("--save-every", type=int, default=250)
+    ap.add_argument("--val-every", type=int, default=500)
+    ap.add_argument("--minutes", type=float, default=float("inf"), help="stop (and save) after this")
+    args = ap.parse_args(argv)
+
+    torch.set_num_threads(args.threads)
+    torch.manual_seed(args.seed)
+    rng = np.random.default_rng(args.seed)
+    scale = args.scale
+    patch = args.patch or 96 // scale
+    t_prep = time.time()
+    natural_train, natural_val = datasets.split(datasets._files(datasets.NATURAL))
+    if args.model == "cnn":
+        train = datasets.natural_pairs(scale, natural_train)
+        val = datasets.natural_pairs(scale, natural_val)
+        degradation = "bicubic (MATLAB imresize, antialiased), Y channel, /255"
+        sources = "T91, BSDS200, BSDS500-test200 (every 25th image held out for validation)"
+    else:
+        bands = datasets.sensor_bands()
+        aid = [b for b in bands if b[0].endswith(".jpg")]
+        aid_train = [b for i, b in enumerate(aid) if i % 25]
+        aid_val = [b for i, b in enumerate(aid) if not i % 25]
+        scenes = [b for b in bands if not b[0].endswith(".jpg")]
+        nat = [(f, datasets.luma(f)) for f in natural_train]
+        train = datasets.sensor_pairs(scenes + aid_train + nat, scale, args.variants, rng)
+        val = datasets.sensor_pairs(aid_val, scale, 1, np.random.default_rng(1234))
+        degradation = (
+            "dasksr.degrade_sensor: Gaussian PSF sigma U(0.3, 0.7) LR px, white noise SNR U(30, 50) dB"
+        )
+        sources = (
+            "top 60% rows of shared Sentinel-2 B02/B03/B04/B08, Landsat 8 B8, HRO aerial bands; "
+            "AID-150px tiles (every 25th held out for validation); T91 + BSDS200 Y"
+        )
+    areas = np.array([p.lr.size for p in train], dtype=float)
+    weights = areas / areas.sum()
+    print(f"{len(train)} training, {len(val)} validation images, prepared in "
+          f"{time.time() - t_prep:.0f} s", flush=True)
+
+    model = CompactSR(scale, args.channels, args.layers)
+    opt = torch.optim.Adam(model.parameters(), lr=args.lr)
+    meta = {"model": args.model, "scale": scale, "channels": args.channels, "layers": args.layers,
+            "steps": 0, "wall_s": 0.0, "runs": [], "best_val_psnr": None,
+            "degradation": degradation, "sources": sources}
+    if args.resume:
+        arrays, meta = load(args.resume)
+        model.load_arrays({k[2:]: v for k, v in arrays.items() if k.startswith("w/")})
+        for name, param in model.named_parameters():
+            if f"m/{name}" in arrays:
+                opt.state[param] = {"step": torch.tensor(float(meta["steps"])),
+                                    "exp_avg": torch.from_numpy(arrays[f"m/{name}"]).clone(),
+                                    "exp_avg_sq": torch.from_numpy(arrays[f"v/{name}"]).clone()}
+    elif args.init:
+        arrays, init_meta = load(args.init)
+        model.load_arrays({k[2:]: v for k, v in arrays.items() if k.startswith("w/")}, strict=False)
+        meta["init"] = {"from": args.init.name, "steps": init_meta["steps"],
+                        "wall_s": init_meta["wall_s"]}
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    best_path = args.out.with_name(args.out.stem + "-best.npz")
+    best = meta.get("best_val_psnr")
+    run = {"steps": 0, "lr": args.lr, "batch": args.batch, "patch": patch, "seed": args.seed,
+           "start": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())}
+    meta["runs"].append(run)
+    t0 = time.time()
+    wall0 = meta["wall_s"]
+    loss_avg = 0.0
+    for step in range(1, args.steps + 1):
+        lr_now = args.lr * (0.01 + 0.99 * 0.5 * (1 + math.cos(math.pi * (step - 1) / args.steps)))
+        for g in opt.param_groups:
+            g["lr"] = lr_now
+        x, bic, hr = sample(train, weights, args.batch, patch, scale, rng)
+        loss = (model.residual(x) + bic - hr).abs().mean()
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+        loss_avg = 0.98 * loss_avg + 0.02 * loss.item()
+        meta["steps"] += 1
+        run["steps"] = step
+        meta["wall_s"] = wall0 + time.time() - t0
+        out_of_time = (time.time() - t0) / 60 > args.minutes
+        last = step == args.steps or out_of_time
+        if step % args.val_every == 0 or last:
+            psnr = validate(model, val, scale)
+            run.setdefault("val", []).append([meta["steps"], round(psnr, 3)])
+            print(f"step {meta['steps']} loss {loss_avg:.5f} lr {lr_now:.2e} val {psnr:.3f} dB "
+                  f"{time.time() - t0:.0f} s", flush=True)
+            if best is None or psnr > best:
+                best = meta["best_val_psnr"] = psnr
+                save(best_path, model, opt, meta)
+        if step % args.save_every == 0 or last:
+            save(args.out, model, opt, meta)
+        if out_of_time:
+            print("time limit reached", flush=True)
+            break
+
+
+if __name__ == "__main__":
+    main()
