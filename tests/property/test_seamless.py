@@ -16,7 +16,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 import dasksr
-from dasksr.blockwise import _UpscaledWindows, from_source, upscale_numpy
+from dasksr.blockwise import _kernel, _UpscaledWindows, from_source, upscale_numpy
 from dasksr.kernels import get_method, list_methods
 
 METHODS = [m.name for m in list_methods()]
@@ -140,7 +140,8 @@ def test_any_region_of_a_source_reads_as_the_whole_image(data: st.DataObject) ->
     scale = data.draw(st.integers(2, 5))
     image = np.random.default_rng(data.draw(st.integers(0, 99))).normal(0, 50, (2, 9, 13))
     whole = upscale_numpy(image, method, scale)
-    windows = _UpscaledWindows(image, method, scale, None)
+    kernel = _kernel(method, scale, None, None)
+    windows = _UpscaledWindows(image, kernel, scale, method.halo(scale), method.boundary)
     key = (
         data.draw(regions(2)),
         data.draw(regions(9 * scale)),
