@@ -90,8 +90,8 @@ def upscale(
             return _upscale_array(
                 da.from_array(array, chunks=chunks), scale, m, nodata=nodata, dtype=dtype
             )
-        array, target = _checked(array, dtype, nodata)
-        fine = upscale_numpy(array, m, scale, nodata=nodata)
+        work, target = _checked(array, dtype, nodata)
+        fine = upscale_numpy(array.astype(work, copy=False), m, scale, nodata=nodata)
         return fine if target is None else cast(fine, target, nodata)
     raise InvalidArgumentError(
         f"data of type {type(data).__name__} is not supported: "
@@ -99,8 +99,10 @@ def upscale(
     )
 
 
-def _checked(array: Any, dtype: Any, nodata: float | None) -> tuple[Any, np.dtype[Any] | None]:
-    """Validate ``array``; return the array to upscale and the integer dtype to cast to after.
+def _checked(
+    array: Any, dtype: Any, nodata: float | None
+) -> tuple[np.dtype[Any], np.dtype[Any] | None]:
+    """Validate ``array``; return the dtype to upscale in and the integer dtype to cast to after.
 
     A float output dtype is reached by casting the input first (exact); an integer one by
     upscaling in floating point and then rounding and clipping, so that values never wrap.
@@ -125,10 +127,10 @@ def _checked(array: Any, dtype: Any, nodata: float | None) -> tuple[Any, np.dtyp
                     + (", or a wider dtype=" if kind_of == "output" else "")
                 )
     if target is None or target == array.dtype:
-        return array, None
+        return np.dtype(array.dtype), None
     if target.kind == "f":
-        return array.astype(target), None
-    return array.astype(work_dtype(array.dtype)), target
+        return target, None
+    return work_dtype(array.dtype), target
 
 
 def _range_of(dtype: Any) -> str:
@@ -148,10 +150,12 @@ def _upscale_array(
     chunks: Any = None,
     dtype: Any = None,
 ) -> da.Array:
-    array, target = _checked(array, dtype, nodata)
+    work, target = _checked(array, dtype, nodata)
     if chunks is not None:
         array = array.rechunk(chunks)
-    fine = upscale_block_array(array, method, scale, nodata=nodata)
+    # The blocks are cast to the working dtype as they are read: an array read from a file keeps
+    # its direct-source wiring.
+    fine = upscale_block_array(array, method, scale, nodata=nodata, dtype=work)
     if target is None:
         return fine
     return da.map_blocks(cast, fine, target, nodata, dtype=target, meta=fine._meta.astype(target))

@@ -147,6 +147,7 @@ def upscale_block_array(
     *,
     nodata: float | None = None,
     params: Mapping[str, Any] | None = None,
+    dtype: Any = None,
 ) -> da.Array:
     """Upscale the last two axes of a dask ``array`` blockwise with ``method``.
 
@@ -154,17 +155,20 @@ def upscale_block_array(
     the source. Otherwise chunks smaller than the halo are merged with a neighbour first and an
     axis shorter than the halo is taken whole and padded inside the task. Either way the result
     equals `upscale_numpy` on any chunking. ``params`` are passed to every call of the method's
-    block function (see `upscale_numpy`).
+    block function (see `upscale_numpy`). With ``dtype``, every block is cast to it as it is read
+    and the result has that dtype (the same as casting the whole input first).
     """
     halo = method.halo(scale)
     ndim = array.ndim
     spatial = (ndim - 2, ndim - 1)
-    kernel = _kernel(method, scale, nodata, params)
+    dtype = np.dtype(array.dtype if dtype is None else dtype)
+    kernel = _kernel(method, scale, nodata, params, dtype)
+    meta = array._meta.astype(dtype)
     # A deterministic name: the same input, method identity, scale, nodata and parameters give
     # the same graph keys in every process, which is what lets an interrupted Zarr job be
     # recognised and resumed.
     name = f"upscale-{method.name}-x{scale}-" + tokenize(
-        array.name, method.token, scale, nodata, dict(params or {})
+        array.name, method.token, scale, nodata, dict(params or {}), dtype.str
     )
     source = source_of(array) if halo else None
     if source is None:
@@ -178,15 +182,9 @@ def upscale_block_array(
         for ax in range(ndim)
     )
     if source is not None:
-        windows = _UpscaledWindows(source, kernel, scale, halo, method.boundary)
+        windows = _UpscaledWindows(source, kernel, scale, halo, method.boundary, dtype)
         return da.from_array(
-            windows,
-            chunks=out_chunks,
-            name=name,
-            lock=False,
-            asarray=False,
-            fancy=False,
-            meta=array._meta,
+            windows, chunks=out_chunks, name=name, lock=False, asarray=False, fancy=False, meta=meta
         )
     return map_with_halo(
         kernel,
@@ -194,29 +192,46 @@ def upscale_block_array(
         halo=halo,
         boundary=method.boundary,
         chunks=out_chunks,
-        dtype=array.dtype,
-        meta=array._meta,
+        dtype=dtype,
+        meta=meta,
         name=name,
     )
 
 
 def _kernel(
-    method: Method, scale: int, nodata: float | None, params: Mapping[str, Any] | None
+    method: Method,
+    scale: int,
+    nodata: float | None,
+    params: Mapping[str, Any] | None,
+    dtype: Any = None,
 ) -> Callable[[Any], Any]:
     """``padded block -> fine block``: the method's block function with everything else bound.
 
     The block function is always called as ``function(padded, scale, nodata=nodata)``; extra
-    per-call parameters are bound to it first.
+    per-call parameters are bound to it first. With ``dtype`` the padded block is cast to it first.
     """
     function = partial(method.block, **params) if params else method.block
     return partial(
-        _upscale_padded, function=function, scale=scale, nodata=nodata, halo=method.halo(scale)
+        _upscale_padded,
+        function=function,
+        scale=scale,
+        nodata=nodata,
+        halo=method.halo(scale),
+        dtype=None if dtype is None else np.dtype(dtype),
     )
 
 
 def _upscale_padded(
-    padded: Any, *, function: Any, scale: int, nodata: float | None, halo: int
+    padded: Any,
+    *,
+    function: Any,
+    scale: int,
+    nodata: float | None,
+    halo: int,
+    dtype: np.dtype[Any] | None,
 ) -> Any:
+    if dtype is not None:
+        padded = padded.astype(dtype, copy=False)
     if padded.size == 0:
         shape = (*padded.shape[:-2], *(max(n - 2 * halo, 0) * scale for n in padded.shape[-2:]))
         return np.empty(shape, dtype=padded.dtype)
@@ -228,14 +243,20 @@ class _UpscaledWindows(WindowArray):
     the input box under it plus the halo, read from ``source`` (see `_haloed_read`)."""
 
     def __init__(
-        self, source: Any, kernel: Callable[[Any], Any], scale: int, halo: int, boundary: str
+        self,
+        source: Any,
+        kernel: Callable[[Any], Any],
+        scale: int,
+        halo: int,
+        boundary: str,
+        dtype: Any,
     ) -> None:
         self.source = source
         self.kernel = kernel
         self.scale = scale
         self.halo = halo
         self.boundary = boundary
-        self.dtype = np.dtype(source.dtype)
+        self.dtype = np.dtype(dtype)
         self.shape = (*source.shape[:-2], *(n * scale for n in source.shape[-2:]))
 
     def _read(self, box: list[tuple[int, int]]) -> Any:
