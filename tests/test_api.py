@@ -317,3 +317,19 @@ def test_spatial_dims_are_never_guessed() -> None:
     assert named.sizes == {"band": 3, "row": 12, "col": 16}
     # Two dims leave nothing to guess.
     assert xr.DataArray(values[..., 0], dims=("a", "b")).sr.upscale(scale=2).shape == (12, 16)
+
+
+@pytest.mark.parametrize("bad", [1.5, "2", True, None])
+def test_one_scale_validator_for_upscale_degrade_and_the_command_line(bad: object) -> None:
+    from dasksr.cli import ScaleType
+
+    image = np.ones((8, 8), np.float32)
+    for call in (
+        lambda: dasksr.upscale(image, bad, "bicubic"),  # type: ignore[arg-type]
+        lambda: dasksr.degrade_sensor(image, bad),  # type: ignore[arg-type]
+    ):
+        with pytest.raises(InvalidScaleError, match=rf"scale={bad!r} is not an integer: use an"):
+            call()
+    with pytest.raises(InvalidScaleError, match=r"--scale '1.5' is not an integer"):
+        ScaleType().convert("1.5", None, None)
+    assert ScaleType().convert("4.0", None, None) == 4

@@ -8,13 +8,20 @@ only, so a new method is registered once and is available everywhere.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Collection
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 from dasksr.errors import InvalidScaleError, UnknownMethodError
 
-__all__ = ["BlockFunction", "Method", "register", "get_method", "list_methods"]
+__all__ = [
+    "BlockFunction",
+    "Method",
+    "check_scale",
+    "get_method",
+    "list_methods",
+    "register",
+]
 
 
 class BlockFunction(Protocol):
@@ -75,15 +82,37 @@ class Method:
 
     def check_scale(self, scale: Any) -> int:
         """Return ``scale`` as an int, or raise `InvalidScaleError` naming the supported scales."""
-        ok = isinstance(scale, int) and not isinstance(scale, bool)
-        if not ok and isinstance(scale, float) and scale.is_integer():
-            scale, ok = int(scale), True
-        if not ok or scale not in self.scales:
-            raise InvalidScaleError(
-                f"scale={scale!r} is not supported by method {self.name!r}: "
-                f"use an integer from {min(self.scales)} to {max(self.scales)}"
-            )
-        return int(scale)
+        return check_scale(scale, self.scales, method=self.name)
+
+
+def check_scale(
+    scale: Any,
+    scales: Collection[int] | None = None,
+    *,
+    minimum: int | None = None,
+    method: str | None = None,
+    shown: str | None = None,
+) -> int:
+    """Return ``scale`` as an int, or raise `InvalidScaleError`: the one scale validator.
+
+    An int, or a float with an integer value, is accepted (not a bool, not a string). With
+    ``scales`` it must be one of them (``method`` names their owner in the message); with
+    ``minimum`` at least that. ``shown`` is how the message names the value (default
+    ``scale=VALUE``; the command line says ``--scale 'TEXT'``).
+    """
+    what = f"scale={scale!r}" if shown is None else shown
+    ok = isinstance(scale, int) and not isinstance(scale, bool)
+    if not ok and isinstance(scale, float) and scale.is_integer():
+        scale, ok = int(scale), True
+    choices = f"from {min(scales)} to {max(scales)}" if scales else "such as 2 or 4"
+    if not ok:
+        raise InvalidScaleError(f"{what} is not an integer: use an integer {choices}")
+    if scales is not None and scale not in scales:
+        owner = f" by method {method!r}" if method else ""
+        raise InvalidScaleError(f"{what} is not supported{owner}: use an integer {choices}")
+    if minimum is not None and scale < minimum:
+        raise InvalidScaleError(f"{what} is less than {minimum}: use an integer {choices}")
+    return int(scale)
 
 
 _REGISTRY: dict[str, Method] = {}
