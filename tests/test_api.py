@@ -333,3 +333,32 @@ def test_one_scale_validator_for_upscale_degrade_and_the_command_line(bad: objec
     with pytest.raises(InvalidScaleError, match=r"--scale '1.5' is not an integer"):
         ScaleType().convert("1.5", None, None)
     assert ScaleType().convert("4.0", None, None) == 4
+
+
+def test_per_call_parameters_reach_every_block_in_both_wirings(tmp_path: Any) -> None:
+    # A method whose block function takes extra parameters computed once for the whole image
+    # (as a learned method's per-band normalisation): they are bound with functools.partial and
+    # the kernel is still called as block(padded, scale, nodata=...).
+    from dasksr.blockwise import upscale_block_array, upscale_numpy
+    from dasksr.kernels import get_method
+    from dasksr.kernels.registry import Method
+
+    bilinear = get_method("bilinear")
+
+    def gained(block: Any, scale: int, *, nodata: float | None = None, gain: Any) -> Any:
+        return bilinear.block(block, scale, nodata=nodata) * np.asarray(gain)[:, None, None]
+
+    method = Method("gained", "bilinear times a per-band gain", bilinear.halo, gained)
+    gain = np.array([1.0, 2.0, 3.0], np.float32)
+    image = np.random.default_rng(0).normal(size=(3, 20, 30)).astype(np.float32)
+    whole = upscale_numpy(image, method, 2, params={"gain": gain})
+    np.testing.assert_allclose(whole, upscale_numpy(image, bilinear, 2) * gain[:, None, None])
+    _write_tif(tmp_path / "in.tif", image, LANDSAT7)
+    for array in (
+        da.from_array(image, chunks=(3, 7, 9)),
+        dasksr.open_raster(tmp_path / "in.tif", chunks=8).data,
+    ):
+        lazy = upscale_block_array(array, method, 2, params={"gain": gain})
+        np.testing.assert_allclose(lazy.compute(), whole, rtol=1e-6)
+        other = upscale_block_array(array, method, 2, params={"gain": gain * 2})
+        assert other.name != lazy.name
