@@ -198,7 +198,8 @@ def raster_transform(data: xr.DataArray) -> Affine | None:
     """
     from affine import Affine
 
-    ydim, xdim = data.rio.y_dim, data.rio.x_dim
+    ydim, xdim = spatial_dims(data)
+    data = data.rio.set_spatial_dims(x_dim=xdim, y_dim=ydim)
     stored = None
     mapping = data.coords.get(data.rio.grid_mapping)
     text = None if mapping is None else mapping.attrs.get("GeoTransform")

@@ -372,13 +372,18 @@ class _ZarrWindows(_BlockWindows):
         listing = _listing(folder)
         if listing.fingerprint != self.fingerprint:
             raise self._changed()
-        array = _open_zarr_array(self.store, self.variable, self.fingerprint)
-        shards = getattr(array, "shards", None) or self.blocks
         for index in indices:
-            # A stored file holds a whole shard when the array is sharded.
-            where = tuple(i * c // s for i, c, s in zip(index, self.blocks, shards, strict=True))
-            key = array.metadata.encode_chunk_key(where)
-            if _file_stamp(folder / key) != listing.files.get(key):
+            found = listing.keys.get(index)
+            if found is None:
+                array = _open_zarr_array(self.store, self.variable, self.fingerprint)
+                # A stored file holds a whole shard when the array is sharded.
+                shards = getattr(array, "shards", None) or self.blocks
+                where = tuple(
+                    i * c // s for i, c, s in zip(index, self.blocks, shards, strict=True)
+                )
+                key = array.metadata.encode_chunk_key(where)
+                found = listing.keys.setdefault(index, (str(folder / key), key))
+            if _file_stamp(found[0]) != listing.files.get(found[1]):
                 raise self._changed()
 
 
@@ -394,6 +399,8 @@ class _Listing:
                 if stamp is not None:
                     files[os.path.relpath(path, folder).replace(os.sep, "/")] = stamp
         self.files = files
+        #: The file of each block index: its path, and its key as the chunk key encoding names it.
+        self.keys: dict[tuple[int, ...], tuple[str, str]] = {}
         self.fingerprint = hashlib.sha256(repr(sorted(files.items())).encode()).hexdigest()[:32]
 
 
