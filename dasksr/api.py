@@ -254,27 +254,17 @@ def _upscale_dataarray(
         if ydim not in coord.dims and xdim not in coord.dims
     }
     fine_grid = None if transform is None else fine_transform(transform, scale)
-    for dim, origin, step in (
-        (
-            ydim,
-            None if fine_grid is None else fine_grid.f,
-            None if fine_grid is None else fine_grid.e,
-        ),
-        (
-            xdim,
-            None if fine_grid is None else fine_grid.c,
-            None if fine_grid is None else fine_grid.a,
-        ),
-    ):
-        attrs = data[dim].attrs if dim in data.coords else {}
-        if fine_grid is not None and fine_grid.b == 0 and fine_grid.d == 0:
+    for dim in (ydim, xdim):
+        if fine_grid is None:
+            coords[dim] = (dim, fine_coordinate(np.arange(data.sizes[dim]), scale))
+        elif fine_grid.b == 0 and fine_grid.d == 0:
+            origin, step = (fine_grid.f, fine_grid.e) if dim == ydim else (fine_grid.c, fine_grid.a)
+            attrs = data[dim].attrs if dim in data.coords else {}
             coords[dim] = (
                 dim,
                 pixel_centres(origin, step, fine.shape[data.dims.index(dim)]),
                 attrs,
             )
-        elif fine_grid is None:
-            coords[dim] = (dim, fine_coordinate(np.arange(data.sizes[dim]), scale))
         # A rotated grid has no 1-D coordinates, as rioxarray reads it.
     attrs = {k: v for k, v in data.attrs.items() if not str(k).startswith(_STALE_ATTRS)}
     out = xr.DataArray(fine, dims=data.dims, coords=coords, attrs=attrs)
