@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import dask.array as da
 import numpy as np
@@ -10,11 +10,14 @@ import xarray as xr
 
 from dasksr.blockwise import upscale_block_array, upscale_numpy
 from dasksr.errors import InvalidArgumentError
-from dasksr.grid import fine_coordinate, fine_transform
+from dasksr.grid import fine_coordinate, fine_transform, pixel_centres
 from dasksr.kernels.registry import Method, get_method
-from dasksr.kernels.values import cast, work_dtype
+from dasksr.kernels.values import cast, nodata_fits, work_dtype
 
-__all__ = ["upscale", "spatial_dims"]
+if TYPE_CHECKING:
+    from affine import Affine
+
+__all__ = ["raster_transform", "spatial_dims", "upscale"]
 
 _SUPPORTED_KINDS = "uif"
 
@@ -87,8 +90,8 @@ def upscale(
             return _upscale_array(
                 da.from_array(array, chunks=chunks), scale, m, nodata=nodata, dtype=dtype
             )
-        array, target = _checked(array, dtype)
-        fine = upscale_numpy(array, m, scale, nodata=nodata)
+        work, target = _checked(array, dtype, nodata)
+        fine = upscale_numpy(array.astype(work, copy=False), m, scale, nodata=nodata)
         return fine if target is None else cast(fine, target, nodata)
     raise InvalidArgumentError(
         f"data of type {type(data).__name__} is not supported: "
@@ -96,11 +99,14 @@ def upscale(
     )
 
 
-def _checked(array: Any, dtype: Any) -> tuple[Any, np.dtype[Any] | None]:
-    """Validate ``array``; return the array to upscale and the integer dtype to cast to after.
+def _checked(
+    array: Any, dtype: Any, nodata: float | None
+) -> tuple[np.dtype[Any], np.dtype[Any] | None]:
+    """Validate ``array``; return the dtype to upscale in and the integer dtype to cast to after.
 
     A float output dtype is reached by casting the input first (exact); an integer one by
     upscaling in floating point and then rounding and clipping, so that values never wrap.
+    ``nodata`` must fit both the input and the output dtype.
     """
     if array.ndim < 2:
         raise InvalidArgumentError(
@@ -112,11 +118,27 @@ def _checked(array: Any, dtype: Any) -> tuple[Any, np.dtype[Any] | None]:
                 f"{kind_of} has dtype {np.dtype(dt)}: use integer or floating-point pixels"
             )
     target = None if dtype is None else np.dtype(dtype)
+    if nodata is not None:
+        for kind_of, dt in (("data", array.dtype), ("output", target)):
+            if dt is not None and not nodata_fits(nodata, dt):
+                raise InvalidArgumentError(
+                    f"nodata={nodata!r} does not fit the {kind_of} dtype {np.dtype(dt)}"
+                    f"{_range_of(dt)}: pass a nodata value that {np.dtype(dt)} can hold"
+                    + (", or a wider dtype=" if kind_of == "output" else "")
+                )
     if target is None or target == array.dtype:
-        return array, None
+        return np.dtype(array.dtype), None
     if target.kind == "f":
-        return array.astype(target), None
-    return array.astype(work_dtype(array.dtype)), target
+        return target, None
+    return work_dtype(array.dtype), target
+
+
+def _range_of(dtype: Any) -> str:
+    dtype = np.dtype(dtype)
+    if dtype.kind in "iu":
+        info = np.iinfo(dtype)
+        return f" (integers {info.min}..{info.max})"
+    return f" (finite values up to +-{float(np.finfo(dtype).max):.4g})"
 
 
 def _upscale_array(
@@ -128,26 +150,72 @@ def _upscale_array(
     chunks: Any = None,
     dtype: Any = None,
 ) -> da.Array:
-    array, target = _checked(array, dtype)
+    work, target = _checked(array, dtype, nodata)
     if chunks is not None:
         array = array.rechunk(chunks)
-    fine = upscale_block_array(array, method, scale, nodata=nodata)
+    # The blocks are cast to the working dtype as they are read: an array read from a file keeps
+    # its direct-source wiring.
+    fine = upscale_block_array(array, method, scale, nodata=nodata, dtype=work)
     if target is None:
         return fine
     return da.map_blocks(cast, fine, target, nodata, dtype=target, meta=fine._meta.astype(target))
 
 
 def spatial_dims(data: xr.DataArray) -> tuple[str, str]:
-    """Return the ``(y, x)`` dimension names of ``data`` (rioxarray's, else the last two)."""
+    """Return the ``(y, x)`` dimension names of ``data``.
+
+    They are rioxarray's (``y``/``x``, ``lat``/``lon`` and the like, or those set with
+    ``.rio.set_spatial_dims``). A 2-D array with other names has no choice to make: its two dims
+    are ``(y, x)``. Otherwise they are never guessed: a ``(row, col, band)`` array would get its
+    band axis upscaled.
+    """
     try:
         y, x = data.rio.y_dim, data.rio.x_dim
     except Exception:  # rioxarray raises its own errors when it cannot tell
-        if data.ndim < 2:
+        if data.ndim != 2:
             raise InvalidArgumentError(
-                f"DataArray {data.name!r} has dims {data.dims}: it needs two spatial dims (y, x)"
+                f"cannot tell which dims of DataArray {data.name!r} {tuple(data.dims)} are the "
+                "spatial (y, x) ones: rename them to 'y' and 'x', or call "
+                "data.rio.set_spatial_dims(x_dim=..., y_dim=...) first"
             ) from None
-        y, x = data.dims[-2], data.dims[-1]
+        y, x = data.dims
     return str(y), str(x)
+
+
+#: Attributes that describe the input's pixel values and are wrong for the upscaled ones.
+_STALE_ATTRS = ("STATISTICS_",)
+#: Encoding entries that say how the values are stored, kept so that writers store them the same.
+_KEPT_ENCODING = ("dtype", "_FillValue", "scale_factor", "add_offset", "grid_mapping")
+
+
+def raster_transform(data: xr.DataArray) -> Affine | None:
+    """The affine transform of ``data``: the one stored on its grid mapping, when the coordinates
+    agree with it, else the one the coordinates give; None when it has no georeferencing.
+
+    The stored transform is exact; one recomputed from pixel centres carries rounding errors. It
+    is stale when the data was sliced or subsampled after the transform was written: then the
+    coordinates are right. A rotated transform has no 1-D coordinates and is taken as stored.
+    """
+    from affine import Affine
+
+    ydim, xdim = spatial_dims(data)
+    data = data.rio.set_spatial_dims(x_dim=xdim, y_dim=ydim)
+    stored = None
+    mapping = data.coords.get(data.rio.grid_mapping)
+    text = None if mapping is None else mapping.attrs.get("GeoTransform")
+    if text:
+        stored = Affine.from_gdal(*(float(v) for v in str(text).split()))
+    if xdim not in data.coords or ydim not in data.coords:
+        return stored
+    try:
+        actual = data.rio.transform(recalc=True)
+    except Exception:  # rioxarray cannot tell the resolution of a one-pixel axis
+        return stored if stored is not None else data.rio.transform()
+    if stored is None:
+        return actual
+    tolerance = 1e-6 * max(abs(actual.a), abs(actual.e))
+    same = all(abs(a - b) <= tolerance for a, b in zip(stored[:6], actual[:6], strict=True))
+    return stored if same else actual
 
 
 def _upscale_dataarray(
@@ -164,39 +232,58 @@ def _upscale_dataarray(
     ydim, xdim = spatial_dims(data)
     lead = [d for d in data.dims if d not in (ydim, xdim)]
     data = data.transpose(*lead, ydim, xdim)
+    data = data.rio.set_spatial_dims(x_dim=xdim, y_dim=ydim)
+    # A masked rioxarray input (masked=True) holds NaN; the file's own nodata is the encoded one.
+    encoded = data.rio.encoded_nodata
     if nodata is None:
         nodata = data.rio.nodata
+        target = None if dtype is None else np.dtype(dtype)
+        if encoded is not None and np.isnan(nodata) and target is not None and target.kind != "f":
+            nodata = float(encoded)  # NaN cannot mark holes in an integer output
     raw = data.data
     if chunks is not None and not isinstance(raw, da.Array):
         raw = da.from_array(raw, chunks=chunks)
         chunks = None
     fine = upscale(raw, scale, method, nodata=nodata, chunks=chunks, dtype=dtype)
 
+    transform = raster_transform(data)
+    grid_mapping = data.rio.grid_mapping
     coords = {
         name: coord
         for name, coord in data.coords.items()
         if ydim not in coord.dims and xdim not in coord.dims
     }
-    has_transform = xdim in data.coords and ydim in data.coords
-    transform = data.rio.transform() if has_transform else None
-    for dim, step in (
-        (ydim, None if transform is None else transform.e),
-        (xdim, None if transform is None else transform.a),
-    ):
-        if dim in data.coords:
-            coords[dim] = (dim, fine_coordinate(data[dim].values, scale, step), data[dim].attrs)
-        else:
+    fine_grid = None if transform is None else fine_transform(transform, scale)
+    for dim in (ydim, xdim):
+        if fine_grid is None:
             coords[dim] = (dim, fine_coordinate(np.arange(data.sizes[dim]), scale))
-    out = xr.DataArray(fine, dims=data.dims, coords=coords, attrs=dict(data.attrs))
+        elif fine_grid.b == 0 and fine_grid.d == 0:
+            origin, step = (fine_grid.f, fine_grid.e) if dim == ydim else (fine_grid.c, fine_grid.a)
+            attrs = data[dim].attrs if dim in data.coords else {}
+            coords[dim] = (
+                dim,
+                pixel_centres(origin, step, fine.shape[data.dims.index(dim)]),
+                attrs,
+            )
+        # A rotated grid has no 1-D coordinates, as rioxarray reads it.
+    attrs = {k: v for k, v in data.attrs.items() if not str(k).startswith(_STALE_ATTRS)}
+    out = xr.DataArray(fine, dims=data.dims, coords=coords, attrs=attrs)
     out.name = data.name  # xarray would otherwise take the dask graph's name
-    out.encoding = {k: v for k, v in data.encoding.items() if k in ("dtype", "_FillValue")}
-    if transform is not None:
+    out.encoding = {k: v for k, v in data.encoding.items() if k in _KEPT_ENCODING}
+    if dtype is not None:
+        # Writers would otherwise cast back to the input's dtype.
+        out.encoding["dtype"] = np.dtype(dtype).name
+    if fine_grid is not None:
+        out = out.rio.write_transform(fine_grid, grid_mapping_name=grid_mapping)
         crs = data.rio.crs
-        out = out.rio.write_transform(fine_transform(transform, scale))
         if crs is not None:
-            out = out.rio.write_crs(crs)
-    if nodata is not None:
-        out = out.rio.write_nodata(nodata, encoded=data.rio.encoded_nodata is not None)
+            out = out.rio.write_crs(crs, grid_mapping_name=grid_mapping)
+    if encoded is not None and fine.dtype.kind == "f":
+        # Still masked: NaN marks the holes, and writers store the file's own nodata value.
+        out = out.rio.write_nodata(encoded, encoded=True)
+    elif nodata is not None:
+        out.encoding.pop("_FillValue", None)
+        out = out.rio.write_nodata(nodata, encoded=False)
     return out
 
 

@@ -1,38 +1,47 @@
-"""Halo arithmetic and ``map_overlap`` wiring: run a method's kernel on every block of a dask array.
+"""Halo wiring: run a method's kernel on every block of a dask array, padded as the whole image is.
 
 The kernel always sees its block padded by ``halo`` pixels, taken from the neighbouring blocks or,
 at the image edge, made by the method's boundary rule, exactly as the whole-image result pads the
-whole image. The output chunks are the input chunks times the scale; nothing is blended.
+whole image. The output chunks are the input chunks times the scale; nothing is blended. Which
+input pixels a block needs, and how the part past the image edge is made, is decided in one place
+(`_haloed_read` for the source wiring, dask's ``map_overlap`` plus `pad_sides` otherwise), and the
+kernel itself trims: it returns only the block's own fine pixels.
 
 Two wirings give the same pixels:
 
 - For any dask array, ``map_overlap`` copies the halo out of the neighbouring blocks. Every input
   block is then held until its eight neighbours are done, and the graph's overlap tasks keep the
   read of a block apart from its upscaling and writing.
-- For an array made by `from_source` (``open_raster`` does it for GeoTIFFs), every output block's
-  task reads its own haloed window straight from the source. Tasks have no neighbours, so read,
-  upscale and write fuse into one task per block, and memory stays flat however large the scene.
+- For an array made by `from_source` (``open_raster`` does it for GeoTIFFs and Zarr arrays), every
+  output block's task reads its own haloed window straight from the source. Tasks have no
+  neighbours, so read, upscale and write fuse into one task per block, and memory stays flat
+  however large the scene. The source travels on the array's own graph layer (`SourceLayer`): an
+  array that was changed in any way (sliced, persisted, rechunked) no longer has that layer, and
+  takes the ``map_overlap`` wiring on its own blocks.
 """
 
 from __future__ import annotations
 
-import threading
+from collections.abc import Callable, Mapping
 from functools import partial
 from typing import Any
 
 import dask.array as da
 import numpy as np
 from dask.base import tokenize
+from dask.highlevelgraph import HighLevelGraph, MaterializedLayer
 
 from dasksr.kernels.registry import Method
+from dasksr.windows import WindowArray
 
 __all__ = [
-    "WindowArray",
+    "SourceLayer",
     "downscale_blocks",
     "from_source",
     "map_with_halo",
     "merge_small_chunks",
     "pad_block",
+    "source_of",
     "upscale_block_array",
     "upscale_numpy",
 ]
@@ -40,35 +49,44 @@ __all__ = [
 _NUMPY_PAD_MODE = {"reflect": "symmetric", "nearest": "edge", "periodic": "wrap"}
 
 
+class SourceLayer(MaterializedLayer):
+    """The graph layer of an array made by `from_source`: its read tasks, and the source itself."""
+
+    def __init__(self, mapping: Mapping[Any, Any], source: Any, chunks: Any) -> None:
+        super().__init__(mapping)
+        self.source = source
+        self.chunks = chunks
+
+
 def from_source(source: Any, chunks: Any, *, name: str, meta: Any | None = None) -> da.Array:
     """A dask array of ``source`` whose upscaling reads haloed windows straight from ``source``.
 
     ``source`` has ``shape``, ``dtype``, ``ndim`` and ``__getitem__`` taking a tuple of
     unit-step slices (dask's ``from_array`` contract), and may be read from any thread or process.
-    ``name`` must identify the content (dask's own rule for names): `upscale_block_array`
-    recognises the array by it, and any change to the array (slicing, arithmetic, rechunking)
-    gives a new name and so the ``map_overlap`` wiring.
+    ``name`` must identify the content (dask's own rule for names). The source is kept on the
+    array's graph layer (see `source_of`).
     """
-    array = da.from_array(
-        source, chunks=chunks, name=name, lock=False, asarray=True, fancy=False, meta=meta
+    plain = da.from_array(
+        source,
+        chunks=chunks,
+        name=name,
+        lock=False,
+        asarray=True,
+        fancy=False,
+        meta=meta,
+        inline_array=True,
     )
-    with _SOURCES_LOCK:
-        _SOURCES[array.name] = (source, array.chunks)
-    return array
+    layer = SourceLayer(dict(plain.dask.layers[plain.name]), source, plain.chunks)
+    graph = HighLevelGraph({plain.name: layer}, {plain.name: set()})
+    return da.Array(graph, plain.name, plain.chunks, meta=plain._meta)
 
 
-#: The sources of the arrays made by `from_source`, by dask name, with the chunks they were made
-#: with. A source object is small (a path, a shape); they are kept for the life of the process.
-_SOURCES: dict[str, tuple[Any, tuple[tuple[int, ...], ...]]] = {}
-_SOURCES_LOCK = threading.Lock()
-
-
-def _source_of(array: da.Array) -> Any | None:
-    with _SOURCES_LOCK:
-        found = _SOURCES.get(array.name)
-    if found is None or found[1] != array.chunks:
-        return None
-    return found[0]
+def source_of(array: da.Array) -> Any | None:
+    """The source of an array made by `from_source` and not changed since, else None."""
+    layer = array.dask.layers.get(array.name)
+    if isinstance(layer, SourceLayer) and layer.chunks == array.chunks:
+        return layer.source
+    return None
 
 
 def pad_block(block: Any, halo: int, boundary: str, axes: tuple[int, ...] = (-2, -1)) -> Any:
@@ -89,10 +107,21 @@ def pad_sides(block: Any, widths: dict[int, tuple[int, int]], boundary: str) -> 
     return xp.pad(block, full, mode=_NUMPY_PAD_MODE[boundary])
 
 
-def upscale_numpy(image: Any, method: Method, scale: int, *, nodata: float | None = None) -> Any:
-    """The whole-image result: pad the whole array, then run the kernel once (the reference)."""
-    halo = method.halo(scale)
-    return method.block(pad_block(image, halo, method.boundary), scale, nodata=nodata)
+def upscale_numpy(
+    image: Any,
+    method: Method,
+    scale: int,
+    *,
+    nodata: float | None = None,
+    params: Mapping[str, Any] | None = None,
+) -> Any:
+    """The whole-image result: pad the whole array, then run the kernel once (the reference).
+
+    ``params`` are extra keyword arguments of the method's block function (computed once for the
+    whole image by the caller), passed to every call.
+    """
+    kernel = _kernel(method, scale, nodata, params)
+    return kernel(pad_block(image, method.halo(scale), method.boundary))
 
 
 def merge_small_chunks(chunks: tuple[int, ...], minimum: int) -> tuple[int, ...]:
@@ -112,125 +141,146 @@ def merge_small_chunks(chunks: tuple[int, ...], minimum: int) -> tuple[int, ...]
 
 
 def upscale_block_array(
-    array: da.Array, method: Method, scale: int, *, nodata: float | None = None
+    array: da.Array,
+    method: Method,
+    scale: int,
+    *,
+    nodata: float | None = None,
+    params: Mapping[str, Any] | None = None,
+    dtype: Any = None,
 ) -> da.Array:
     """Upscale the last two axes of a dask ``array`` blockwise with ``method``.
 
     An array made by `from_source` keeps its chunks, and every task reads its haloed window from
     the source. Otherwise chunks smaller than the halo are merged with a neighbour first and an
     axis shorter than the halo is taken whole and padded inside the task. Either way the result
-    equals `upscale_numpy` on any chunking.
+    equals `upscale_numpy` on any chunking. ``params`` are passed to every call of the method's
+    block function (see `upscale_numpy`). With ``dtype``, every block is cast to it as it is read
+    and the result has that dtype (the same as casting the whole input first).
     """
     halo = method.halo(scale)
     ndim = array.ndim
     spatial = (ndim - 2, ndim - 1)
-    # A deterministic name: the same input, method, scale and nodata give the same graph keys in
-    # every process, which is what lets an interrupted Zarr job be recognised and resumed.
-    name = f"upscale-{method.name}-x{scale}-" + tokenize(array.name, method.name, scale, nodata)
-    source = _source_of(array) if halo else None
-    if source is not None:
-        windows = _UpscaledWindows(source, method, scale, nodata)
-        out_chunks = tuple(
-            tuple(c * scale for c in array.chunks[ax]) if ax in spatial else array.chunks[ax]
-            for ax in range(ndim)
-        )
-        return da.from_array(
-            windows,
-            chunks=out_chunks,
-            name=name,
-            lock=False,
-            asarray=False,
-            fancy=False,
-            meta=array._meta,
-        )
-    chunks = list(array.chunks)
-    for ax in spatial:
-        chunks[ax] = merge_small_chunks(array.chunks[ax], halo)
-    if tuple(chunks) != array.chunks:
-        array = array.rechunk(tuple(chunks))
+    dtype = np.dtype(array.dtype if dtype is None else dtype)
+    kernel = _kernel(method, scale, nodata, params, dtype)
+    meta = array._meta.astype(dtype)
+    # A deterministic name: the same input, method identity, scale, nodata and parameters give
+    # the same graph keys in every process, which is what lets an interrupted Zarr job be
+    # recognised and resumed.
+    name = f"upscale-{method.name}-x{scale}-" + tokenize(
+        array.name, method.token, scale, nodata, dict(params or {}), dtype.str
+    )
+    source = source_of(array) if halo else None
+    if source is None:
+        chunks = list(array.chunks)
+        for ax in spatial:
+            chunks[ax] = merge_small_chunks(array.chunks[ax], halo)
+        if tuple(chunks) != array.chunks:
+            array = array.rechunk(tuple(chunks))
     out_chunks = tuple(
         tuple(c * scale for c in array.chunks[ax]) if ax in spatial else array.chunks[ax]
         for ax in range(ndim)
     )
-    kernel = partial(_upscale_padded, method=method, scale=scale, nodata=nodata, halo=halo)
+    if source is not None:
+        windows = _UpscaledWindows(source, kernel, scale, halo, method.boundary, dtype)
+        return da.from_array(
+            windows, chunks=out_chunks, name=name, lock=False, asarray=False, fancy=False, meta=meta
+        )
     return map_with_halo(
         kernel,
         array,
         halo=halo,
         boundary=method.boundary,
         chunks=out_chunks,
-        dtype=array.dtype,
-        meta=array._meta,
+        dtype=dtype,
+        meta=meta,
         name=name,
     )
 
 
-class WindowArray:
-    """A lazily computed array: ``[key]`` gets the smallest box covering ``key`` from `_read`.
+def _kernel(
+    method: Method,
+    scale: int,
+    nodata: float | None,
+    params: Mapping[str, Any] | None,
+    dtype: Any = None,
+) -> Callable[[Any], Any]:
+    """``padded block -> fine block``: the method's block function with everything else bound.
 
-    dask fuses later slicing into the reads of a ``from_array`` array, so a key may hold ints and
-    strided (even reversed) slices too; they are applied to the box after `_read`. Subclasses set
-    ``shape`` and ``dtype`` and implement ``_read(box)``, ``box`` being one ``(start, stop)`` per
-    axis.
+    The block function is always called as ``function(padded, scale, nodata=nodata)``; extra
+    per-call parameters are bound to it first. With ``dtype`` the padded block is cast to it first.
     """
+    function = partial(method.block, **params) if params else method.block
+    return partial(
+        _upscale_padded,
+        function=function,
+        scale=scale,
+        nodata=nodata,
+        halo=method.halo(scale),
+        dtype=None if dtype is None else np.dtype(dtype),
+    )
 
-    shape: tuple[int, ...]
-    dtype: np.dtype[Any]
 
-    @property
-    def ndim(self) -> int:
-        return len(self.shape)
-
-    def __getitem__(self, key: Any) -> Any:
-        key = key if isinstance(key, tuple) else (key,)
-        key = key + (slice(None),) * (self.ndim - len(key))
-        picks = [np.arange(n)[k] for k, n in zip(key, self.shape, strict=True)]
-        if any(np.size(p) == 0 for p in picks):
-            shape = np.broadcast_to(np.zeros((), self.dtype), self.shape)[key].shape
-            return np.empty(shape, dtype=self.dtype)
-        box = [(int(np.min(p)), int(np.max(p)) + 1) for p in picks]
-        block = self._read(box)
-        for axis in reversed(range(self.ndim)):  # from the last: an int drops its axis
-            k = key[axis]
-            if not (isinstance(k, slice) and k.indices(self.shape[axis])[2] == 1):
-                block = np.take(block, picks[axis] - box[axis][0], axis=axis)
-        return block
-
-    def _read(self, box: list[tuple[int, int]]) -> Any:
-        raise NotImplementedError
+def _upscale_padded(
+    padded: Any,
+    *,
+    function: Any,
+    scale: int,
+    nodata: float | None,
+    halo: int,
+    dtype: np.dtype[Any] | None,
+) -> Any:
+    if dtype is not None:
+        padded = padded.astype(dtype, copy=False)
+    if padded.size == 0:
+        shape = (*padded.shape[:-2], *(max(n - 2 * halo, 0) * scale for n in padded.shape[-2:]))
+        return np.empty(shape, dtype=padded.dtype)
+    return function(padded, scale, nodata=nodata)
 
 
 class _UpscaledWindows(WindowArray):
     """The upscaled ``source`` as a lazily computed array: a box of the output is computed from
-    the input box under it plus the halo, read from ``source``, with what lies past the image edge
-    padded by the boundary rule."""
+    the input box under it plus the halo, read from ``source`` (see `_haloed_read`)."""
 
-    def __init__(self, source: Any, method: Method, scale: int, nodata: float | None) -> None:
+    def __init__(
+        self,
+        source: Any,
+        kernel: Callable[[Any], Any],
+        scale: int,
+        halo: int,
+        boundary: str,
+        dtype: Any,
+    ) -> None:
         self.source = source
-        self.method = method
+        self.kernel = kernel
         self.scale = scale
-        self.nodata = nodata
-        self.halo = method.halo(scale)
-        self.dtype = np.dtype(source.dtype)
+        self.halo = halo
+        self.boundary = boundary
+        self.dtype = np.dtype(dtype)
         self.shape = (*source.shape[:-2], *(n * scale for n in source.shape[-2:]))
 
     def _read(self, box: list[tuple[int, int]]) -> Any:
-        scale, halo = self.scale, self.halo
-        reads = [slice(lo, hi) for lo, hi in box[:-2]]
-        widths: dict[int, tuple[int, int]] = {}
-        crops = []
-        for ax, (start, stop), n in zip((-2, -1), box[-2:], self.source.shape[-2:], strict=True):
-            first, last = start // scale, -(-stop // scale)  # input pixels under the box
-            low, high = max(first - halo, 0), min(last + halo, n)
-            reads.append(slice(low, high))
-            widths[ax] = (halo - (first - low), halo - (high - last))
-            crops.append(slice(start - first * scale, stop - first * scale))
-        block = np.asarray(self.source[tuple(reads)])
-        padded = pad_sides(block, widths, self.method.boundary)
-        fine = _upscale_padded(
-            padded, method=self.method, scale=scale, nodata=self.nodata, halo=halo
-        )
-        return fine[(..., *crops)]
+        padded, crops = _haloed_read(self.source, box, self.scale, self.halo, self.boundary)
+        return self.kernel(padded)[(..., *crops)]
+
+
+def _haloed_read(
+    source: Any, box: list[tuple[int, int]], scale: int, halo: int, boundary: str
+) -> tuple[Any, list[slice]]:
+    """The input under the output ``box`` plus ``halo`` on each spatial side, read from ``source``
+    where it lies inside the image and padded by ``boundary`` past the edge; and the crop of the
+    kernel's output that is ``box``."""
+    reads = [slice(lo, hi) for lo, hi in box[:-2]]
+    widths: dict[int, tuple[int, int]] = {}
+    crops = []
+    for ax, (start, stop), n in zip((-2, -1), box[-2:], source.shape[-2:], strict=True):
+        first, last = start // scale, -(-stop // scale)  # input pixels under the box
+        low, high = max(first - halo, 0), min(last + halo, n)
+        reads.append(slice(low, high))
+        widths[ax] = (halo - (first - low), halo - (high - last))
+        crops.append(slice(start - first * scale, stop - first * scale))
+    block = np.asarray(source[tuple(reads)])
+    return pad_sides(block, widths, boundary), crops
 
 
 def map_with_halo(
@@ -284,15 +334,6 @@ def _padded_call(
     *blocks: Any, kernel: Any, halo: int, boundary: str, short: tuple[int, ...]
 ) -> Any:
     return kernel(*(pad_block(b, halo, boundary, short) for b in blocks))
-
-
-def _upscale_padded(
-    block: Any, *, method: Method, scale: int, nodata: float | None, halo: int
-) -> Any:
-    if block.size == 0:
-        shape = (*block.shape[:-2], *(max(n - 2 * halo, 0) * scale for n in block.shape[-2:]))
-        return np.empty(shape, dtype=block.dtype)
-    return method.block(block, scale, nodata=nodata)
 
 
 def downscale_blocks(

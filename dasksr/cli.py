@@ -10,7 +10,7 @@ from typing import Any
 
 import click
 
-from dasksr.errors import DasksrError, InputError, InvalidArgumentError, InvalidScaleError
+from dasksr.errors import DasksrError, InputError, InvalidArgumentError
 
 __all__ = ["main", "cli"]
 
@@ -21,15 +21,13 @@ class ScaleType(click.ParamType):
     name = "scale"
 
     def convert(self, value: Any, param: Any, ctx: Any) -> int:
+        from dasksr.kernels.registry import check_scale
+
         try:
-            number = float(value)
+            number: Any = float(value)
         except (TypeError, ValueError):
-            number = float("nan")
-        if not number.is_integer():
-            raise InvalidScaleError(
-                f"--scale {value!r} is not an integer: use an integer factor such as 2 or 4"
-            )
-        return int(number)
+            number = value
+        return check_scale(number, shown=f"--scale {value!r}")
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})

@@ -26,6 +26,7 @@ from dasksr.kernels.degrade import (
     resize_along_axis,
     sensor_psf,
 )
+from dasksr.kernels.registry import check_scale
 from dasksr.kernels.values import finalize
 
 __all__ = ["degrade_sensor", "imresize", "mod_crop"]
@@ -122,7 +123,7 @@ def mod_crop(image: Any, scale: int) -> Any:
     >>> mod_crop(np.zeros((3, 7, 10)), 3).shape
     (3, 6, 9)
     """
-    scale = _integer_scale(scale)
+    scale = check_scale(scale, minimum=1)
     ny, nx = image.shape[-2:]
     return image[..., : ny - ny % scale, : nx - nx % scale]
 
@@ -194,7 +195,7 @@ def degrade_sensor(
     >>> bool(noisy.std() > 0)
     True
     """
-    scale = _integer_scale(scale)
+    scale = check_scale(scale, minimum=1)
     if not (isinstance(sigma, int | float) and math.isfinite(sigma) and sigma > 0):
         raise InvalidArgumentError(f"sigma={sigma!r} must be a positive number of pixels")
     try:
@@ -248,14 +249,6 @@ def degrade_sensor(
         out_dtype=out_dtype,
         dtype=out_dtype,
     )
-
-
-def _integer_scale(scale: Any) -> int:
-    if isinstance(scale, float) and scale.is_integer():
-        scale = int(scale)
-    if not isinstance(scale, int) or isinstance(scale, bool) or scale < 1:
-        raise InvalidArgumentError(f"scale={scale!r} is not a positive integer: use e.g. 2 or 4")
-    return scale
 
 
 def _blur_decimate_padded(block: np.ndarray, *, psf_y: Any, psf_x: Any, halo: int) -> np.ndarray:

@@ -9,11 +9,15 @@ from __future__ import annotations
 import numpy as np
 from affine import Affine
 
-__all__ = ["fine_transform", "fine_positions", "fine_coordinate"]
+__all__ = ["fine_transform", "fine_positions", "fine_coordinate", "pixel_centres"]
 
 
 def fine_transform(transform: Affine, scale: int) -> Affine:
-    """Affine transform of the fine grid: ``transform @ Affine.scale(1 / scale)``."""
+    """Affine transform of the fine grid: ``transform @ Affine.scale(1 / scale)``, exactly.
+
+    The origin is the coarse one, untouched; the pixel sizes (and any rotation terms) are divided
+    by the scale. Rotated transforms are scaled the same way.
+    """
     return transform @ Affine.scale(1.0 / scale)
 
 
@@ -33,3 +37,30 @@ def fine_coordinate(coords: np.ndarray, scale: int, step: float | None = None) -
     elif step is None:
         step = 1.0
     return coords[0] + fine_positions(coords.size, scale) * step
+
+
+def pixel_centres(origin: float, step: float, n: int) -> np.ndarray:
+    """The ``n`` pixel centres ``origin + (j + 0.5) * step`` of an axis of a north-up grid.
+
+    The first centre is moved by at most a few units in the last place so that
+    ``centres[0] - step / 2 == origin`` exactly: rioxarray (and GDAL-minded readers) recompute
+    the transform's origin from the first centre that way, and the origin must stay exact
+    (``transform * Affine.scale(1 / s)``), not become 101984.99999999999.
+
+    Examples
+    --------
+    >>> c = pixel_centres(101985.0, 300.0379266750948 / 2, 3)
+    >>> float(c[0] - (300.0379266750948 / 2) / 2.0)
+    101985.0
+    """
+    centres = origin + (np.arange(n, dtype=np.float64) + 0.5) * step
+    if n:
+        first = centres[0]
+        for _ in range(8):
+            error = (first - step / 2.0) - origin
+            if error == 0:
+                break
+            first = np.nextafter(first, -np.inf if error > 0 else np.inf)
+        if (first - step / 2.0) == origin:
+            centres[0] = first
+    return centres

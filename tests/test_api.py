@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import dask.array as da
 import numpy as np
 import pytest
-import rioxarray  # noqa: F401
+import rioxarray
 import xarray as xr
 from affine import Affine
 
@@ -148,3 +150,215 @@ def test_nearest_writes_nodata_for_nan_like_the_other_methods() -> None:
     for method in ("nearest", "bilinear"):
         out = dasksr.upscale(image, 2, method, nodata=-9999)
         np.testing.assert_array_equal(out[:2, 2:], -9999)
+
+
+# ----------------------------------------------------------------------------------------------
+# Values and metadata (issue 8)
+# ----------------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("dtype", "nodata", "out_dtype", "match"),
+    [
+        ("uint16", -9999, None, r"nodata=-9999 does not fit the data dtype uint16 \(integers 0"),
+        ("uint16", 65535, "uint8", r"nodata=65535 does not fit the output dtype uint8"),
+        ("int16", 0.5, None, r"nodata=0.5 does not fit the data dtype int16"),
+        ("uint8", float("nan"), None, r"nodata=nan does not fit the data dtype uint8"),
+        ("float32", 1e300, None, r"nodata=1e\+300 does not fit the data dtype float32"),
+    ],
+)
+def test_nodata_that_the_dtype_cannot_hold_is_refused_up_front(
+    dtype: str, nodata: float, out_dtype: str | None, match: str
+) -> None:
+    lazy = da.ones((8, 8), chunks=4, dtype=dtype)
+    for data in (lazy, georeferenced(1, 8, 8, dtype).isel(band=0)):
+        with pytest.raises(InvalidArgumentError, match=match) as info:
+            dasksr.upscale(data, 2, "bicubic", nodata=nodata, dtype=out_dtype)
+        assert "\n" not in str(info.value)
+
+
+@pytest.mark.parametrize("chunks", [None, 1])
+def test_valid_float_pixels_never_land_on_nodata(chunks: int | None) -> None:
+    # Bilinear between 0 and 4 gives exactly 1.0 at the second fine pixel of each row.
+    image = np.array([[0.0, 4.0, 0.0], [0.0, 4.0, 0.0]], dtype=np.float32)
+    plain = dasksr.upscale(image, 2, "bilinear")
+    assert (plain == 1.0).sum() == 8
+    out = dasksr.upscale(image, 2, "bilinear", nodata=1.0, chunks=chunks)
+    out = np.asarray(out)
+    assert not (out == 1.0).any()
+    moved = plain == 1.0
+    np.testing.assert_array_equal(out[moved], np.nextafter(np.float32(1.0), np.float32(np.inf)))
+    np.testing.assert_array_equal(out[~moved], plain[~moved])
+
+
+def _write_tif(path: Any, pixels: np.ndarray, transform: Affine, **extra: Any) -> None:
+    import rasterio
+
+    profile = {
+        "driver": "GTiff",
+        "count": pixels.shape[0],
+        "height": pixels.shape[1],
+        "width": pixels.shape[2],
+        "dtype": pixels.dtype.name,
+        "crs": "EPSG:32618",
+        "transform": transform,
+        **extra,
+    }
+    with rasterio.open(path, "w", **profile) as dst:
+        dst.write(pixels)
+        dst.update_tags(SENSOR="ETM+", STATISTICS_MAXIMUM="255", STATISTICS_MEAN="12.5")
+
+
+def test_masked_rioxarray_input_writes_back_with_the_files_nodata(tmp_path: Any) -> None:
+    import rasterio
+
+    pixels = np.arange(1, 1 + 24 * 24, dtype=np.uint16).reshape(1, 24, 24) % 250 + 1
+    pixels[0, :4, :4] = 0
+    _write_tif(tmp_path / "in.tif", pixels.astype(np.uint8), LANDSAT7, nodata=0)
+    masked = rioxarray.open_rasterio(tmp_path / "in.tif", masked=True)
+    out = masked.sr.upscale(scale=2, method="bilinear")
+    out.rio.to_raster(tmp_path / "out.tif")
+    with rasterio.open(tmp_path / "out.tif") as tif:
+        assert tif.nodata == 0
+        assert tif.dtypes[0] == "uint8"
+        written = tif.read(1)
+    expected = dasksr.upscale(pixels[0].astype(np.uint8), 2, "bilinear", nodata=0)
+    np.testing.assert_array_equal(written, expected)
+    # Asked for an integer dtype, the holes take the file's nodata value, unmasked.
+    as_int = masked.sr.upscale(scale=2, method="bilinear", dtype="uint8")
+    assert as_int.rio.nodata == 0 and as_int.encoding["dtype"] == "uint8"
+    np.testing.assert_array_equal(as_int.values[0], expected)
+
+
+def test_dtype_updates_the_encoding_writers_use(tmp_path: Any) -> None:
+    import rasterio
+
+    _write_tif(tmp_path / "in.tif", np.full((1, 8, 8), 3, np.uint8), LANDSAT7, nodata=0)
+    masked = rioxarray.open_rasterio(tmp_path / "in.tif", masked=True)
+    out = masked.sr.upscale(scale=2, dtype="float64")
+    assert out.encoding["dtype"] == "float64"
+    out.rio.to_raster(tmp_path / "out.tif")
+    with rasterio.open(tmp_path / "out.tif") as tif:
+        assert tif.dtypes[0] == "float64"
+
+
+#: Landsat 7's transform (the shared RGB.byte.tif): its origin is easy to get wrong in floats.
+LANDSAT7 = Affine(300.0379266750948, 0.0, 101985.0, 0.0, -300.041782729805, 2826915.0)
+
+
+@pytest.mark.parametrize("scale", range(2, 9))
+def test_output_transform_is_exactly_the_input_one_scaled(tmp_path: Any, scale: int) -> None:
+    import rasterio
+
+    path = tmp_path / "in.tif"
+    _write_tif(path, np.ones((1, 9, 11), np.uint8), LANDSAT7)
+    for data in (dasksr.open_raster(path), rioxarray.open_rasterio(path)):
+        out = data.sr.upscale(scale=scale, method="nearest")
+        assert out.rio.transform() == LANDSAT7 @ Affine.scale(1 / scale)
+        assert out.rio.transform().c == 101985.0
+    dasksr.to_geotiff(out, tmp_path / "out.tif")
+    with rasterio.open(tmp_path / "out.tif") as tif:
+        assert tif.transform == LANDSAT7 @ Affine.scale(1 / scale)
+
+
+@pytest.mark.data
+def test_landsat7_origin_stays_exact() -> None:
+    from dasksr.data import data_path
+
+    source = data_path("rasters", "landsat7_rgb_byte", "RGB.byte.tif")
+    if source is None:
+        pytest.skip("shared Landsat 7 raster is not on this machine (set DASKSR_DATA)")
+    for scale in (2, 4):
+        assert dasksr.open_raster(source).sr.upscale(scale=scale).rio.transform().c == 101985.0
+
+
+def test_a_rotated_transform_is_scaled_and_kept(tmp_path: Any) -> None:
+    import rasterio
+
+    rotated = Affine(10.0, 2.0, 1000.0, 2.0, -10.0, 2000.0)
+    _write_tif(tmp_path / "in.tif", np.ones((1, 16, 16), np.uint8), rotated)
+    out = dasksr.open_raster(tmp_path / "in.tif").sr.upscale(scale=2)
+    assert out.rio.transform() == rotated @ Affine.scale(1 / 2)
+    dasksr.to_geotiff(out, tmp_path / "out.tif")
+    with rasterio.open(tmp_path / "out.tif") as tif:
+        assert tif.transform == Affine(5.0, 1.0, 1000.0, 1.0, -5.0, 2000.0)
+
+
+def test_stale_statistics_go_and_dataset_tags_stay(tmp_path: Any) -> None:
+    import rasterio
+
+    _write_tif(tmp_path / "in.tif", np.full((1, 8, 8), 7, np.uint8), LANDSAT7)
+    out = dasksr.open_raster(tmp_path / "in.tif").sr.upscale(scale=2)
+    assert not [k for k in out.attrs if k.startswith("STATISTICS_")]
+    assert out.attrs["SENSOR"] == "ETM+"
+    dasksr.to_geotiff(out, tmp_path / "out.tif")
+    with rasterio.open(tmp_path / "out.tif") as tif:
+        assert tif.tags()["SENSOR"] == "ETM+"
+        assert not [k for k in tif.tags() if k.startswith("STATISTICS_")]
+
+
+def test_a_cf_grid_mapping_name_survives() -> None:
+    data = georeferenced(1).rename({"spatial_ref": "crs"}).rio.write_grid_mapping("crs")
+    assert data.rio.grid_mapping == "crs"
+    out = data.sr.upscale(scale=2)
+    assert out.rio.grid_mapping == "crs"
+    assert "spatial_ref" not in out.coords
+    assert out.rio.crs == data.rio.crs
+    assert out.rio.transform() == data.rio.transform() @ Affine.scale(1 / 2)
+
+
+def test_spatial_dims_are_never_guessed() -> None:
+    values = np.arange(6 * 8 * 3, dtype=np.float32).reshape(6, 8, 3)
+    rcb = xr.DataArray(values, dims=("row", "col", "band"))
+    with pytest.raises(InvalidArgumentError, match=r"set_spatial_dims\(x_dim=") as info:
+        rcb.sr.upscale(scale=2)
+    assert "('row', 'col', 'band')" in str(info.value)
+    named = rcb.rio.set_spatial_dims(x_dim="col", y_dim="row").sr.upscale(scale=2)
+    assert named.sizes == {"band": 3, "row": 12, "col": 16}
+    # Two dims leave nothing to guess.
+    assert xr.DataArray(values[..., 0], dims=("a", "b")).sr.upscale(scale=2).shape == (12, 16)
+
+
+@pytest.mark.parametrize("bad", [1.5, "2", True, None])
+def test_one_scale_validator_for_upscale_degrade_and_the_command_line(bad: object) -> None:
+    from dasksr.cli import ScaleType
+
+    image = np.ones((8, 8), np.float32)
+    for call in (
+        lambda: dasksr.upscale(image, bad, "bicubic"),  # type: ignore[arg-type]
+        lambda: dasksr.degrade_sensor(image, bad),  # type: ignore[arg-type]
+    ):
+        with pytest.raises(InvalidScaleError, match=rf"scale={bad!r} is not an integer: use an"):
+            call()
+    with pytest.raises(InvalidScaleError, match=r"--scale '1.5' is not an integer"):
+        ScaleType().convert("1.5", None, None)
+    assert ScaleType().convert("4.0", None, None) == 4
+
+
+def test_per_call_parameters_reach_every_block_in_both_wirings(tmp_path: Any) -> None:
+    # A method whose block function takes extra parameters computed once for the whole image
+    # (as a learned method's per-band normalisation): they are bound with functools.partial and
+    # the kernel is still called as block(padded, scale, nodata=...).
+    from dasksr.blockwise import upscale_block_array, upscale_numpy
+    from dasksr.kernels import get_method
+    from dasksr.kernels.registry import Method
+
+    bilinear = get_method("bilinear")
+
+    def gained(block: Any, scale: int, *, nodata: float | None = None, gain: Any) -> Any:
+        return bilinear.block(block, scale, nodata=nodata) * np.asarray(gain)[:, None, None]
+
+    method = Method("gained", "bilinear times a per-band gain", bilinear.halo, gained)
+    gain = np.array([1.0, 2.0, 3.0], np.float32)
+    image = np.random.default_rng(0).normal(size=(3, 20, 30)).astype(np.float32)
+    whole = upscale_numpy(image, method, 2, params={"gain": gain})
+    np.testing.assert_allclose(whole, upscale_numpy(image, bilinear, 2) * gain[:, None, None])
+    _write_tif(tmp_path / "in.tif", image, LANDSAT7)
+    for array in (
+        da.from_array(image, chunks=(3, 7, 9)),
+        dasksr.open_raster(tmp_path / "in.tif", chunks=8).data,
+    ):
+        lazy = upscale_block_array(array, method, 2, params={"gain": gain})
+        np.testing.assert_allclose(lazy.compute(), whole, rtol=1e-6)
+        other = upscale_block_array(array, method, 2, params={"gain": gain * 2})
+        assert other.name != lazy.name

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import itertools
 import os
 import threading
@@ -14,10 +15,11 @@ import numpy as np
 import xarray as xr
 from dask.base import tokenize
 
-from dasksr.blockwise import WindowArray, from_source
+from dasksr.blockwise import from_source
 from dasksr.errors import InputError, InvalidArgumentError
+from dasksr.windows import WindowArray
 
-__all__ = ["DEFAULT_CHUNK", "open_raster", "is_zarr_path", "aligned_chunks"]
+__all__ = ["DEFAULT_CHUNK", "aligned_chunks", "clear_cache", "is_zarr_path", "open_raster"]
 
 #: Target chunk edge in input pixels; rounded to a multiple of the file's own tiles.
 DEFAULT_CHUNK = 1024
@@ -91,8 +93,10 @@ def _open_gdal(path: Path, chunks: Any) -> xr.DataArray:
 
     # Tasks may run in worker processes started in another folder: they get the absolute path.
     source = path.absolute()
+    # The stamp is taken before anything is read: a change from here on fails the reads.
+    stamp = _file_stamp(source)
     try:
-        with rasterio.open(source) as src:
+        with rasterio.Env(**_gdal_options()), rasterio.open(source) as src:
             (bh, bw) = src.block_shapes[0]
             height, width, count = src.height, src.width, src.count
             dtype = np.dtype(src.dtypes[0])
@@ -128,10 +132,8 @@ def _open_gdal(path: Path, chunks: Any) -> xr.DataArray:
     block_chunks = da.core.normalize_chunks(
         tuple(spec.get(d, -1) for d in ("band", "y", "x")), shape, dtype=dtype
     )
-    stat = source.stat()
-    stamp = (stat.st_mtime_ns, stat.st_size, stat.st_ino)
-    name = "open_raster-" + tokenize(str(source), stamp[:2], block_chunks)
-    # Registered as a source: upscaling reads each block's haloed window straight from the file.
+    name = "open_raster-" + tokenize(str(source), stamp, block_chunks)
+    # A source: upscaling reads each block's haloed window straight from the file.
     pixels = from_source(
         _RasterWindows(str(source), shape, dtype, (bh, bw), stamp=stamp, shown=str(path)),
         block_chunks,
@@ -159,8 +161,11 @@ class _BlockWindows(_Windows):
 
     Decoded blocks are kept in one cache per process, shared by its threads (`CACHE_MB`), so that
     the haloed windows of neighbouring tasks, which overlap the same stored blocks, mostly decode
-    each block once. Subclasses give ``blocks`` (the block shape), ``identity`` (what the cache
-    knows the source by: path and modification stamps) and `_load`.
+    each block once. The cache knows a block by ``identity``, which holds the source's content
+    stamp taken when it was opened, so a source opened again after a change never gets the old
+    blocks. Every window is checked against the stamp after it is assembled (`_verify`): a source
+    changed while a job reads it fails the job, naming the file, instead of mixing old and new
+    pixels. Subclasses give ``blocks`` (the block shape), ``identity``, `_load` and `_verify`.
     """
 
     blocks: tuple[int, ...]
@@ -172,7 +177,8 @@ class _BlockWindows(_Windows):
         spans = [
             range(lo // c, (hi - 1) // c + 1) for (lo, hi), c in zip(box, self.blocks, strict=True)
         ]
-        for index in itertools.product(*spans):
+        indices = list(itertools.product(*spans))
+        for index in indices:
             try:
                 block = self._block(index)
             except Exception:  # GDAL, zarr and codecs raise many types for damaged data
@@ -185,7 +191,10 @@ class _BlockWindows(_Windows):
                 target.append(slice(a - lo, b - lo))
             out[tuple(target)] = block[tuple(source)]
         else:
+            self._verify(indices)
             return out
+        # A changed source often looks damaged: say that it changed.
+        self._verify(indices)
         # A damaged block: read just the window, which may not reach the damage (a cache block can
         # be larger than the file's), and otherwise fails with the reason.
         try:
@@ -196,6 +205,12 @@ class _BlockWindows(_Windows):
         # distributed pickles the chain, and rasterio's CPLE errors do not unpickle (the client
         # would get a bare Exception and the command line a traceback).
         raise self._damaged(box, reason, self.what)
+
+    def _changed(self) -> InputError:
+        return InputError(
+            f"input {self.shown!r} changed after it was opened (its files' sizes or times "
+            f"differ): open it again, and leave the {self.what} unchanged while a job reads it"
+        )
 
     def _block(self, index: tuple[int, ...]) -> np.ndarray:
         global _cache_bytes
@@ -222,6 +237,10 @@ class _BlockWindows(_Windows):
     def _load(self, region: list[tuple[int, int]]) -> np.ndarray:
         raise NotImplementedError
 
+    def _verify(self, indices: list[tuple[int, ...]]) -> None:
+        """Raise `_changed` unless the stored blocks at ``indices`` are as they were at open."""
+        raise NotImplementedError
+
 
 #: Decoded blocks kept per process, in MB, for all sources together: enough for the blocks that
 #: one row of tasks shares with the next on a 16384-pixel-wide, 3-band uint16 scene. It does not
@@ -230,6 +249,34 @@ CACHE_MB = 128
 _cache: dict[tuple[Any, ...], np.ndarray] = {}
 _cache_bytes = 0
 _cache_lock = threading.Lock()
+#: Bumped by `clear_cache`: every thread then closes the files it keeps open before its next read.
+_generation = 0
+
+
+def clear_cache() -> None:
+    """Forget everything this process keeps of the rasters it has read.
+
+    Drops the decoded blocks and the Zarr chunk listings, and makes every thread close the files
+    it keeps open before its next read. Nothing stale is ever served without it (a source changed
+    after it was opened fails the job that reads it, and a source opened again gets new cache
+    keys); it only frees the memory and the file handles, e.g. between jobs in a notebook.
+    """
+    global _cache_bytes, _generation
+    with _cache_lock:
+        _cache.clear()
+        _cache_bytes = 0
+        _listings.clear()
+        _generation += 1
+    _local.__dict__.pop("handles", None)
+
+
+def _file_stamp(path: str | os.PathLike[str]) -> tuple[int, int, int] | None:
+    """What tells a file's content apart without reading it: modification time, size, inode."""
+    try:
+        stat = os.stat(path)
+    except FileNotFoundError:
+        return None
+    return (stat.st_mtime_ns, stat.st_size, stat.st_ino)
 
 
 class _RasterWindows(_BlockWindows):
@@ -262,21 +309,36 @@ class _RasterWindows(_BlockWindows):
         self.shown = shown
 
     def _load(self, region: list[tuple[int, int]]) -> np.ndarray:
+        import rasterio
         from rasterio.windows import Window
 
         (b0, b1), rows, cols = region
         try:
-            src = _open_dataset(self.path, self.stamp)
-            return np.asarray(
-                src.read(indexes=list(range(b0 + 1, b1 + 1)), window=Window.from_slices(rows, cols))
-            )
+            with rasterio.Env(**_gdal_options()):
+                src = _open_dataset(self.path, self.stamp)
+                return np.asarray(
+                    src.read(
+                        indexes=list(range(b0 + 1, b1 + 1)), window=Window.from_slices(rows, cols)
+                    )
+                )
         except Exception:
             _forget_dataset(self.path)
             raise
 
+    def _verify(self, indices: list[tuple[int, ...]]) -> None:
+        # Checked after the read: a change before or during it shows in the stamp.
+        if _file_stamp(self.path) != self.stamp:
+            raise self._changed()
+
 
 class _ZarrWindows(_BlockWindows):
-    """A Zarr array read by windows, assembled from its stored chunks."""
+    """A Zarr array read by windows, assembled from its stored chunks.
+
+    ``fingerprint`` is a digest of the listing of the array's files (names, sizes, modification
+    times) taken at open. Each process lists the store once more when it first reads it, and
+    fails if the digest differs; after that, the files of the chunks a window needs are checked
+    against that listing after every read.
+    """
 
     what = "store"
 
@@ -288,7 +350,7 @@ class _ZarrWindows(_BlockWindows):
         dtype: np.dtype,
         chunks: tuple[int, ...],
         *,
-        stamp: Any,
+        fingerprint: str,
         shown: str,
     ):
         self.store = store
@@ -296,13 +358,65 @@ class _ZarrWindows(_BlockWindows):
         self.shape = shape
         self.dtype = dtype
         self.blocks = chunks
-        self.stamp = stamp
-        self.identity = ("zarr", store, variable, stamp)
+        self.fingerprint = fingerprint
+        self.stamp = fingerprint
+        self.identity = ("zarr", store, variable, fingerprint)
         self.shown = shown
 
     def _load(self, region: list[tuple[int, int]]) -> np.ndarray:
-        array = _open_zarr_array(self.store, self.variable, self.stamp)
+        array = _open_zarr_array(self.store, self.variable, self.fingerprint)
         return np.asarray(array[tuple(slice(a, b) for a, b in region)])
+
+    def _verify(self, indices: list[tuple[int, ...]]) -> None:
+        folder = Path(self.store) / self.variable
+        listing = _listing(folder)
+        if listing.fingerprint != self.fingerprint:
+            raise self._changed()
+        for index in indices:
+            found = listing.keys.get(index)
+            if found is None:
+                array = _open_zarr_array(self.store, self.variable, self.fingerprint)
+                # A stored file holds a whole shard when the array is sharded.
+                shards = getattr(array, "shards", None) or self.blocks
+                where = tuple(
+                    i * c // s for i, c, s in zip(index, self.blocks, shards, strict=True)
+                )
+                key = array.metadata.encode_chunk_key(where)
+                found = listing.keys.setdefault(index, (str(folder / key), key))
+            if _file_stamp(found[0]) != listing.files.get(found[1]):
+                raise self._changed()
+
+
+class _Listing:
+    """The files of a Zarr array's folder with their stamps, and a digest of them all."""
+
+    def __init__(self, folder: Path) -> None:
+        files: dict[str, tuple[int, int, int]] = {}
+        for root, _dirs, names in os.walk(folder):
+            for name in names:
+                path = os.path.join(root, name)
+                stamp = _file_stamp(path)
+                if stamp is not None:
+                    files[os.path.relpath(path, folder).replace(os.sep, "/")] = stamp
+        self.files = files
+        #: The file of each block index: its path, and its key as the chunk key encoding names it.
+        self.keys: dict[tuple[int, ...], tuple[str, str]] = {}
+        self.fingerprint = hashlib.sha256(repr(sorted(files.items())).encode()).hexdigest()[:32]
+
+
+#: The listing of each Zarr array this process has read, by folder (see `_ZarrWindows`).
+_listings: dict[str, _Listing] = {}
+
+
+def _listing(folder: Path) -> _Listing:
+    key = str(folder)
+    with _cache_lock:
+        found = _listings.get(key)
+    if found is None:
+        found = _Listing(folder)
+        with _cache_lock:
+            found = _listings.setdefault(key, found)
+    return found
 
 
 def _open_zarr_array(store: str, variable: str, stamp: Any) -> Any:
@@ -314,10 +428,18 @@ def _open_zarr_array(store: str, variable: str, stamp: Any) -> Any:
     )
 
 
-#: GDAL's own block cache, in MB, for the processes that read rasters. Decoded tiles are kept by
-#: `_BlockWindows`; GDAL's default of 5% of the machine's memory would only add a second copy that
-#: grows with the scene. Set before the first read; GDAL_CACHEMAX in the environment wins.
+#: GDAL's own block cache, in MB, while dasksr reads. Decoded tiles are kept by `_BlockWindows`;
+#: GDAL's default of 5% of the machine's memory would only add a second copy that grows with the
+#: scene. It is set only around dasksr's own reads (``rasterio.Env``); GDAL_CACHEMAX in the
+#: environment wins.
 GDAL_CACHE_MB = 16
+
+
+def _gdal_options() -> dict[str, Any]:
+    if "GDAL_CACHEMAX" in os.environ:
+        return {}
+    return {"GDAL_CACHEMAX": GDAL_CACHE_MB * 2**20}
+
 
 _local = threading.local()
 #: Files each thread keeps open (the least recently read is closed first).
@@ -328,11 +450,7 @@ def _open_dataset(path: str, stamp: Any) -> Any:
     """This thread's open rasterio dataset for ``path`` as it was at ``stamp``."""
     import rasterio
 
-    def open_() -> Any:
-        _limit_gdal_cache()
-        return rasterio.open(path)
-
-    return _thread_handle(path, stamp, open_)
+    return _thread_handle(path, stamp, lambda: rasterio.open(path))
 
 
 def _forget_dataset(path: str) -> None:
@@ -344,9 +462,15 @@ def _forget_dataset(path: str) -> None:
 def _thread_handle(key: Any, stamp: Any, open_: Any) -> Any:
     """This thread's handle for ``key``, opened by ``open_()`` unless one with ``stamp`` is open.
 
-    Each thread keeps its `_HANDLES_PER_THREAD` most recently used handles open.
+    Each thread keeps its `_HANDLES_PER_THREAD` most recently used handles open, until
+    `clear_cache` is called.
     """
     handles = _local.__dict__.setdefault("handles", {})
+    if _local.__dict__.get("generation") != _generation:
+        for _, handle in handles.values():
+            _close(handle)
+        handles.clear()
+        _local.generation = _generation
     found = handles.pop(key, None)
     if found is not None and found[0] == stamp:
         handles[key] = found  # now the most recently used
@@ -364,21 +488,6 @@ def _close(handle: Any) -> None:
     close = getattr(handle, "close", None)
     if close is not None:
         close()
-
-
-_cache_limited = False
-
-
-def _limit_gdal_cache() -> None:
-    global _cache_limited
-    if _cache_limited:
-        return
-    _cache_limited = True
-    if "GDAL_CACHEMAX" not in os.environ:
-        from rasterio.env import set_gdal_config
-
-        # rasterio hands an integer to GDALSetCacheMax64, in bytes.
-        set_gdal_config("GDAL_CACHEMAX", GDAL_CACHE_MB * 2**20)
 
 
 def _reason(exc: BaseException) -> str:
@@ -432,10 +541,12 @@ def _open_zarr(path: Path, chunks: Any, variable: str | None) -> xr.DataArray:
     data = _open_zarr_store(source, chunks=spec, **options)[variable]
     windows = _zarr_source(source, variable, data, shown=str(path))
     if windows is not None:
-        # Registered as a source: upscaling reads each block's haloed window from the chunks. The
-        # name depends on the store's metadata times, so that a rerun of a Zarr job finds its
-        # finished chunks.
-        name = "open_raster-" + tokenize(str(source), variable, windows.stamp, data.data.chunks)
+        # A source: upscaling reads each block's haloed window from the chunks. The name depends
+        # on the listing of the array's files, so that a rerun of a Zarr job on the same store
+        # finds its finished chunks, and one on a changed store does not.
+        name = "open_raster-" + tokenize(
+            str(source), variable, windows.fingerprint, data.data.chunks
+        )
         data = data.copy(
             data=from_source(windows, data.data.chunks, name=name, meta=data.data._meta)
         )
@@ -454,18 +565,19 @@ def _zarr_source(
         return None
     if tuple(array.shape) != data.shape or np.dtype(array.dtype) != data.dtype:
         return None
-    stamp = tuple(
-        p.stat().st_mtime_ns
-        for p in (
-            source,
-            source / variable,
-            *(source / variable).glob("*.json"),
-            *(source / variable).glob(".z*"),
-        )
-        if p.exists()
-    )
+    # The listing is taken before the chunks are read, and kept for this process's reads.
+    folder = source / variable
+    listing = _Listing(folder)
+    with _cache_lock:
+        _listings[str(folder)] = listing
     return _ZarrWindows(
-        str(source), variable, data.shape, data.dtype, tuple(array.chunks), stamp=stamp, shown=shown
+        str(source),
+        variable,
+        data.shape,
+        data.dtype,
+        tuple(array.chunks),
+        fingerprint=listing.fingerprint,
+        shown=shown,
     )
 
 

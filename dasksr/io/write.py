@@ -410,24 +410,21 @@ def to_geotiff(
 
 
 def _transform(data: xr.DataArray) -> Any:
-    """The transform stored on ``spatial_ref``, unless the coordinates show that it is stale.
+    from dasksr.api import raster_transform
 
-    The stored one is exact (``transform * Affine.scale(1 / s)``); one recomputed from the pixel
-    centres carries rounding errors (3.333333333333189 for 10 m / 3). It is stale when the data was
-    sliced or subsampled after the transform was written: then the coordinates are right.
-    """
-    stored = data.rio.transform()
-    try:
-        actual = data.rio.transform(recalc=True)
-    except Exception:  # rioxarray cannot tell the resolution of a one-pixel axis
-        return stored
-    tolerance = 1e-6 * max(abs(actual.a), abs(actual.e))
-    same = all(abs(a - b) <= tolerance for a, b in zip(stored[:6], actual[:6], strict=True))
-    return stored if same else actual
+    found = raster_transform(data)
+    return data.rio.transform() if found is None else found
 
 
 def _round16(n: int) -> int:
     return max(16, ((n + 15) // 16) * 16)
+
+
+#: Attributes written as band metadata or the profile, or that describe the storage, not tags.
+_NOT_TAGS = frozenset(
+    ("long_name", "units", "scales", "offsets", "scale_factor", "add_offset", "_FillValue",
+     "missing_value", "fill_value", "nodata", "grid_mapping", "coordinates")
+)  # fmt: skip
 
 
 def _write_band_metadata(dst: Any, data: xr.DataArray, bands: int) -> None:
@@ -443,6 +440,14 @@ def _write_band_metadata(dst: Any, data: xr.DataArray, bands: int) -> None:
         if values is not None:
             values = list(np.broadcast_to(np.asarray(values, dtype=np.float64), (bands,)))
             setattr(dst, setter, tuple(values))
+    # Dataset-level tags (SENSOR, AREA_OR_POINT, ...) as rioxarray reads them into attrs.
+    tags = {
+        str(k): v
+        for k, v in data.attrs.items()
+        if k not in _NOT_TAGS and isinstance(v, (str, int, float)) and not isinstance(v, bool)
+    }
+    if tags:
+        dst.update_tags(**tags)
     units = data.attrs.get("units")
     if isinstance(units, str):
         dst.units = (units,) * bands

@@ -24,7 +24,13 @@ import numpy as np
 from dasksr.backend import array_namespace
 from dasksr.kernels.loops import polyphase_rows
 from dasksr.kernels.registry import Method, register
-from dasksr.kernels.values import finalize, integer_range, invalid_mask, work_dtype
+from dasksr.kernels.values import (
+    finalize,
+    integer_range,
+    invalid_mask,
+    keep_off_nodata,
+    work_dtype,
+)
 
 __all__ = [
     "keys_cubic",
@@ -128,6 +134,7 @@ def upsample_separable(block: Any, scale: int, kernel: str, *, nodata: float | N
             if mask is None and compiled:
                 # The compiled loops round, clip and cast straight into the output.
                 polyphase_rows(rows, weights, out=target, clip=clip)
+                keep_off_nodata(target, nodata)
                 continue
             if mask is None:
                 fine = _polyphase_rows(rows, scale, halo, weights, wdtype)

@@ -9,7 +9,7 @@ only, so a new method is registered once and is available everywhere.
 from __future__ import annotations
 
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Collection
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
@@ -19,9 +19,10 @@ __all__ = [
     "BlockFunction",
     "Method",
     "ProcessResource",
-    "register",
+    "check_scale",
     "get_method",
     "list_methods",
+    "register",
 ]
 
 
@@ -87,19 +88,42 @@ class Method:
 
     def check_scale(self, scale: Any) -> int:
         """Return ``scale`` as an int, or raise `InvalidScaleError` naming the supported scales."""
-        ok = isinstance(scale, int) and not isinstance(scale, bool)
-        if not ok and isinstance(scale, float) and scale.is_integer():
-            scale, ok = int(scale), True
-        if not ok or scale not in self.scales:
-            scales = sorted(self.scales)
-            if scales == list(range(scales[0], scales[-1] + 1)) and len(scales) > 3:
-                supported = f"an integer from {scales[0]} to {scales[-1]}"
-            else:
-                supported = "one of " + ", ".join(map(str, scales))
-            raise InvalidScaleError(
-                f"scale={scale!r} is not supported by method {self.name!r}: use {supported}"
-            )
-        return int(scale)
+        return check_scale(scale, self.scales, method=self.name)
+
+
+def check_scale(
+    scale: Any,
+    scales: Collection[int] | None = None,
+    *,
+    minimum: int | None = None,
+    method: str | None = None,
+    shown: str | None = None,
+) -> int:
+    """Return ``scale`` as an int, or raise `InvalidScaleError`: the one scale validator.
+
+    An int, or a float with an integer value, is accepted (not a bool, not a string). With
+    ``scales`` it must be one of them (``method`` names their owner in the message); with
+    ``minimum`` at least that. ``shown`` is how the message names the value (default
+    ``scale=VALUE``; the command line says ``--scale 'TEXT'``).
+    """
+    what = f"scale={scale!r}" if shown is None else shown
+    ok = isinstance(scale, int) and not isinstance(scale, bool)
+    if not ok and isinstance(scale, float) and scale.is_integer():
+        scale, ok = int(scale), True
+    if not scales:
+        choices = "such as 2 or 4"
+    elif sorted(scales) == list(range(min(scales), max(scales) + 1)) and len(scales) > 3:
+        choices = f"from {min(scales)} to {max(scales)}"
+    else:
+        choices = "among " + ", ".join(map(str, sorted(scales)))
+    if not ok:
+        raise InvalidScaleError(f"{what} is not an integer: use an integer {choices}")
+    if scales is not None and scale not in scales:
+        owner = f" by method {method!r}" if method else ""
+        raise InvalidScaleError(f"{what} is not supported{owner}: use an integer {choices}")
+    if minimum is not None and scale < minimum:
+        raise InvalidScaleError(f"{what} is less than {minimum}: use an integer {choices}")
+    return int(scale)
 
 
 class ProcessResource:

@@ -6,7 +6,15 @@ from typing import Any
 
 import numpy as np
 
-__all__ = ["work_dtype", "invalid_mask", "integer_range", "finalize", "cast"]
+__all__ = [
+    "cast",
+    "finalize",
+    "integer_range",
+    "invalid_mask",
+    "keep_off_nodata",
+    "nodata_fits",
+    "work_dtype",
+]
 
 
 def work_dtype(dtype: np.dtype[Any]) -> np.dtype[Any]:
@@ -32,6 +40,39 @@ def invalid_mask(block: Any, nodata: float | None) -> Any | None:
     if mask is None or not bool(mask.any()):
         return None
     return mask
+
+
+def nodata_fits(nodata: float, dtype: np.dtype[Any]) -> bool:
+    """True when ``nodata`` can be stored in ``dtype``: an integer within its range for integer
+    dtypes; for floating-point ones NaN, an infinity or a finite value within its range."""
+    dtype = np.dtype(dtype)
+    value = float(nodata)
+    if dtype.kind in "iu":
+        if not np.isfinite(value) or not value.is_integer():
+            return False
+        info = np.iinfo(dtype)
+        return int(info.min) <= int(value) <= int(info.max)
+    return not np.isfinite(value) or abs(value) <= float(np.finfo(dtype).max)
+
+
+def keep_off_nodata(values: Any, nodata: float | None, invalid: Any | None = None) -> Any:
+    """Move valid floating-point ``values`` that equal ``nodata`` one step off it, in place.
+
+    An interpolated value can land exactly on the nodata value; a reader would then take a valid
+    pixel for a hole. It becomes the next representable value (``numpy.nextafter``) towards
+    +inf (towards -inf when nodata is the dtype's largest value). ``invalid`` marks the pixels
+    that are nodata and stay so. Integer values are handled by :func:`finalize`.
+    """
+    if nodata is None or values.dtype.kind != "f" or not np.isfinite(nodata):
+        return values
+    target = values.dtype.type(nodata)
+    clash = values == target
+    if invalid is not None:
+        clash &= ~invalid
+    if bool(clash.any()):
+        away = -np.inf if target == np.finfo(values.dtype).max else np.inf
+        values[clash] = np.nextafter(target, values.dtype.type(away))
+    return values
 
 
 def integer_range(dtype: np.dtype[Any], nodata: float | None) -> tuple[float, float, float | None]:
@@ -63,7 +104,8 @@ def finalize(
     """Turn working-precision ``values`` into ``dtype``: round and clip integers, never wrap.
 
     ``invalid`` marks fine pixels that are nodata. A valid integer pixel that would round to the
-    nodata value is moved one step towards the inside of the dtype's range, so that it stays valid.
+    nodata value is moved one step towards the inside of the dtype's range, so that it stays valid;
+    a valid floating-point pixel equal to nodata is moved off it by :func:`keep_off_nodata`.
     ``values`` is used as scratch space; the result is written into ``out`` when given.
     """
     xp = _namespace(values)
@@ -82,6 +124,7 @@ def finalize(
         xp.copyto(out, values, casting="unsafe")
     else:
         xp.copyto(out, values, casting="unsafe")
+        keep_off_nodata(out, nodata, invalid)
     if invalid is not None:
         out[invalid] = (np.nan if dtype.kind == "f" else 0) if nodata is None else nodata
     return out

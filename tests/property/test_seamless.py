@@ -2,10 +2,20 @@
 
 ``upscale(x chunked as C) == upscale(x as one chunk)``: identical for integer outputs, within 1e-5 of
 the data range for floats, over random shapes (1-pixel and odd sizes included), random chunkings
-(chunks that do not divide the shape and chunks smaller than the halo), scales 2..8 and dtypes.
+(chunks that do not divide the shape and chunks smaller than the halo), scales 2..8, input dtypes
+(8- to 32-bit integers, float32, float64) and output dtypes (``dtype=``).
+
+The arrays reach the blockwise layer the ways users' arrays do: any dask array (``map_overlap``),
+an array made by ``from_source``, and GeoTIFFs (tiled and striped) and Zarr stores of random
+shapes, blocks and chunkings written here and opened with ``open_raster``, so that the readers'
+block assembly and their shared cache are inside the contract.
 """
 
 from __future__ import annotations
+
+import itertools
+import tempfile
+from pathlib import Path
 
 import dask
 import dask.array as da
@@ -16,11 +26,15 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 import dasksr
-from dasksr.blockwise import _UpscaledWindows, from_source, upscale_numpy
+from dasksr.blockwise import _kernel, _UpscaledWindows, from_source, source_of, upscale_numpy
 from dasksr.kernels import get_method, list_methods
+from dasksr.kernels.values import nodata_fits
 
 METHODS = [m.name for m in list_methods()]
-DTYPES = [np.uint8, np.uint16, np.int16, np.float32]
+DTYPES = [np.uint8, np.uint16, np.int16, np.int32, np.uint32, np.float32, np.float64]
+#: ``dtype=`` choices: None keeps the input dtype.
+OUT_DTYPES = [None, np.uint8, np.int16, np.uint32, np.float32, np.float64]
+_files = itertools.count()
 
 
 @st.composite
@@ -36,7 +50,9 @@ def chunking(draw: st.DrawFn, size: int) -> tuple[int, ...]:
 
 
 @st.composite
-def rasters(draw: st.DrawFn) -> tuple[np.ndarray, tuple[tuple[int, ...], ...], int, float | None]:
+def rasters(
+    draw: st.DrawFn,
+) -> tuple[np.ndarray, tuple[tuple[int, ...], ...], int, float | None, np.dtype | None]:
     dtype = np.dtype(draw(st.sampled_from(DTYPES)))
     bands = draw(st.integers(0, 2))
     ny = draw(st.integers(1, 30))
@@ -58,9 +74,13 @@ def rasters(draw: st.DrawFn) -> tuple[np.ndarray, tuple[tuple[int, ...], ...], i
         else:
             nodata = float(np.iinfo(dtype).min if draw(st.booleans()) else 0)
             data[hole] = nodata
+    out = draw(st.sampled_from(OUT_DTYPES))
+    out_dtype = None if out is None else np.dtype(out)
+    if nodata is not None and out_dtype is not None and not nodata_fits(nodata, out_dtype):
+        out_dtype = None  # refused up front (tests/test_api.py); keep the input dtype
     chunks = tuple(draw(chunking(n)) for n in shape)
     scale = draw(st.integers(2, 8))
-    return data, chunks, scale, nodata
+    return data, chunks, scale, nodata, out_dtype
 
 
 def assert_seamless(whole: np.ndarray, chunked: np.ndarray) -> None:
@@ -78,6 +98,18 @@ def assert_seamless(whole: np.ndarray, chunked: np.ndarray) -> None:
     assert float(np.max(np.abs(chunked[~nan] - finite))) <= 1e-5 * span
 
 
+def whole_image(
+    data: np.ndarray, method: str, scale: int, nodata: float | None, out_dtype: np.dtype | None
+) -> np.ndarray:
+    """The reference: the whole image as one block (NumPy in, NumPy out)."""
+    return dasksr.upscale(data, scale, method, nodata=nodata, dtype=out_dtype)
+
+
+def chunked_result(lazy: da.Array) -> np.ndarray:
+    with dask.config.set(scheduler="synchronous"):
+        return lazy.compute()
+
+
 @pytest.mark.parametrize("wiring", ["map_overlap", "source"])
 @pytest.mark.parametrize("method", METHODS)
 @settings(
@@ -90,20 +122,92 @@ def test_chunked_equals_whole_image(method: str, wiring: str, case: tuple) -> No
     # Two wirings (see dasksr.blockwise): a dask array of any origin, whose blocks get their halo
     # from their neighbours (chunks smaller than the halo are merged first), and an array made by
     # from_source, whose tasks read their own haloed windows and keep every chunk as it is.
-    data, chunks, scale, nodata = case
+    data, chunks, scale, nodata, out_dtype = case
     halo = get_method(method).halo(scale)
-    whole = upscale_numpy(data, get_method(method), scale, nodata=nodata)
+    whole = whole_image(data, method, scale, nodata, out_dtype)
     if wiring == "source":
         array = from_source(data, chunks, name="source-" + tokenize(data, chunks))
         kept = chunks[-2]
     else:
         array = da.from_array(data, chunks=chunks)
         kept = dasksr.blockwise.merge_small_chunks(chunks[-2], halo)
-    lazy = dasksr.upscale(array, scale, method, nodata=nodata)
+    lazy = dasksr.upscale(array, scale, method, nodata=nodata, dtype=out_dtype)
     assert lazy.chunks[-2] == tuple(c * scale for c in kept)
-    with dask.config.set(scheduler="synchronous"):
-        chunked = lazy.compute()
-    assert_seamless(whole, chunked)
+    assert_seamless(whole, chunked_result(lazy))
+
+
+@st.composite
+def layouts(draw: st.DrawFn, shape: tuple[int, ...]) -> tuple[str, tuple[int, int]]:
+    """How a file stores ``shape``: tiled or striped GeoTIFF blocks, or Zarr chunks."""
+    kind = draw(st.sampled_from(["tiled", "striped", "zarr"]))
+    ny, nx = shape[-2:]
+    if kind == "tiled":  # GeoTIFF tiles are multiples of 16
+        block = (draw(st.sampled_from([16, 32])), draw(st.sampled_from([16, 32])))
+    elif kind == "striped":
+        block = (draw(st.integers(1, max(1, ny))), nx)
+    else:
+        block = (draw(st.integers(1, max(1, ny))), draw(st.integers(1, max(1, nx))))
+    return kind, block
+
+
+def write_file(folder: Path, data: np.ndarray, kind: str, block: tuple[int, int]) -> Path:
+    """``data`` (band, y, x) as a GeoTIFF or a Zarr store, with rasterio or xarray directly."""
+    from affine import Affine
+
+    path = folder / f"r{next(_files)}.{'zarr' if kind == 'zarr' else 'tif'}"
+    bands, ny, nx = data.shape
+    if kind == "zarr":
+        import xarray as xr
+
+        ds = xr.DataArray(data, dims=("band", "y", "x")).to_dataset(name="data")
+        encoding = {"data": {"chunks": (1, *block), "_FillValue": None}}
+        ds.to_zarr(path, encoding=encoding, zarr_format=3, consolidated=False)
+        return path
+    import rasterio
+
+    profile = {
+        "driver": "GTiff",
+        "width": nx,
+        "height": ny,
+        "count": bands,
+        "dtype": data.dtype.name,
+        "crs": "EPSG:32633",
+        "transform": Affine(10.0, 0.0, 500000.0, 0.0, -10.0, 4000000.0),
+        "compress": "deflate",
+    }
+    if kind == "tiled":
+        profile.update(tiled=True, blockysize=block[0], blockxsize=block[1])
+    else:
+        profile.update(tiled=False, blockysize=block[0])
+    with rasterio.open(path, "w", **profile) as dst:
+        dst.write(data)
+    return path
+
+
+@pytest.mark.parametrize("method", METHODS)
+@settings(
+    max_examples=20,
+    deadline=None,
+    suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large],
+)
+@given(case=rasters(), data=st.data())
+def test_files_read_through_the_source_wiring_equal_the_whole_image(
+    method: str, case: tuple, data: st.DataObject
+) -> None:
+    # GeoTIFFs and Zarr stores written here, opened with open_raster and random dask chunks: every
+    # task reads its haloed window through the readers' block assembly and their shared cache.
+    image, chunks, scale, nodata, out_dtype = case
+    image = image if image.ndim == 3 else image[None]
+    kind, block = data.draw(layouts(image.shape), label="layout")
+    whole = whole_image(image, method, scale, nodata, out_dtype)
+    with tempfile.TemporaryDirectory() as folder:
+        path = write_file(Path(folder), image, kind, block)
+        opened = dasksr.open_raster(path, chunks={"y": chunks[-2], "x": chunks[-1]})
+        array = opened.data
+        assert array.chunks[-2:] == chunks[-2:]
+        assert source_of(array) is not None
+        lazy = dasksr.upscale(array, scale, method, nodata=nodata, dtype=out_dtype)
+        assert_seamless(whole, chunked_result(lazy))
 
 
 @pytest.mark.parametrize("method", METHODS)
@@ -140,7 +244,10 @@ def test_any_region_of_a_source_reads_as_the_whole_image(data: st.DataObject) ->
     scale = data.draw(st.integers(2, 5))
     image = np.random.default_rng(data.draw(st.integers(0, 99))).normal(0, 50, (2, 9, 13))
     whole = upscale_numpy(image, method, scale)
-    windows = _UpscaledWindows(image, method, scale, None)
+    kernel = _kernel(method, scale, None, None)
+    windows = _UpscaledWindows(
+        image, kernel, scale, method.halo(scale), method.boundary, image.dtype
+    )
     key = (
         data.draw(regions(2)),
         data.draw(regions(9 * scale)),
