@@ -98,8 +98,20 @@ def bench_scene(size: int, workdir: Path, method: str, scale: int) -> dict:
     out = {}
     for m in (method, "bicubic"):
         dst = workdir / f"out_{m}.zarr"
-        argv = [sys.executable, "-m", "dasksr.cli", "upscale", str(src), str(dst), "--scale",
-                str(scale), "--method", m, "--no-progress", "--overwrite"]
+        argv = [
+            sys.executable,
+            "-m",
+            "dasksr.cli",
+            "upscale",
+            str(src),
+            str(dst),
+            "--scale",
+            str(scale),
+            "--method",
+            m,
+            "--no-progress",
+            "--overwrite",
+        ]
         t = time.perf_counter()
         subprocess.run(argv, check=True, capture_output=True)
         seconds = time.perf_counter() - t
@@ -117,17 +129,30 @@ def main() -> None:
     ap.add_argument("--scene", type=int, default=0, help="edge of the end-to-end scene (0: skip)")
     ap.add_argument("--workdir", type=Path, default=Path("/tmp/dasksr-cnn-bench"))
     args = ap.parse_args()
-    print(f"{args.method} x{args.scale}, {args.size} x {args.size} float32 band, "
-          f"median of {args.runs} runs; CPU: {os.cpu_count()} cores")
-    header = ("threads", "engine s", "out MPix/s", "GFLOP/s", "matmul GFLOP/s", "fraction",
-              "dask s", "dask/engine")
+    print(
+        f"{args.method} x{args.scale}, {args.size} x {args.size} float32 band, "
+        f"median of {args.runs} runs; CPU: {os.cpu_count()} cores"
+    )
+    header = (
+        "threads",
+        "engine s",
+        "out MPix/s",
+        "GFLOP/s",
+        "matmul GFLOP/s",
+        "fraction",
+        "dask s",
+        "dask/engine",
+    )
     print("| " + " | ".join(header) + " |")
     print("|" + "---|" * len(header))
     for threads in args.threads:
         r = bench_threads(threads, args.size, args.runs, args.method, args.scale)
-        print(f"| {threads} | {r['engine_s']:.2f} | {r['mpix_s']:.1f} | {r['gflops']:.1f} | "
-              f"{r['matmul_gflops']:.1f} | {r['fraction']:.2f} | {r['chunked_s']:.2f} | "
-              f"{r['chunked_ratio']:.2f} |", flush=True)
+        print(
+            f"| {threads} | {r['engine_s']:.2f} | {r['mpix_s']:.1f} | {r['gflops']:.1f} | "
+            f"{r['matmul_gflops']:.1f} | {r['fraction']:.2f} | {r['chunked_s']:.2f} | "
+            f"{r['chunked_ratio']:.2f} |",
+            flush=True,
+        )
     if args.scene:
         r = bench_scene(args.scene, args.workdir, args.method, args.scale)
         print(f"\n`dasksr upscale` 3 x {args.scene}^2 uint16 -> x{args.scale} Zarr, one run each:")

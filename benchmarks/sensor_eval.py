@@ -27,9 +27,7 @@ TEST_ROWS = 0.6  # the first row of the held-out part, as a fraction of the heig
 SIGMA, SNR = 0.5, 40.0
 
 SCENES = {
-    "sentinel2_B02-B08": [
-        ("sentinel2_l2a_29RKH_20200219", f"B0{b}.tif") for b in (2, 3, 4, 8)
-    ],
+    "sentinel2_B02-B08": [("sentinel2_l2a_29RKH_20200219", f"B0{b}.tif") for b in (2, 3, 4, 8)],
     "landsat8_B8_pan": [
         ("landsat8_l1tp_016037_20170813_pan_ms", "LC08_L1TP_016037_20170813_20170814_01_RT_B8.TIF")
     ],
@@ -66,7 +64,7 @@ def scene_figures(scale: int, methods=("cnn-sensor", "cnn", "lanczos", "bicubic"
     for name in SCENES:
         truth = mod_crop(load_scene(name), scale)
         fill = truth == 0 if truth.dtype != np.uint8 else np.zeros(truth.shape, bool)
-        reach = int(math.ceil(4 * SIGMA * scale)) + scale
+        reach = math.ceil(4 * SIGMA * scale) + scale
         mask = ~ndimage.binary_dilation(fill, np.ones((1, 2 * reach + 1, 2 * reach + 1), bool))
         small = dasksr.degrade_sensor(truth.astype(np.float64), scale, sigma=SIGMA, snr=SNR, seed=0)
         info = np.iinfo(truth.dtype)
@@ -91,14 +89,22 @@ def main() -> None:
     args = ap.parse_args()
     for scale in args.scales:
         figures = scene_figures(scale)
-        methods = [m for m in ("cnn-sensor", "cnn", "lanczos", "bicubic") if
-                   any(m in row for row in figures.values())]
-        print(f"\nx{scale}: PSNR (dB) on the held-out 40 % of each scene, sigma {SIGMA}, {SNR:g} dB")
+        methods = [
+            m
+            for m in ("cnn-sensor", "cnn", "lanczos", "bicubic")
+            if any(m in row for row in figures.values())
+        ]
+        print(
+            f"\nx{scale}: PSNR (dB) on the held-out 40 % of each scene, sigma {SIGMA}, {SNR:g} dB"
+        )
         print(f"{'scene':<20}" + "".join(f"{m:>12}" for m in methods) + f"{'gain':>10}")
         for name, row in figures.items():
             gain = row.get("gain_over_bicubic", {}).get("cnn-sensor", float("nan"))
-            print(f"{name:<20}" + "".join(f"{row.get(m, float('nan')):>12.3f}" for m in methods)
-                  + f"{gain:>+10.3f}")
+            print(
+                f"{name:<20}"
+                + "".join(f"{row.get(m, float('nan')):>12.3f}" for m in methods)
+                + f"{gain:>+10.3f}"
+            )
 
 
 if __name__ == "__main__":

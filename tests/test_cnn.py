@@ -38,8 +38,16 @@ def test_record_matches_file(record):
     record.check()  # the SHA-256 of the file is the record's
     assert meta["file"] == f"{record.name}_x{record.scale}.onnx"
     assert meta["macs_per_lr_pixel"] <= 100_000
-    for key in ("architecture", "degradation", "training_data", "seed", "steps", "wall_time_s",
-                "date", "evaluation"):
+    for key in (
+        "architecture",
+        "degradation",
+        "training_data",
+        "seed",
+        "steps",
+        "wall_time_s",
+        "date",
+        "evaluation",
+    ):
         assert meta[key] not in (None, ""), key
     arch = meta["architecture"]
     c, n, s = arch["channels"], arch["layers"], record.scale
@@ -75,7 +83,9 @@ def _reference_network(path: str, image: np.ndarray, scale: int) -> np.ndarray:
     layers = len(convs)
     r = x.reshape(scale, scale, x.shape[1], x.shape[2]).transpose(2, 0, 3, 1)
     residual = r.reshape(x.shape[1] * scale, x.shape[2] * scale)
-    inner = image[layers - 2 : image.shape[0] - layers + 2, layers - 2 : image.shape[1] - layers + 2]
+    inner = image[
+        layers - 2 : image.shape[0] - layers + 2, layers - 2 : image.shape[1] - layers + 2
+    ]
     bicubic = get_method("bicubic").block(inner.astype(np.float64), scale)
     return residual + bicubic
 
@@ -104,11 +114,13 @@ def test_onnx_equals_pytorch(record):
     convs = [w for w in weights if w.ndim == 4 and w.shape[-1] == 3]
     slopes = [w.reshape(-1) for w in weights if w.ndim in (1, 3) and w.size > 1]
     with torch.no_grad():
-        for conv, w in zip([m for m in model.body if isinstance(m, torch.nn.Conv2d)], convs,
-                           strict=True):
+        for conv, w in zip(
+            [m for m in model.body if isinstance(m, torch.nn.Conv2d)], convs, strict=True
+        ):
             conv.weight.copy_(torch.from_numpy(np.array(w)))
-        for act, a in zip([m for m in model.body if isinstance(m, torch.nn.PReLU)], slopes,
-                          strict=True):
+        for act, a in zip(
+            [m for m in model.body if isinstance(m, torch.nn.PReLU)], slopes, strict=True
+        ):
             act.weight.copy_(torch.from_numpy(np.array(a)))
         image = torch.rand(1, 1, 2 * record.layers + 11, 2 * record.layers + 6)
         expected = model(image)[0, 0].numpy()
@@ -157,8 +169,10 @@ def test_beats_bicubic_on_a_sharp_scene():
 
     truth = (_scene((96, 96), dtype=np.float64) / 20).astype(np.uint8)
     small = imresize(truth, 1 / 2)
-    err = {m: np.abs(dasksr.upscale(small, 2, m).astype(float) - truth)[4:-4, 4:-4].mean()
-           for m in ("bicubic", "cnn")}
+    err = {
+        m: np.abs(dasksr.upscale(small, 2, m).astype(float) - truth)[4:-4, 4:-4].mean()
+        for m in ("bicubic", "cnn")
+    }
     assert err["cnn"] < err["bicubic"]
 
 

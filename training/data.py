@@ -37,7 +37,11 @@ SCENES = (
     ("rasters", "sentinel2_l2a_29RKH_20200219", "B03.tif"),
     ("rasters", "sentinel2_l2a_29RKH_20200219", "B04.tif"),
     ("rasters", "sentinel2_l2a_29RKH_20200219", "B08.tif"),
-    ("rasters", "landsat8_l1tp_016037_20170813_pan_ms", "LC08_L1TP_016037_20170813_20170814_01_RT_B8.TIF"),
+    (
+        "rasters",
+        "landsat8_l1tp_016037_20170813_pan_ms",
+        "LC08_L1TP_016037_20170813_20170814_01_RT_B8.TIF",
+    ),
     ("rasters", "aerial_hro_colorado_0p15m", "201404_13SED190110_201404_0x1500m_CL_1.tif"),
 )
 
@@ -119,7 +123,9 @@ def sensor_pairs(
         for _ in range(variants):
             sigma = float(rng.uniform(0.3, 0.7))
             snr = float(rng.uniform(30, 50))
-            lr_raw = degrade_sensor(hr_raw, scale, sigma=sigma, snr=snr, seed=int(rng.integers(2**31)))
+            lr_raw = degrade_sensor(
+                hr_raw, scale, sigma=sigma, snr=snr, seed=int(rng.integers(2**31))
+            )
             top = 255.0 if raw.dtype == np.uint8 else float(np.percentile(hr_raw[hr_raw > 0], 99.5))
             hr = (hr_raw / top).astype(np.float32)
             lr = (lr_raw / top).astype(np.float32)

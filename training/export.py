@@ -19,13 +19,11 @@ import sys
 import time
 from pathlib import Path
 
-import numpy as np
 import onnx
-import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from model import CompactSR, export_onnx  # noqa: E402
-from train import load  # noqa: E402
+from model import CompactSR, export_onnx
+from train import load
 
 WEIGHTS = Path(__file__).resolve().parent.parent / "dasksr" / "weights"
 
@@ -82,8 +80,12 @@ def main(argv=None):
     if not args.no_eval:
         record["evaluation"] = evaluate(name, scale, args.out)
         meta_path.write_text(json.dumps(record, indent=1) + "\n")
-    print(json.dumps({k: record[k] for k in ("name", "scale", "steps", "wall_time_s",
-                                             "evaluation")}, indent=1))
+    print(
+        json.dumps(
+            {k: record[k] for k in ("name", "scale", "steps", "wall_time_s", "evaluation")},
+            indent=1,
+        )
+    )
 
 
 def evaluate(name: str, scale: int, folder: Path) -> dict:

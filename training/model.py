@@ -31,6 +31,7 @@ class CompactSR(nn.Module):
         if layers < 3:
             raise ValueError("layers must be >= 3")
         self.scale, self.channels, self.layers, self.padding = scale, channels, layers, padding
+
         # No biases: with PReLU the network is positively homogeneous, f(a x) = a f(x) for a > 0,
         # so it needs no normalisation of the data's scale (uint8, uint16 reflectance or floats).
         def conv(cin: int, cout: int) -> nn.Conv2d:

@@ -26,8 +26,8 @@ import numpy as np
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-import data as datasets  # noqa: E402
-from model import CompactSR  # noqa: E402
+import data as datasets
+from model import CompactSR
 
 
 def sample(pairs, weights, batch, patch, scale, rng):
@@ -112,7 +112,9 @@ def main(argv=None):
     ap.add_argument("--variants", type=int, default=3, help="sensor degradations per band")
     ap.add_argument("--save-every", type=int, default=250)
     ap.add_argument("--val-every", type=int, default=500)
-    ap.add_argument("--minutes", type=float, default=float("inf"), help="stop (and save) after this")
+    ap.add_argument(
+        "--minutes", type=float, default=float("inf"), help="stop (and save) after this"
+    )
     args = ap.parse_args(argv)
 
     torch.set_num_threads(args.threads)
@@ -136,41 +138,62 @@ def main(argv=None):
         nat = [(f, datasets.luma(f)) for f in natural_train]
         train = datasets.sensor_pairs(scenes + aid_train + nat, scale, args.variants, rng)
         val = datasets.sensor_pairs(aid_val, scale, 1, np.random.default_rng(1234))
-        degradation = (
-            "dasksr.degrade_sensor: Gaussian PSF sigma U(0.3, 0.7) LR px, white noise SNR U(30, 50) dB"
-        )
+        degradation = "dasksr.degrade_sensor: Gaussian PSF sigma U(0.3, 0.7) LR px, white noise SNR U(30, 50) dB"
         sources = (
             "top 60% rows of shared Sentinel-2 B02/B03/B04/B08, Landsat 8 B8, HRO aerial bands; "
             "AID-150px tiles (every 25th held out for validation); T91 + BSDS200 Y"
         )
     areas = np.array([p.lr.size for p in train], dtype=float)
     weights = areas / areas.sum()
-    print(f"{len(train)} training, {len(val)} validation images, prepared in "
-          f"{time.time() - t_prep:.0f} s", flush=True)
+    print(
+        f"{len(train)} training, {len(val)} validation images, prepared in "
+        f"{time.time() - t_prep:.0f} s",
+        flush=True,
+    )
 
     model = CompactSR(scale, args.channels, args.layers)
     opt = torch.optim.Adam(model.parameters(), lr=args.lr)
-    meta = {"model": args.model, "scale": scale, "channels": args.channels, "layers": args.layers,
-            "steps": 0, "wall_s": 0.0, "runs": [], "best_val_psnr": None,
-            "degradation": degradation, "sources": sources}
+    meta = {
+        "model": args.model,
+        "scale": scale,
+        "channels": args.channels,
+        "layers": args.layers,
+        "steps": 0,
+        "wall_s": 0.0,
+        "runs": [],
+        "best_val_psnr": None,
+        "degradation": degradation,
+        "sources": sources,
+    }
     if args.resume:
         arrays, meta = load(args.resume)
         model.load_arrays({k[2:]: v for k, v in arrays.items() if k.startswith("w/")})
         for name, param in model.named_parameters():
             if f"m/{name}" in arrays:
-                opt.state[param] = {"step": torch.tensor(float(meta["steps"])),
-                                    "exp_avg": torch.from_numpy(arrays[f"m/{name}"]).clone(),
-                                    "exp_avg_sq": torch.from_numpy(arrays[f"v/{name}"]).clone()}
+                opt.state[param] = {
+                    "step": torch.tensor(float(meta["steps"])),
+                    "exp_avg": torch.from_numpy(arrays[f"m/{name}"]).clone(),
+                    "exp_avg_sq": torch.from_numpy(arrays[f"v/{name}"]).clone(),
+                }
     elif args.init:
         arrays, init_meta = load(args.init)
         model.load_arrays({k[2:]: v for k, v in arrays.items() if k.startswith("w/")}, strict=False)
-        meta["init"] = {"from": args.init.name, "steps": init_meta["steps"],
-                        "wall_s": init_meta["wall_s"]}
+        meta["init"] = {
+            "from": args.init.name,
+            "steps": init_meta["steps"],
+            "wall_s": init_meta["wall_s"],
+        }
     args.out.parent.mkdir(parents=True, exist_ok=True)
     best_path = args.out.with_name(args.out.stem + "-best.npz")
     best = meta.get("best_val_psnr")
-    run = {"steps": 0, "lr": args.lr, "batch": args.batch, "patch": patch, "seed": args.seed,
-           "start": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())}
+    run = {
+        "steps": 0,
+        "lr": args.lr,
+        "batch": args.batch,
+        "patch": patch,
+        "seed": args.seed,
+        "start": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+    }
     meta["runs"].append(run)
     t0 = time.time()
     wall0 = meta["wall_s"]
@@ -193,8 +216,11 @@ def main(argv=None):
         if step % args.val_every == 0 or last:
             psnr = validate(model, val, scale)
             run.setdefault("val", []).append([meta["steps"], round(psnr, 3)])
-            print(f"step {meta['steps']} loss {loss_avg:.5f} lr {lr_now:.2e} val {psnr:.3f} dB "
-                  f"{time.time() - t0:.0f} s", flush=True)
+            print(
+                f"step {meta['steps']} loss {loss_avg:.5f} lr {lr_now:.2e} val {psnr:.3f} dB "
+                f"{time.time() - t0:.0f} s",
+                flush=True,
+            )
             if best is None or psnr > best:
                 best = meta["best_val_psnr"] = psnr
                 save(best_path, model, opt, meta)

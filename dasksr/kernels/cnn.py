@@ -22,9 +22,11 @@ enters the receptive field of a valid output pixel. The fill needs ``layers`` mo
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import os
+import sys
 from dataclasses import dataclass, field
 from importlib import resources
 from pathlib import Path
@@ -34,7 +36,7 @@ import numpy as np
 
 from dasksr.errors import ModelError
 from dasksr.kernels.registry import Method, ProcessResource, register
-from dasksr.kernels.values import finalize, invalid_mask
+from dasksr.kernels.values import finalize, invalid_mask, work_dtype
 
 __all__ = ["ModelRecord", "LearnedMethod", "fill_invalid", "load_records", "run_network"]
 
@@ -112,15 +114,12 @@ def _intra_threads() -> int:
     except AttributeError:  # not on Linux
         cores = os.cpu_count() or 1
     threads = cores
-    import sys
-
     if "distributed" in sys.modules:
         from distributed import get_worker
 
-        try:
+        # Outside a worker (the client's or the threaded scheduler's process) this raises.
+        with contextlib.suppress(ValueError):
             threads = get_worker().state.nthreads
-        except ValueError:  # not in a worker: the client's or the threaded scheduler's process
-            pass
     import dask
 
     configured = dask.config.get("num_workers", None)
@@ -199,7 +198,8 @@ class _LearnedBlock:
         if invalid is not None:
             core = invalid[:, 2 * layers : ny - 2 * layers, 2 * layers : nx - 2 * layers]
             fine_invalid = core.repeat(scale, axis=1).repeat(scale, axis=2)
-        values = fine if host.dtype.kind in "iu" else fine.astype(host.dtype)
+        # Wide integers round and clip in float64: float32 cannot hold int32's limits exactly.
+        values = fine.astype(work_dtype(host.dtype), copy=False)
         out = finalize(values, host.dtype, nodata, fine_invalid)
         out = out.reshape(*lead, *out.shape[-2:])
         if on_gpu:

@@ -11,7 +11,7 @@ from __future__ import annotations
 import threading
 from collections.abc import Callable, Collection
 from dataclasses import dataclass, field
-from typing import Any, Protocol
+from typing import Any, ClassVar, Protocol
 
 from dasksr.errors import InvalidScaleError, UnknownMethodError
 
@@ -134,8 +134,8 @@ class ProcessResource:
     pickle only the key and the factory, never the object itself.
     """
 
-    _cache: dict[str, Any] = {}
-    _lock = threading.Lock()
+    _cache: ClassVar[dict[str, Any]] = {}
+    _lock: ClassVar[threading.Lock] = threading.Lock()
 
     def __init__(self, key: str, factory: Callable[[], Any]) -> None:
         self.key = key

@@ -51,7 +51,7 @@ def chunking(draw: st.DrawFn, size: int) -> tuple[int, ...]:
 
 @st.composite
 def rasters(
-    draw: st.DrawFn,
+    draw: st.DrawFn, scales: tuple[int, ...] = tuple(range(2, 9))
 ) -> tuple[np.ndarray, tuple[tuple[int, ...], ...], int, float | None, np.dtype | None]:
     dtype = np.dtype(draw(st.sampled_from(DTYPES)))
     bands = draw(st.integers(0, 2))
@@ -79,7 +79,7 @@ def rasters(
     if nodata is not None and out_dtype is not None and not nodata_fits(nodata, out_dtype):
         out_dtype = None  # refused up front (tests/test_api.py); keep the input dtype
     chunks = tuple(draw(chunking(n)) for n in shape)
-    scale = draw(st.integers(2, 8))
+    scale = draw(st.sampled_from(scales))
     return data, chunks, scale, nodata, out_dtype
 
 
@@ -117,11 +117,12 @@ def chunked_result(lazy: da.Array) -> np.ndarray:
     deadline=None,
     suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large],
 )
-@given(case=rasters())
-def test_chunked_equals_whole_image(method: str, wiring: str, case: tuple) -> None:
+@given(draw=st.data())
+def test_chunked_equals_whole_image(method: str, wiring: str, draw: st.DataObject) -> None:
     # Two wirings (see dasksr.blockwise): a dask array of any origin, whose blocks get their halo
     # from their neighbours (chunks smaller than the halo are merged first), and an array made by
     # from_source, whose tasks read their own haloed windows and keep every chunk as it is.
+    case = draw.draw(rasters(get_method(method).scales), label="case")
     data, chunks, scale, nodata, out_dtype = case
     halo = get_method(method).halo(scale)
     whole = whole_image(data, method, scale, nodata, out_dtype)
@@ -190,12 +191,13 @@ def write_file(folder: Path, data: np.ndarray, kind: str, block: tuple[int, int]
     deadline=None,
     suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large],
 )
-@given(case=rasters(), data=st.data())
+@given(data=st.data())
 def test_files_read_through_the_source_wiring_equal_the_whole_image(
-    method: str, case: tuple, data: st.DataObject
+    method: str, data: st.DataObject
 ) -> None:
     # GeoTIFFs and Zarr stores written here, opened with open_raster and random dask chunks: every
     # task reads its haloed window through the readers' block assembly and their shared cache.
+    case = data.draw(rasters(get_method(method).scales), label="case")
     image, chunks, scale, nodata, out_dtype = case
     image = image if image.ndim == 3 else image[None]
     kind, block = data.draw(layouts(image.shape), label="layout")
@@ -218,9 +220,11 @@ def test_large_irregular_chunks_with_threads(method: str) -> None:
     data = 30000 + 20000 * np.sin(x / 7.0) * np.cos(y / 11.0) + rng.normal(0, 300, x.shape)
     data = data.astype(np.uint16)
     data[40:60, 90:130] = 0
-    whole = upscale_numpy(data, get_method(method), 3, nodata=0)
+    scales = get_method(method).scales
+    scale = 3 if 3 in scales else min(scales)
+    whole = upscale_numpy(data, get_method(method), scale, nodata=0)
     chunked = dasksr.upscale(
-        da.from_array(data, chunks=((50, 1, 60, 46), (2, 100, 109))), 3, method, nodata=0
+        da.from_array(data, chunks=((50, 1, 60, 46), (2, 100, 109))), scale, method, nodata=0
     ).compute(scheduler="threads")
     assert_seamless(whole, chunked)
 
@@ -241,7 +245,7 @@ def regions(draw: st.DrawFn, n: int) -> slice | int:
 def test_any_region_of_a_source_reads_as_the_whole_image(data: st.DataObject) -> None:
     # dask fuses later slicing into the read of a from_array array, so any index must work.
     method = get_method(data.draw(st.sampled_from(METHODS)))
-    scale = data.draw(st.integers(2, 5))
+    scale = data.draw(st.sampled_from([s for s in method.scales if s <= 5]))
     image = np.random.default_rng(data.draw(st.integers(0, 99))).normal(0, 50, (2, 9, 13))
     whole = upscale_numpy(image, method, scale)
     kernel = _kernel(method, scale, None, None)
