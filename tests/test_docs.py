@@ -1,0 +1,111 @@
+"""The documentation site builds with ``mkdocs build --strict``, and its computed parts are current.
+
+The build needs the ``docs`` extra (MkDocs, Material, mkdocstrings) and is skipped without it; the
+other checks need only the ``test`` extra.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import os
+import re
+import subprocess
+import sys
+from pathlib import Path
+from types import ModuleType
+
+import numpy as np
+import pytest
+
+import dasksr
+
+ROOT = Path(__file__).resolve().parents[1]
+DOCS = ROOT / "docs"
+
+
+def load_script(name: str) -> ModuleType:
+    """A script of docs/figures as a module (they are scripts, not a package)."""
+    spec = importlib.util.spec_from_file_location(
+        f"docs_figures_{name}", DOCS / "figures" / f"{name}.py"
+    )
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module  # dataclasses look their module up
+    spec.loader.exec_module(module)
+    return module
+
+
+@pytest.mark.slow
+def test_site_builds_strict(tmp_path: Path) -> None:
+    pytest.importorskip(
+        "mkdocs", reason="the docs extra is not installed: pip install -e '.[docs]'"
+    )
+    pytest.importorskip("mkdocstrings", reason="the docs extra is not installed")
+    pytest.importorskip("material", reason="the docs extra is not installed")
+    site = tmp_path / "site"
+    result = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "mkdocs",
+            "build",
+            "--strict",
+            "-f",
+            str(ROOT / "mkdocs.yml"),
+            "-d",
+            str(site),
+        ],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        env={**os.environ, "NO_MKDOCS_2_WARNING": "1"},
+        timeout=600,
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+    api = (site / "api" / "index.html").read_text(encoding="utf-8")
+    # mkdocstrings rendered the docstrings, not just the page's own text.
+    assert "Super-resolve the last two (spatial) axes" in api
+    assert (site / "figures" / "seamless.png").is_file()
+    assert not list(site.rglob("*.py"))  # the figure scripts stay out of the site
+
+
+def test_every_page_is_in_the_nav() -> None:
+    nav = (ROOT / "mkdocs.yml").read_text(encoding="utf-8")
+    pages = {p.name for p in DOCS.glob("*.md")}
+    listed = set(re.findall(r"^\s*- [^:#\n]+: ([\w./-]+\.md)\s*$", nav, flags=re.M))
+    assert pages == listed
+
+
+def test_api_reference_covers_the_public_api() -> None:
+    page = (DOCS / "api.md").read_text(encoding="utf-8")
+    documented = set(re.findall(r"^::: dasksr\.(\w+)\s*$", page, flags=re.M))
+    assert documented == set(dasksr.__all__)
+
+
+def test_cluster_estimate_is_current() -> None:
+    """docs/cluster.md's table is what the script computes from docs/benchmarks.md today."""
+    estimate = load_script("cluster_estimate")
+    page = (DOCS / "cluster.md").read_text(encoding="utf-8")
+    between = page.split(estimate.START, 1)[1].split(estimate.END, 1)[0].strip()
+    table = estimate.estimate((DOCS / "benchmarks.md").read_text(encoding="utf-8"))
+    assert between == table, "run: python docs/figures/cluster_estimate.py --write"
+    assert "| `bicubic` | Zarr |" in table and "121 tasks" in table
+
+
+def test_seamless_figure_computation() -> None:
+    """The figure's numbers: zero difference chunked, and seams for the naive tiling."""
+    seamless = load_script("seamless")
+    seams = seamless.compute(size=96, chunk=29, scale=3, method="bicubic")
+    assert seams.fine.shape == (3, 288, 288)
+    assert seams.chunked_error.max() == 0
+    assert seams.naive_error.max() > 0
+    assert list(seams.borders_x) == [87, 174, 261]
+    # Every naive error lies within halo * scale fine pixels of a chunk border.
+    reach = dasksr.get_method("bicubic").halo(3) * 3
+
+    def near(positions: np.ndarray, borders: np.ndarray) -> np.ndarray:
+        centres = positions[:, None] + 0.5
+        return np.abs(centres - borders[None, :]).min(axis=1) <= reach
+
+    rows, cols = seams.naive_error.nonzero()
+    assert (near(rows, seams.borders_y) | near(cols, seams.borders_x)).all()
