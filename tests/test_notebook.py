@@ -1,8 +1,9 @@
-"""The quickstart notebook runs: every code cell, in order, in one namespace, as Jupyter would.
+"""The notebooks run: every code cell, in order, in one namespace, as Jupyter would.
 
-The notebook is stored without outputs; these tests execute it (matplotlib on the Agg backend, in a
-temporary folder) so that the suite proves every cell still runs against the current API. The
-notebook checks its own claims with ``assert`` (chunked == whole, georeferencing, round trips).
+The notebooks are stored without outputs; these tests execute them (matplotlib on the Agg backend,
+in a temporary folder) so that the suite proves every cell still runs against the current API, with
+the shared data and without it. The notebooks check their own claims with ``assert`` (chunked ==
+whole, georeferencing, round trips).
 """
 
 from __future__ import annotations
@@ -15,12 +16,15 @@ from typing import Any
 import matplotlib
 import pytest
 
+import dasksr.cluster
 import dasksr.data
 
 # rasterio composes affine transforms with `*`, which affine 3 deprecates (as in pyproject).
 pytestmark = pytest.mark.filterwarnings("ignore:Use `@` matmul:PendingDeprecationWarning:rasterio")
 
-NOTEBOOK = Path(__file__).resolve().parents[1] / "notebooks" / "quickstart.ipynb"
+NOTEBOOKS = Path(__file__).resolve().parents[1] / "notebooks"
+NOTEBOOK = NOTEBOOKS / "quickstart.ipynb"
+SENTINEL2_NOTEBOOK = NOTEBOOKS / "sentinel2.ipynb"
 SENTINEL2 = ("rasters", "sentinel2_l2a_29RKH_20200219")
 
 
@@ -34,7 +38,8 @@ def run_notebook(path: Path, folder: Path, monkeypatch: pytest.MonkeyPatch) -> d
     """Execute the code cells of ``path`` with ``folder`` as the working folder.
 
     ``plt.show()`` saves each open figure as ``folder/figure-N.png`` (drawing it, so that plotting
-    errors surface) and closes it. Returns the notebook's namespace, with ``_figures`` added.
+    errors surface) and closes it. Returns the notebook's namespace, with ``_figures`` added. A
+    notebook that starts a Dask cluster must close it: none may be left active when it ends.
     """
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
@@ -62,8 +67,23 @@ def run_notebook(path: Path, folder: Path, monkeypatch: pytest.MonkeyPatch) -> d
             exec(compile(source, filename, "exec"), namespace)
     finally:
         plt.close("all")
+    assert dasksr.cluster.active_client() is None, f"{path.name} left a Dask client running"
     namespace["_figures"] = figures
     return namespace
+
+
+def shared_scene(monkeypatch: pytest.MonkeyPatch) -> Path:
+    """Point DASKSR_DATA at the shared Sentinel-2 scene's data folder, or skip without it."""
+    scene = dasksr.data.data_path(*SENTINEL2)  # found from the checkout, before any chdir
+    if scene is None:
+        pytest.skip("shared data absent: set DASKSR_DATA to run the notebooks on Sentinel-2")
+    monkeypatch.setenv("DASKSR_DATA", str(scene.parents[1]))
+    return scene
+
+
+def hide_shared_data(monkeypatch: pytest.MonkeyPatch, folder: Path) -> None:
+    """A DASKSR_DATA that does not exist hides the shared data: the notebooks make a demo scene."""
+    monkeypatch.setenv("DASKSR_DATA", str(folder / "no-shared-data"))
 
 
 def check_outputs(namespace: dict[str, Any], folder: Path) -> None:
@@ -78,8 +98,9 @@ def check_outputs(namespace: dict[str, Any], folder: Path) -> None:
     assert 0 < (namespace["error"] > 0).mean() < 0.05
 
 
-def test_notebook_is_stored_without_outputs() -> None:
-    cells = load_cells(NOTEBOOK)
+@pytest.mark.parametrize("notebook", [NOTEBOOK, SENTINEL2_NOTEBOOK], ids=lambda p: p.stem)
+def test_notebook_is_stored_without_outputs(notebook: Path) -> None:
+    cells = load_cells(notebook)
     code = [c for c in cells if c["cell_type"] == "code"]
     assert len(code) >= 10
     assert all(c["outputs"] == [] and c["execution_count"] is None for c in code)
@@ -87,8 +108,7 @@ def test_notebook_is_stored_without_outputs() -> None:
 
 @pytest.mark.slow
 def test_quickstart_runs_on_the_demo_scene(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    # A DASKSR_DATA that does not exist hides the shared data: the notebook makes the demo scene.
-    monkeypatch.setenv("DASKSR_DATA", str(tmp_path / "no-shared-data"))
+    hide_shared_data(monkeypatch, tmp_path)
     namespace = run_notebook(NOTEBOOK, tmp_path, monkeypatch)
     assert namespace["sentinel2"] is None
     assert namespace["source"] == Path("dasksr-quickstart") / "demo_scene.tif"
@@ -99,12 +119,56 @@ def test_quickstart_runs_on_the_demo_scene(tmp_path: Path, monkeypatch: pytest.M
 @pytest.mark.slow
 @pytest.mark.data
 def test_quickstart_runs_on_sentinel2(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    scene = dasksr.data.data_path(*SENTINEL2)  # found from the checkout, before the chdir
-    if scene is None:
-        pytest.skip("shared data absent: set DASKSR_DATA to run the notebook on Sentinel-2")
-    monkeypatch.setenv("DASKSR_DATA", str(scene.parents[1]))
+    scene = shared_scene(monkeypatch)
     namespace = run_notebook(NOTEBOOK, tmp_path, monkeypatch)
     assert namespace["sentinel2"] == scene
     assert namespace["scene"].sizes == {"band": 3, "y": 720, "x": 720}
     assert namespace["scene"].attrs["long_name"] == ("red", "green", "blue")
     check_outputs(namespace, tmp_path)
+
+
+def check_sentinel2_outputs(namespace: dict[str, Any], folder: Path) -> None:
+    """What notebooks/sentinel2.ipynb claims, checked from outside it."""
+    assert [p.name for p in namespace["_figures"]] == [f"figure-{i}.png" for i in (1, 2, 3, 4)]
+    methods = namespace["METHODS"]
+    assert methods[:3] == ["nearest", "bicubic", "lanczos"]
+    learned = {m.name for m in dasksr.list_methods()} & {"cnn", "cnn-sensor"}
+    assert set(methods[3:]) == learned
+    assert set(namespace["differences"]) == set(methods)
+    assert all(d.max() == 0 for d in namespace["differences"].values())
+    assert set(namespace["scores"]) == set(methods)
+    assert namespace["scores"]["lanczos"][0] > namespace["scores"]["nearest"][0]
+    workdir = folder / "dasksr-sentinel2"
+    assert namespace["zarr_path"] == (workdir / "sentinel2_x2.zarr").absolute()
+    assert namespace["zarr_path"].is_dir() and namespace["tif_path"].is_file()
+    assert not [p for p in workdir.iterdir() if "partial" in p.name]
+    assert namespace["from_tif"].attrs["long_name"] == ("B02", "B03", "B04", "B08")
+    assert namespace["elapsed"] < 180
+
+
+@pytest.mark.slow
+def test_sentinel2_notebook_runs_on_a_generated_scene(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    hide_shared_data(monkeypatch, tmp_path)
+    namespace = run_notebook(SENTINEL2_NOTEBOOK, tmp_path, monkeypatch)
+    assert namespace["sentinel2"] is None
+    assert [p.name for p in namespace["sources"]] == [
+        f"demo_{band}.tif" for band in ("B02", "B03", "B04", "B08")
+    ]
+    assert namespace["scene"].sizes == {"band": 4, "y": 1024, "x": 1024}
+    check_sentinel2_outputs(namespace, tmp_path)
+
+
+@pytest.mark.slow
+@pytest.mark.data
+def test_sentinel2_notebook_runs_on_sentinel2(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    scene = shared_scene(monkeypatch)
+    namespace = run_notebook(SENTINEL2_NOTEBOOK, tmp_path, monkeypatch)
+    assert namespace["sentinel2"] == scene
+    assert namespace["sources"] == [scene / f"{band}.tif" for band in ("B02", "B03", "B04", "B08")]
+    assert namespace["scene"].sizes == {"band": 4, "y": 1098, "x": 1098}
+    assert namespace["scene"].rio.crs.to_epsg() == 32629
+    check_sentinel2_outputs(namespace, tmp_path)
