@@ -109,3 +109,37 @@ def test_seamless_figure_computation() -> None:
 
     rows, cols = seams.naive_error.nonzero()
     assert (near(rows, seams.borders_y) | near(cols, seams.borders_x)).all()
+
+
+def test_readme_links_and_picture() -> None:
+    readme = (ROOT / "README.md").read_text(encoding="utf-8")
+    targets = re.findall(r"\]\(([^)#\s]+)(?:#[^)]*)?\)", readme)
+    local = [t for t in targets if "://" not in t]
+    assert "docs/figures/before_after.png" in local
+    assert "notebooks/sentinel2.ipynb" in local and "notebooks/quickstart.ipynb" in local
+    assert [t for t in local if not (ROOT / t).exists()] == []
+    assert (ROOT / "docs/figures/before_after.png").stat().st_size < 300 * 1024
+
+
+@pytest.mark.data
+def test_before_after_picture_panels() -> None:
+    """The README picture's panels: the window, and each method's fine pixels over it."""
+    import rasterio
+
+    folder = dasksr.data.data_path("rasters", "sentinel2_l2a_29RKH_20200219")
+    if folder is None:
+        pytest.skip("shared data absent: set DASKSR_DATA")
+    before_after = load_script("before_after")
+    shown, _ = before_after.panels(2)
+    assert list(shown)[:3] == ["input (100 m pixels)", "bicubic x2", "lanczos x2"]
+    rgb = []
+    for band in ("B04", "B03", "B02"):
+        with rasterio.open(folder / f"{band}.tif") as src:
+            rgb.append(src.read(1))
+    scene = np.stack(rgb)
+    rows, cols = before_after.WINDOW["y"], before_after.WINDOW["x"]
+    assert np.array_equal(shown["input (100 m pixels)"], scene[:, rows, cols])
+    # The lazily upscaled window is the whole scene's result, cut at the window.
+    whole = dasksr.upscale(scene, 2, "lanczos", nodata=0)
+    fine = (slice(rows.start * 2, rows.stop * 2), slice(cols.start * 2, cols.stop * 2))
+    assert np.array_equal(shown["lanczos x2"], whole[:, fine[0], fine[1]])
