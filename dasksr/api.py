@@ -41,7 +41,7 @@ def upscale(
         A Dataset is upscaled variable by variable (variables without both spatial dims are kept).
     scale : int
         Integer upscaling factor, 2..8 for the interpolation methods.
-    method : {'nearest', 'bilinear', 'bicubic', 'lanczos'} or any registered method
+    method : {'bicubic', 'nearest', 'bilinear', 'lanczos', 'cnn', 'cnn-sensor'} or any registered method
         See ``dasksr methods`` or :func:`dasksr.list_methods`.
     nodata : float, optional
         Value marking invalid input pixels. For DataArrays the default is ``data.rio.nodata``.

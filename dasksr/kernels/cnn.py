@@ -253,7 +253,7 @@ def learned_method(name: str, models: dict[int, ModelRecord]) -> LearnedMethod:
     return LearnedMethod(
         name=name,
         summary=_SUMMARIES.get(name, f"learned model {name}"),
-        halo=lambda scale: 2 * layers[scale],
+        halo=lambda scale: 2 * layers.get(scale, max(layers.values())),
         block=_LearnedBlock(models),
         scales=tuple(sorted(models)),
         boundary="reflect",
