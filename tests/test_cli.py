@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import socket
 import subprocess
 import sys
@@ -343,3 +344,49 @@ def test_busy_dashboard_port_prints_no_warning(
     assert result.status == 0
     assert result.err == ""
     assert not [w for w in caught if "already in use" in str(w.message)]
+
+
+# ----------------------------------------------------------------------------------------------
+# The README's install commands: nothing is written into the installed package
+# ----------------------------------------------------------------------------------------------
+
+
+def _numba_files(folder: Path) -> dict[str, int]:
+    return {str(p): p.stat().st_mtime_ns for p in folder.rglob("*.nb[ic]")}
+
+
+def test_compiled_kernels_are_cached_in_the_cache_folder_not_the_package(tmp_path: Path) -> None:
+    # A cache in site-packages/dasksr outlived `pip uninstall` and shadowed the editable install.
+    import dasksr.kernels.loops as loops
+
+    package = Path(loops.__file__).parent
+    before = _numba_files(package)
+    cache = tmp_path / "cache"
+    code = (
+        "import numpy as np; from dasksr.kernels.loops import polyphase_rows; "
+        "polyphase_rows(np.ones((9, 9)), np.ones((2, 3)))"
+    )
+    env = {**os.environ, "DASKSR_CACHE_DIR": str(cache)}
+    subprocess.run([sys.executable, "-c", code], env=env, check=True, timeout=120)
+    assert [p.name for p in (cache / "numba").rglob("*.nbi")], "nothing cached in DASKSR_CACHE_DIR"
+    assert _numba_files(package) == before
+
+
+def test_kernel_cache_folder_is_the_user_cache_by_default(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from dasksr.kernels.loops import _writable_folder, kernel_cache_dir
+
+    monkeypatch.delenv("DASKSR_CACHE_DIR", raising=False)
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "xdg"))
+    folder = kernel_cache_dir()
+    assert folder.name == "dasksr"
+    assert Path(dasksr.__file__).parent.parent not in (folder, *folder.parents)
+    if sys.platform.startswith("linux"):
+        assert folder == tmp_path / "xdg" / "dasksr"
+    monkeypatch.setenv("DASKSR_CACHE_DIR", str(tmp_path / "mine"))
+    assert kernel_cache_dir() == tmp_path / "mine"
+    # A folder that cannot be made: the kernels are compiled without a disk cache.
+    (tmp_path / "a-file").write_text("")
+    assert _writable_folder(tmp_path / "a-file" / "cache") is None
+    assert _writable_folder(tmp_path / "mine") == tmp_path / "mine"

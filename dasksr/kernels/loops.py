@@ -7,21 +7,85 @@ Numba does not contract a multiply and an add into one fused operation unless as
 (``fastmath``), so both paths, and every position in a block, give bit-identical results; the
 test suite checks that the two paths agree bit for bit.
 
-The functions are compiled on first use and cached on disk (``cache=True``), and release the GIL,
-so that Dask's threads run them in parallel.
+The functions are compiled on first use and release the GIL, so that Dask's threads run them in
+parallel. The compiled code is cached on disk in :func:`kernel_cache_dir` (``$DASKSR_CACHE_DIR``,
+else the user's cache folder), never beside the installed sources: a cache inside
+``site-packages/dasksr`` outlives ``pip uninstall`` and the leftover folder would shadow a later
+editable install.
 """
 
 from __future__ import annotations
 
+import os
+import sys
+import tempfile
+from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 import numba
 import numpy as np
 
-__all__ = ["polyphase_rows"]
+__all__ = ["polyphase_rows", "kernel_cache_dir", "CACHE_DIR_ENV"]
+
+#: The environment variable that moves dasksr's cache folder (compiled kernels go to ``numba/``).
+CACHE_DIR_ENV = "DASKSR_CACHE_DIR"
 
 
-@numba.njit(cache=True, nogil=True)
+def kernel_cache_dir() -> Path:
+    """The folder of dasksr's on-disk caches: ``$DASKSR_CACHE_DIR``, else the user cache folder.
+
+    The default is ``$XDG_CACHE_HOME/dasksr`` (``~/.cache/dasksr``) on Linux,
+    ``~/Library/Caches/dasksr`` on macOS and ``%LOCALAPPDATA%\\dasksr`` on Windows.
+    """
+    explicit = os.environ.get(CACHE_DIR_ENV)
+    if explicit:
+        return Path(explicit).expanduser()
+    if sys.platform == "win32":
+        local = os.environ.get("LOCALAPPDATA")
+        base = Path(local) if local else Path.home() / "AppData" / "Local"
+    elif sys.platform == "darwin":
+        base = Path.home() / "Library" / "Caches"
+    else:
+        xdg = os.environ.get("XDG_CACHE_HOME", "")
+        base = Path(xdg) if os.path.isabs(xdg) else Path.home() / ".cache"
+    return base / "dasksr"
+
+
+def _writable_folder(folder: Path) -> Path | None:
+    """``folder``, created if needed, or None when it cannot be created or written."""
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        tempfile.TemporaryFile(dir=folder).close()
+    except OSError:
+        return None
+    return folder
+
+
+def _compiled(**options: Any) -> Callable[[Any], Any]:
+    """``numba.njit(**options)`` with its on-disk cache in ``kernel_cache_dir() / 'numba'``.
+
+    Numba picks a function's cache folder when the function is decorated; ``numba.config.CACHE_DIR``
+    is set for that moment only, so the user's other Numba functions keep their own cache place.
+    When the folder is not writable the kernels are compiled in each process and cached nowhere:
+    numba would otherwise fall back to the package's own ``__pycache__``.
+    """
+
+    def decorate(function: Any) -> Any:
+        folder = _writable_folder(kernel_cache_dir() / "numba")
+        if folder is None:
+            return numba.njit(**options)(function)
+        previous = numba.config.CACHE_DIR
+        numba.config.CACHE_DIR = str(folder)
+        try:
+            return numba.njit(cache=True, **options)(function)
+        finally:
+            numba.config.CACHE_DIR = previous
+
+    return decorate
+
+
+@_compiled(nogil=True)
 def _polyphase_rows(
     rows: Any, weights: Any, out: Any, rounding: bool, low: float, high: float
 ) -> None:  # pragma: no cover - compiled
