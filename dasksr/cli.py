@@ -12,7 +12,12 @@ import click
 
 from dasksr.errors import DasksrError, InputError, InvalidArgumentError
 
-__all__ = ["main", "cli"]
+__all__ = ["main", "cli", "MIN_CHUNK"]
+
+#: The smallest ``--chunks`` accepted. Each block costs about 25 ms of scheduling, window reads
+#: and a write on top of its pixels, as much as the upscaling of a 160 x 160 block: below 128
+#: pixels the job mostly waits on that (docs/cli.md has the measurements).
+MIN_CHUNK = 128
 
 
 class ScaleType(click.ParamType):
@@ -28,6 +33,27 @@ class ScaleType(click.ParamType):
         except (TypeError, ValueError):
             number = value
         return check_scale(number, shown=f"--scale {value!r}")
+
+
+class ChunkType(click.ParamType):
+    """An input chunk edge in pixels, at least `MIN_CHUNK`."""
+
+    name = "integer"
+
+    def convert(self, value: Any, param: Any, ctx: Any) -> int:
+        try:
+            edge = int(value)
+        except (TypeError, ValueError):
+            raise InvalidArgumentError(
+                f"--chunks {value!r} is not an integer: give a chunk edge in pixels such as 1024"
+            ) from None
+        if edge < MIN_CHUNK:
+            raise InvalidArgumentError(
+                f"--chunks {edge} is below the minimum of {MIN_CHUNK} pixels: such small blocks "
+                f"cost more to schedule, read and write than to compute; use {MIN_CHUNK} or more "
+                "(default: about 1024)"
+            )
+        return edge
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
@@ -62,15 +88,17 @@ def _run_upscale(
     from dasksr.api import upscale
     from dasksr.cluster import connect
     from dasksr.io import open_raster, to_geotiff, to_zarr
-    from dasksr.io.write import prepare_output
+    from dasksr.io.write import check_not_an_input, prepare_output
     from dasksr.kernels import get_method
 
     kind = _output_kind(output)
     get_method(method).check_scale(scale)
+    if Path(source).exists():  # a missing input is reported by open_raster
+        check_not_an_input([source], output)
     prepare_output(output, overwrite=overwrite)
     if cog and kind != "tif":
         raise InvalidArgumentError("--cog needs a .tif output: change the output extension")
-    data = open_raster(source, chunks=chunks, variable=variable)
+    data = _checked_raster(open_raster(source, chunks=chunks, variable=variable), source)
     fine = upscale(data, scale, method)
     with connect(scheduler, workers=workers):
         start = time.perf_counter()
@@ -80,6 +108,26 @@ def _run_upscale(
             path = to_geotiff(fine, output, overwrite=overwrite, cog=cog, progress=progress)
         wall = time.perf_counter() - start
     return path, tuple(fine.shape), str(fine.dtype), wall
+
+
+def _checked_raster(data: Any, path: str) -> Any:
+    """``data``, unless it has no pixels or rioxarray cannot tell its x/y dims: `InputError`."""
+    import rioxarray  # noqa: F401  (the rio accessor)
+
+    empty = [f"{dim}: 0" for dim, n in data.sizes.items() if n == 0]
+    if empty:
+        raise InputError(
+            f"input {path!r} holds no pixels ({', '.join(empty)}): check the file or the variable"
+        )
+    try:
+        data.rio.y_dim, data.rio.x_dim  # noqa: B018  (rioxarray raises when it cannot tell)
+    except Exception:
+        dims = ", ".join(map(str, data.dims))
+        raise InputError(
+            f"input {path!r} has no x/y spatial dims (its dims are {dims}): name them y and x, "
+            "e.g. ds.rename(lat='y', lon='x'), or set them with rio.set_spatial_dims()"
+        ) from None
+    return data
 
 
 def _summary(path: Path, shape: tuple[int, ...], dtype: str, wall: float) -> str:
@@ -92,9 +140,10 @@ def _summary(path: Path, shape: tuple[int, ...], dtype: str, wall: float) -> str
 _common = [
     click.option(
         "--chunks",
-        type=click.IntRange(min=1),
+        type=ChunkType(),
         default=None,
-        help="Input chunk edge in pixels (default: ~1024, aligned to the file's tiles).",
+        help=f"Input chunk edge in pixels, at least {MIN_CHUNK} (default: ~1024, aligned to the "
+        "file's tiles).",
     ),
     click.option(
         "--scheduler",
@@ -206,7 +255,7 @@ def info(path: str, variable: str | None) -> None:
     """Print shape, dtype, bands, chunks, CRS, transform and nodata of a raster."""
     from dasksr.io import open_raster
 
-    data = open_raster(path, variable=variable)
+    data = _checked_raster(open_raster(path, variable=variable), path)
     transform = data.rio.transform()
     bands = data.attrs.get("long_name")
     lines = {
@@ -335,12 +384,18 @@ def main(argv: list[str] | None = None) -> int:
     """Entry point of the ``dasksr`` console script; returns the exit status."""
     from rasterio.errors import RasterioError
 
+    args = sys.argv[1:] if argv is None else list(argv)
     try:
-        cli.main(args=argv, prog_name="dasksr", standalone_mode=False)
+        # Not cli.main(): on Ctrl-C it prints an empty line before the caller can say anything.
+        with cli.make_context("dasksr", args) as ctx:
+            cli.invoke(ctx)
     except click.exceptions.Exit as exc:
         return int(exc.exit_code)
-    except click.exceptions.Abort:
-        click.echo("dasksr: aborted", err=True)
+    except (click.exceptions.Abort, KeyboardInterrupt):
+        click.echo(
+            "dasksr: interrupted: the output was not finished (a Zarr job resumes when run again)",
+            err=True,
+        )
         return 130
     except click.ClickException as exc:
         click.echo(f"dasksr: error: {_one_line(exc.format_message())}", err=True)
@@ -348,9 +403,9 @@ def main(argv: list[str] | None = None) -> int:
     except DasksrError as exc:
         click.echo(f"dasksr: error: {_one_line(str(exc))}", err=True)
         return 2
-    except RasterioError as exc:
-        error = InputError(f"cannot read the input raster ({_one_line(str(exc))}): check the file")
-        click.echo(f"dasksr: error: {error}", err=True)
+    except (RasterioError, OSError) as exc:
+        # Readers and writers name their file; an error that reaches here has no side to name.
+        click.echo(f"dasksr: error: {_one_line(str(exc))}", err=True)
         return 2
     return 0
 

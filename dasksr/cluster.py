@@ -66,6 +66,24 @@ def connect(
         yield client
 
 
+class _AbandonedGather(logging.Filter):
+    """Drops asyncio's "Task exception was never retrieved" for distributed's per-future waits.
+
+    An interrupted ``client.gather`` leaves one such task per future, each failing with
+    distributed's internal ``AllExit``: thousands of tracebacks on stderr after a Ctrl-C.
+    """
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        error = record.exc_info[1] if record.exc_info else None
+        return type(error).__name__ != "AllExit"
+
+
+def _quiet_abandoned_gathers() -> None:
+    log = logging.getLogger("asyncio")
+    if not any(isinstance(f, _AbandonedGather) for f in log.filters):
+        log.addFilter(_AbandonedGather())
+
+
 def active_client() -> Any | None:
     """The distributed client that dask would use now, or None for the local schedulers."""
     try:
@@ -80,19 +98,25 @@ def active_client() -> Any | None:
 def compute(collections: Sequence[Any], *, progress: bool = False) -> list[Any]:
     """Compute dask ``collections`` on the active scheduler, optionally with a progress bar.
 
-    Only the (small) results travel to the caller: writers return a few bytes per block.
+    Only the (small) results travel to the caller: writers return a few bytes per block. When
+    the job is interrupted (Ctrl-C), its tasks are cancelled before the interruption goes on.
     """
     client = active_client()
     if client is not None:
         futures = client.compute(list(collections))
-        if progress:
-            from distributed import progress as show_progress
+        try:
+            if progress:
+                from distributed import progress as show_progress
 
-            # The bar goes to stderr (distributed writes to stdout): stdout keeps the result.
-            with redirect_stdout(sys.stderr):
-                show_progress(futures)
-                print(flush=True)
-        return list(client.gather(futures))
+                # The bar goes to stderr (distributed writes to stdout): stdout keeps the result.
+                with redirect_stdout(sys.stderr):
+                    show_progress(futures)
+                    print(flush=True)
+            return list(client.gather(futures))
+        except KeyboardInterrupt:
+            _quiet_abandoned_gathers()
+            client.cancel(futures)
+            raise
     if progress:
         from dask.diagnostics import ProgressBar
 

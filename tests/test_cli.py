@@ -120,7 +120,7 @@ def test_bad_input_is_one_line_and_status_2(
     source = make_input(tmp_path, request)
     before = listing(tmp_path)
     out = tmp_path / f"out{ext}"
-    result = run("upscale", source, out, "--chunks", 64)
+    result = run("upscale", source, out, "--chunks", 128)
     assert_one_line_error(result, *words)
     if case == "damaged tile":
         assert request.getfixturevalue("names_damaged_tile")(result.err)
@@ -201,7 +201,7 @@ def test_console_script_prints_no_traceback(tmp_path: Path, damaged_geotiff: Any
     assert script.exists(), f"the dasksr console script is not installed beside {sys.executable}"
     source = damaged_geotiff(tmp_path / "damaged.tif").path
     proc = subprocess.run(
-        [str(script), "upscale", str(source), "out.tif", "--chunks", "64"],
+        [str(script), "upscale", str(source), "out.tif", "--chunks", "128"],
         cwd=tmp_path,
         capture_output=True,
         text=True,
@@ -302,11 +302,11 @@ def test_demo_writes_what_it_promises(tmp_path: Path, run: Callable[..., Run]) -
 def test_progress_bar_goes_to_stderr_only_when_asked(
     tmp_path: Path, uint16_tif: Any, run: Callable[..., Run]
 ) -> None:
-    shown = run("upscale", uint16_tif.path, tmp_path / "a.zarr", "--chunks", 32, "--progress")
+    shown = run("upscale", uint16_tif.path, tmp_path / "a.zarr", "--chunks", 128, "--progress")
     assert shown.status == 0
     assert "100% Completed" in shown.err
     assert shown.out.startswith("wrote ") and len(shown.out.splitlines()) == 1
-    hidden = run("upscale", uint16_tif.path, tmp_path / "b.tif", "--chunks", 32, "--no-progress")
+    hidden = run("upscale", uint16_tif.path, tmp_path / "b.tif", "--chunks", 128, "--no-progress")
     assert hidden.status == 0
     assert hidden.err == ""
     assert hidden.out.startswith("wrote ")

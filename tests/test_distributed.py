@@ -106,7 +106,7 @@ def executed_tasks(address: str) -> int:
 
 def threaded(source: Path, output: Path, **options: Any) -> Path:
     """The same job as the command line's, on the threaded scheduler of this process."""
-    fine = dasksr.open_raster(source, chunks=32).sr.upscale(scale=3, method="lanczos")
+    fine = dasksr.open_raster(source, chunks=128).sr.upscale(scale=3, method="lanczos")
     with dask.config.set(scheduler="threads"):
         if output.suffix == ".zarr":
             return dasksr.to_zarr(fine, output, **options)
@@ -122,7 +122,9 @@ def test_job_on_a_scheduler_equals_the_threaded_result(
     capsys: pytest.CaptureFixture[str],
     ext: str,
 ) -> None:
-    raster = make_geotiff(tmp_path / "scene.tif", dtype="int16", nodata=-9999)
+    raster = make_geotiff(
+        tmp_path / "scene.tif", dtype="int16", nodata=-9999, height=300, width=330, tile=64
+    )
     reference = threaded(raster.path, tmp_path / f"reference{ext}")
     monkeypatch.chdir(tmp_path)  # relative paths; the workers run in another folder
     before = executed_tasks(scheduler)
@@ -136,7 +138,7 @@ def test_job_on_a_scheduler_equals_the_threaded_result(
             "--method",
             "lanczos",
             "--chunks",
-            "32",
+            "128",
             "--scheduler",
             scheduler,
             "--no-progress",
@@ -170,7 +172,7 @@ def test_progress_bar_on_a_scheduler(
             str(uint16_tif.path),
             str(out),
             "--chunks",
-            "32",
+            "128",
             "--scheduler",
             scheduler,
             "--progress",
@@ -199,7 +201,7 @@ def test_damaged_input_on_a_scheduler_is_one_line(
             str(raster.path),
             str(tmp_path / "out.tif"),
             "--chunks",
-            "64",
+            "128",
             "--scheduler",
             scheduler,
         ]

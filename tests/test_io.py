@@ -62,7 +62,7 @@ def cli_ok(*args: Any) -> None:
 def job(tmp_path_factory: pytest.TempPathFactory, make_geotiff: Callable[..., Any]) -> Any:
     """``dasksr upscale scene.tif`` to ``.tif`` and ``.zarr``, chunks that do not divide the size."""
     folder = tmp_path_factory.mktemp("job")
-    raster = make_geotiff(folder / "scene.tif")
+    raster = make_geotiff(folder / "scene.tif", height=300, width=330)
     for name in ("out.tif", "out.zarr"):
         cli_ok(
             "upscale",
@@ -73,7 +73,7 @@ def job(tmp_path_factory: pytest.TempPathFactory, make_geotiff: Callable[..., An
             "--method",
             METHOD,
             "--chunks",
-            32,
+            128,
         )
     return raster, folder / "out.tif", folder / "out.zarr"
 
@@ -170,7 +170,7 @@ def test_scales_offsets_and_units_are_kept_and_the_dtype_too(
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
         for name in ("out.tif", "out.zarr"):
-            cli_ok("upscale", uint16_tif.path, tmp_path / name, "--chunks", 32)
+            cli_ok("upscale", uint16_tif.path, tmp_path / name, "--chunks", 128)
     # Nothing about the scales on stderr: dasksr reads them per band.
     assert not [w for w in caught if "differ across bands" in str(w.message)]
     with rasterio.open(tmp_path / "out.tif") as tif:
@@ -228,7 +228,7 @@ def test_dtypes_and_nodata_survive_both_formats(
 
 def test_zarr_input_to_geotiff_via_the_cli(tmp_path: Path, uint16_zarr: Any) -> None:
     out = tmp_path / "out.tif"
-    cli_ok("upscale", uint16_zarr.path, out, "--scale", 3, "--method", "lanczos", "--chunks", 40)
+    cli_ok("upscale", uint16_zarr.path, out, "--scale", 3, "--method", "lanczos", "--chunks", 128)
     with rasterio.open(out) as tif:
         # The store carries its CRS only through the CF grid_mapping attribute (as rioxarray writes).
         assert tif.crs is not None and tif.crs.to_epsg() == 32633
@@ -309,26 +309,25 @@ def test_interrupted_zarr_job_resumes_and_equals_a_clean_run(
 
 
 def test_interrupted_cli_job_resumes_when_run_again(
-    tmp_path: Path, uint16_tif: Any, monkeypatch: pytest.MonkeyPatch, capsys: Any
+    tmp_path: Path, make_geotiff: Any, monkeypatch: pytest.MonkeyPatch, capsys: Any
 ) -> None:
     import dasksr.io.write as write
 
+    raster = make_geotiff(tmp_path / "scene.tif", height=300, width=300, tile=64)
     original = write._write_zarr_block
     calls = tmp_path / "calls"
     calls.mkdir()
 
-    def failing_writer(
-        block: np.ndarray, *, store: str, marker: str, block_info: Any = None
-    ) -> np.ndarray:
+    def failing_writer(block: np.ndarray, block_info: Any = None, **options: Any) -> np.ndarray:
         # Counted in files: the embedded cluster may run a pickled copy of this function.
         n = len(list(calls.iterdir()))
         (calls / f"{n}-{os.getpid()}-{id(block)}").touch()
         if n >= 3:
             raise InputError("input 'scene.tif' vanished: injected failure, run the job again")
-        return original(block, store=store, marker=marker, block_info=block_info)
+        return original(block, block_info=block_info, **options)
 
     out = tmp_path / "out.zarr"
-    args = ["upscale", str(uint16_tif.path), str(out), "--chunks", "32", "--method", "lanczos"]
+    args = ["upscale", str(raster.path), str(out), "--chunks", "128", "--method", "lanczos"]
     monkeypatch.setattr(write, "_write_zarr_block", failing_writer)
     assert main(args) == 2
     assert "injected failure" in capsys.readouterr().err
@@ -343,9 +342,7 @@ def test_interrupted_cli_job_resumes_when_run_again(
     ]
     assert 0 < len(done) < 9
     assert main(args) == 0
-    np.testing.assert_array_equal(
-        xr.open_zarr(out)["data"].values, expected(uint16_tif, 2, "lanczos")
-    )
+    np.testing.assert_array_equal(xr.open_zarr(out)["data"].values, expected(raster, 2, "lanczos"))
     assert listing(tmp_path) == {"scene.tif", "out.zarr", "calls"}
 
 

@@ -1,19 +1,24 @@
 """Write upscaled rasters: Zarr (chunk-aligned, parallel, resumable) and GeoTIFF/COG (atomic).
 
 Workers read and write the data; only a few bytes per block come back to the caller. Outputs are
-built under a temporary name beside the target and renamed when complete, so a failed or
-interrupted job never leaves something that looks finished. A Zarr job records each finished chunk;
-rerunning the same job finishes the rest.
+built under a temporary name beside the target and moved there when complete, so a failed or
+interrupted job never leaves something that looks finished; a write that fails (disk full, I/O
+error, permission lost) fails the job with an `OutputError` naming the output. A Zarr job records
+each finished chunk once its data is on disk; rerunning the same job finishes the rest.
 """
 
 from __future__ import annotations
 
 import hashlib
+import itertools
 import json
+import math
 import os
 import shutil
 import uuid
 import warnings
+from collections.abc import Iterable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, cast
 
@@ -22,21 +27,28 @@ import numpy as np
 import xarray as xr
 
 from dasksr.cluster import active_client, compute
-from dasksr.errors import InvalidArgumentError, OutputError, OutputExistsError
+from dasksr.errors import DasksrError, InvalidArgumentError, OutputError, OutputExistsError
+from dasksr.io.read import _reason
 
-__all__ = ["to_zarr", "to_geotiff", "prepare_output"]
+__all__ = ["to_zarr", "to_geotiff", "prepare_output", "check_not_an_input"]
 
 _PROGRESS = ".dasksr-progress"
 _GTIFF_LARGE = 4 * 2**30 - 2**26  # bytes at which a GeoTIFF must be BigTIFF
 
 
 def prepare_output(path: str | os.PathLike[str], *, overwrite: bool) -> Path:
-    """Check that ``path`` may be written: absent (or ``overwrite``), in a writable folder."""
+    """Check that ``path`` may be written: absent (or ``overwrite``), in a writable folder.
+
+    ``overwrite`` replaces only a raster file (a TIFF) or a Zarr store, never a folder of other
+    files.
+    """
     p = Path(path)
-    if p.exists() and not overwrite:
-        raise OutputExistsError(
-            f"output {str(p)!r} exists: pass --overwrite (overwrite=True) to replace it"
-        )
+    if p.exists() or p.is_symlink():
+        if not overwrite:
+            raise OutputExistsError(
+                f"output {str(p)!r} exists: pass --overwrite (overwrite=True) to replace it"
+            )
+        _check_replaceable(p)
     parent = p.parent if str(p.parent) else Path(".")
     if parent.exists() and not parent.is_dir():
         raise OutputError(
@@ -50,6 +62,92 @@ def prepare_output(path: str | os.PathLike[str], *, overwrite: bool) -> Path:
         )
     # Tasks may run in worker processes started in another folder: they get the absolute path.
     return p.absolute()
+
+
+def check_not_an_input(
+    inputs: Iterable[str | os.PathLike[str]], output: str | os.PathLike[str]
+) -> None:
+    """Refuse an ``output`` that is one of ``inputs`` (by any spelling or link), inside one, or
+    holding one: the job would replace or write into the data it reads."""
+    out = Path(os.path.realpath(output))
+    for source in inputs:
+        src = Path(os.path.realpath(source))
+        same = src == out
+        if not same and os.path.exists(source) and os.path.exists(output):
+            same = os.path.samefile(source, output)
+        if same or src in out.parents or out in src.parents:
+            raise InvalidArgumentError(
+                f"output {str(output)!r} is the input {str(source)!r} or overlaps it: "
+                "write the result to another path"
+            )
+
+
+_ZARR_METADATA = ("zarr.json", ".zgroup", ".zarray")
+_TIFF_MAGIC = (b"II*\x00", b"MM\x00*", b"II+\x00", b"MM\x00+")
+
+
+def _check_replaceable(path: Path) -> None:
+    """Raise `OutputError` unless ``path`` is a Zarr store or a TIFF file (or a link to one)."""
+    if path.is_dir():
+        if any((path / name).is_file() for name in _ZARR_METADATA):
+            return
+        what = "a folder that is not a Zarr store"
+    else:
+        try:
+            with open(path, "rb") as f:
+                head = f.read(4)
+        except OSError as exc:
+            raise _write_failed(str(path), _cause(exc)) from None
+        if head in _TIFF_MAGIC:
+            return
+        what = "a file that is not a TIFF"
+    raise OutputError(
+        f"output {str(path)!r} is {what}: --overwrite replaces only a raster file or a Zarr "
+        "store; choose another output path"
+    )
+
+
+def _write_failed(shown: str, reason: str) -> OutputError:
+    return OutputError(
+        f"output {shown!r} cannot be written ({reason}): free disk space or fix the "
+        "folder's permissions, then run the job again"
+    )
+
+
+def _cause(exc: BaseException) -> str:
+    """What went wrong, in a few words: the OS's own text for an OSError with an errno."""
+    if isinstance(exc, OSError) and exc.errno is not None and exc.strerror:
+        return exc.strerror
+    return _reason(exc)
+
+
+def _install(built: Path, target: Path) -> None:
+    """Move the finished output ``built`` to ``target``, replacing a raster or store there.
+
+    A file replaces a file in one atomic rename. Otherwise the old output is renamed aside, the
+    new one moved in, and only then the old one deleted: an interruption at any step leaves the
+    old or the new output (the old one, at worst, under its aside name ``.NAME.*.old``).
+    """
+    try:
+        present = target.exists() or target.is_symlink()
+        if present:
+            _check_replaceable(target)  # again: it may have changed during the job
+        folder = target.is_dir() and not target.is_symlink()
+        if not present or not (folder or built.is_dir()):
+            os.replace(built, target)
+            return
+        aside = target.with_name(f".{target.name}.{uuid.uuid4().hex[:8]}.old")
+        os.replace(target, aside)
+        try:
+            os.replace(built, target)
+        except BaseException:
+            os.replace(aside, target)
+            raise
+        _remove(aside)
+    except OSError as exc:
+        if isinstance(exc, DasksrError):
+            raise
+        raise _write_failed(str(target), _cause(exc)) from None
 
 
 def _as_raster(data: xr.DataArray | xr.Dataset, *, single_band_dim: bool = True) -> xr.DataArray:
@@ -136,16 +234,24 @@ def to_zarr(
     ``nodata`` attribute, not as a CF ``_FillValue``, and scales/offsets under rasterio's names
     ``scales``/``offsets``), and rioxarray finds its CRS and transform on ``spatial_ref``.
 
-    The store is built at ``PATH.partial`` and renamed when every chunk is written. If a job is
-    interrupted, running the same job again writes only the chunks that are missing.
+    The store is built at ``PATH.partial`` and moved to ``PATH`` when every chunk is written. If
+    a job is interrupted, running the same job again writes only the chunks that are missing. The
+    "same job" is the same dask graph name for every variable (for `dasksr.upscale`: the input
+    path with its size and modification time, the method's `~dasksr.kernels.Method.token`, the
+    scale and nodata), shape, chunks and dtype; a partial store of any other job is discarded and
+    everything is computed again.
+
+    Raises
+    ------
+    OutputError
+        When the output cannot be written (disk full, I/O error, permission); the partial store
+        is kept, so that the same job resumes once the cause is fixed.
 
     Returns
     -------
     pathlib.Path
         The path of the finished store.
     """
-    import zarr
-
     if isinstance(data, xr.Dataset):
         rasters = _spatial_variables(data)
         if not rasters:
@@ -161,6 +267,53 @@ def to_zarr(
     target = prepare_output(path, overwrite=overwrite)
     partial = target.with_name(target.name + ".partial")
     job = _job_signature(rasters)
+    state = partial / _PROGRESS
+    try:
+        _start_zarr(partial, job, rasters, others, attrs, compression_level)
+        done = {p.name for p in state.iterdir() if p.name != "job.json"}
+    except OSError as exc:
+        if isinstance(exc, DasksrError):
+            raise
+        raise _write_failed(str(target), _cause(exc)) from None
+    pending = []
+    for var, raster in rasters.items():
+        array = raster.data
+        writes = da.map_blocks(
+            _write_zarr_block,
+            array,
+            store=str(partial / var),
+            marker=str(state / var),
+            shown=str(path),
+            chunks=tuple((1,) * len(c) for c in array.chunks),
+            dtype=np.uint8,
+            meta=np.empty((0,) * array.ndim, dtype=np.uint8),
+        )
+        pending += [
+            d
+            for idx, d in np.ndenumerate(writes.to_delayed())
+            if _marker_name(var, idx) not in done
+        ]
+    if pending:
+        compute(pending, progress=progress)
+    try:
+        _remove(state)
+    except OSError as exc:
+        raise _write_failed(str(target), _cause(exc)) from None
+    _install(partial, target)
+    return target
+
+
+def _start_zarr(
+    partial: Path,
+    job: str,
+    rasters: dict[str, xr.DataArray],
+    others: dict[str, xr.DataArray],
+    attrs: dict[str, Any],
+    compression_level: int,
+) -> None:
+    """Create the partial store with its metadata and job record, unless it holds this job."""
+    import zarr
+
     state = partial / _PROGRESS
     if not _resumable(partial, job):
         _remove(partial)
@@ -199,31 +352,6 @@ def to_zarr(
             zarr.open_array(str(partial / var), mode="r+")[...] = np.asarray(other.values)
         state.mkdir()
         (state / "job.json").write_text(json.dumps({"job": job}))
-    done = {p.name for p in state.iterdir() if p.name != "job.json"}
-    pending = []
-    for var, raster in rasters.items():
-        array = raster.data
-        writes = da.map_blocks(
-            _write_zarr_block,
-            array,
-            store=str(partial / var),
-            marker=str(state / var),
-            chunks=tuple((1,) * len(c) for c in array.chunks),
-            dtype=np.uint8,
-            meta=np.empty((0,) * array.ndim, dtype=np.uint8),
-        )
-        pending += [
-            d
-            for idx, d in np.ndenumerate(writes.to_delayed())
-            if _marker_name(var, idx) not in done
-        ]
-    if pending:
-        compute(pending, progress=progress)
-    _remove(state)
-    if target.exists():
-        _remove(target)
-    os.replace(partial, target)
-    return target
 
 
 def _zarr_ready(raster: xr.DataArray) -> xr.DataArray:
@@ -290,21 +418,58 @@ def _resumable(partial: Path, job: str) -> bool:
 
 
 def _write_zarr_block(
-    block: np.ndarray, *, store: str, marker: str, block_info: dict[Any, Any] | None = None
+    block: np.ndarray,
+    *,
+    store: str,
+    marker: str,
+    shown: str,
+    block_info: dict[Any, Any] | None = None,
 ) -> np.ndarray:
-    """Write one block into its region of the Zarr array, then record it as done."""
-    import zarr
+    """Write one block into its region of the Zarr array, then record it as done.
 
+    The record is made only once the block's chunk files are on disk (fsync), so that it never
+    says "done" for data a crash could still lose. Running the task twice is harmless: zarr
+    replaces each chunk file in one rename, with the same bytes.
+    """
     assert block_info is not None
     info = block_info[0]
-    region = tuple(slice(a, b) for a, b in info["array-location"])
+    try:
+        _write_region(store, info["array-location"], np.asarray(block))
+        done = Path(marker)
+        (done.parent / _marker_name(done.name, info["chunk-location"])).touch()
+    except OSError as exc:
+        reason = _cause(exc)
+    else:
+        return np.ones((1,) * block.ndim, dtype=np.uint8)
+    # Raised outside the handler: distributed pickles the chained exceptions with the error.
+    raise _write_failed(shown, reason)
+
+
+def _write_region(store: str, location: list[tuple[int, int]], block: np.ndarray) -> None:
+    """``array[location] = block`` in the Zarr array at ``store``, then fsync its chunk files."""
+    import zarr
+
     # Every chunk is written, even one of fill values only: zarr would otherwise compare each
     # chunk with the fill value, on its single event-loop thread, which costs more than the write.
     array = zarr.open_array(store, mode="r+").with_config({"write_empty_chunks": True})
-    array[region] = np.asarray(block)
-    done = Path(marker)
-    (done.parent / _marker_name(done.name, info["chunk-location"])).touch()
-    return np.ones((1,) * block.ndim, dtype=np.uint8)
+    array[tuple(slice(a, b) for a, b in location)] = block
+    spans = [range(a // c, -(-b // c)) for (a, b), c in zip(location, array.chunks, strict=True)]
+    folders = set()
+    for index in itertools.product(*spans):
+        chunk = Path(store, array.metadata.encode_chunk_key(index))
+        _fsync(chunk)
+        folders.add(chunk.parent)
+    if os.name != "nt":  # the renames that put the chunk files there (no folder fsync on Windows)
+        for folder in folders:
+            _fsync(folder)
+
+
+def _fsync(path: Path) -> None:
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
 
 
 def _remove(path: Path) -> None:
@@ -334,13 +499,19 @@ def to_geotiff(
     """Write ``data`` to a tiled, compressed GeoTIFF (BigTIFF when large), or a COG with overviews.
 
     Every dask block is computed on the workers and written into the file under a lock; GDAL
-    compresses with all cores. The file is written under a temporary name beside ``path`` and
-    renamed when complete.
+    compresses with all cores. The file is written under a temporary name beside ``path``,
+    checked to hold every tile, and renamed when complete.
 
     Returns
     -------
     pathlib.Path
         The path of the finished file.
+
+    Raises
+    ------
+    OutputError
+        When the file cannot be written (disk full, I/O error, permission); nothing is left at
+        ``path`` nor beside it.
     """
     import rasterio
     import rasterio.shutil
@@ -376,12 +547,18 @@ def to_geotiff(
         profile["predictor"] = predictor
     token = uuid.uuid4().hex[:8]
     tmp = target.with_name(f".{target.name}.{token}.partial.tif")
+    shown = str(path)
     try:
-        with rasterio.Env(GDAL_NUM_THREADS="ALL_CPUS"), rasterio.open(tmp, "w", **profile) as dst:
+        with (
+            _output_errors(shown),
+            rasterio.Env(GDAL_NUM_THREADS="ALL_CPUS"),
+            rasterio.open(tmp, "w", **profile) as dst,
+        ):
             _write_band_metadata(dst, data, bands)
-        writer = _GeoTIFFWriter(str(tmp))
+        writer = _GeoTIFFWriter(str(tmp), shown)
         store = da.store(array, cast(Any, writer), lock=_lock(f"dasksr-{token}"), compute=False)
         compute([store], progress=progress)
+        _check_tiles(tmp, shown)
         if cog:
             final_tmp = target.with_name(f".{target.name}.{token}.partial-cog.tif")
             options = {
@@ -389,7 +566,7 @@ def to_geotiff(
             }
             if predictor is not None:
                 options["predictor"] = predictor
-            with rasterio.Env(GDAL_NUM_THREADS="ALL_CPUS"):
+            with _output_errors(shown), rasterio.Env(GDAL_NUM_THREADS="ALL_CPUS"):
                 rasterio.shutil.copy(
                     tmp,
                     final_tmp,
@@ -400,9 +577,8 @@ def to_geotiff(
                 )
             tmp.unlink()
             tmp = final_tmp
-        if target.exists():
-            _remove(target)
-        os.replace(tmp, target)
+            _check_tiles(tmp, shown)
+        _install(tmp, target)
     finally:
         for leftover in target.parent.glob(f".{target.name}.{token}.partial*"):
             leftover.unlink()
@@ -466,10 +642,14 @@ def _lock(name: str) -> Any:
 
 
 class _GeoTIFFWriter:
-    """``da.store`` target: opens the file by path in each task (no open dataset is shipped)."""
+    """``da.store`` target: opens the file by path in each task (no open dataset is shipped).
 
-    def __init__(self, path: str) -> None:
+    ``shown`` is the output path that error messages name (not the temporary file's).
+    """
+
+    def __init__(self, path: str, shown: str) -> None:
         self.path = path
+        self.shown = shown
 
     def __setitem__(self, key: tuple[slice, ...], value: np.ndarray) -> None:
         import rasterio
@@ -478,8 +658,59 @@ class _GeoTIFFWriter:
         bands, rows, cols = key
         window = Window.from_slices(rows, cols, height=value.shape[1], width=value.shape[2])
         indexes = list(range((bands.start or 0) + 1, (bands.start or 0) + value.shape[0] + 1))
-        with (
-            rasterio.Env(GDAL_NUM_THREADS="ALL_CPUS"),
-            rasterio.open(self.path, "r+", num_threads="ALL_CPUS") as dst,
-        ):
-            dst.write(np.asarray(value), indexes=indexes, window=window)
+        try:
+            with (
+                rasterio.Env(GDAL_NUM_THREADS="ALL_CPUS"),
+                rasterio.open(self.path, "r+", num_threads="ALL_CPUS") as dst,
+            ):
+                dst.write(np.asarray(value), indexes=indexes, window=window)
+        except Exception as exc:  # rasterio's errors and OSErrors
+            reason = _cause(exc)
+        else:
+            return
+        # Raised outside the handler: rasterio's CPLE errors would ride along as __context__, and
+        # distributed cannot unpickle them.
+        raise _write_failed(self.shown, reason)
+
+
+@contextmanager
+def _output_errors(shown: str) -> Iterator[None]:
+    """Turn an OSError or rasterio error raised in the block into `_write_failed(shown)`."""
+    from rasterio.errors import RasterioError
+
+    try:
+        yield
+    except DasksrError:
+        raise
+    except (OSError, RasterioError) as exc:
+        reason = _cause(exc)
+    else:
+        return
+    raise _write_failed(shown, reason)
+
+
+def _check_tiles(path: Path, shown: str) -> None:
+    """Raise `OutputError` unless every tile of the GeoTIFF at ``path`` is stored in the file.
+
+    With GDAL's multithreaded compression a tile that cannot be written (disk full, I/O error)
+    is only logged, not raised: its byte count stays 0, or its bytes lie past the end of the file.
+    Checking the tile index costs two metadata look-ups per tile.
+    """
+    import rasterio
+
+    with _output_errors(shown):
+        size = path.stat().st_size
+        with rasterio.open(path) as src:
+            height, width = src.block_shapes[0]
+            per_band = src.count > 1 and src.interleaving is not None
+            per_band = per_band and src.interleaving.name.lower() == "band"
+            for band in range(1, src.count + 1) if per_band else (1,):
+                for i in range(math.ceil(src.height / height)):
+                    for j in range(math.ceil(src.width / width)):
+                        offset = src.get_tag_item(f"BLOCK_OFFSET_{j}_{i}", "TIFF", bidx=band)
+                        count = src.get_tag_item(f"BLOCK_SIZE_{j}_{i}", "TIFF", bidx=band)
+                        start, length = int(offset or 0), int(count or 0)
+                        if start <= 0 or length <= 0 or start + length > size:
+                            raise _write_failed(
+                                shown, f"tile {i}, {j} of band {band} was not written"
+                            )
