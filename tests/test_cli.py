@@ -6,6 +6,7 @@ import os
 import socket
 import subprocess
 import sys
+import time
 import warnings
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -140,6 +141,10 @@ def test_bad_input_is_one_line_and_status_2(
         (["--scale", "-2"], ["scale=-2", "use an integer from 2 to 8"]),
         (["--scale", "two"], ["'two'", "use an integer"]),
         (["--method", "sharpest"], ["unknown method 'sharpest'", "bicubic", "lanczos"]),
+        # --chunks 1 hung; --chunks 16 took 50 times longer than the default.
+        (["--chunks", "1"], ["--chunks 1", "minimum of 128 pixels", "use 128 or more"]),
+        (["--chunks", "16"], ["--chunks 16", "minimum of 128 pixels"]),
+        (["--chunks", "127"], ["--chunks 127", "minimum of 128 pixels"]),
     ],
 )
 def test_bad_options_are_one_line_and_status_2(
@@ -148,6 +153,96 @@ def test_bad_options_are_one_line_and_status_2(
     result = run("upscale", uint16_tif.path, tmp_path / "out.tif", *args)
     assert_one_line_error(result, *words)
     assert listing(tmp_path) == {"scene.tif"}
+
+
+def _empty_zarr(path: Path, shape: tuple[int, ...]) -> Path:
+    dims = ("band", "y", "x")[-len(shape) :]
+    coords = {"y": np.arange(shape[-2], dtype=float)[::-1], "x": np.arange(shape[-1], dtype=float)}
+    xr.Dataset({"data": (dims, np.zeros(shape, "float32"))}, coords=coords).to_zarr(
+        path, zarr_format=3, consolidated=False
+    )
+    return path
+
+
+@pytest.mark.parametrize(
+    ("shape", "words"),
+    [((0, 50), ["holds no pixels", "y: 0"]), ((0, 64, 64), ["holds no pixels", "band: 0"])],
+)
+@pytest.mark.parametrize("command", ["upscale", "info"])
+def test_an_input_without_pixels_is_one_line_and_status_2(
+    tmp_path: Path, run: Callable[..., Run], shape: tuple[int, ...], words: list[str], command: str
+) -> None:
+    # 0 rows ended in a rioxarray traceback; 0 bands was "upscaled" into an empty store.
+    source = _empty_zarr(tmp_path / "empty.zarr", shape)
+    args = [source, tmp_path / "out.zarr"] if command == "upscale" else [source]
+    result = run(command, *args)
+    assert_one_line_error(result, "empty.zarr", *words)
+    assert result.out == ""
+    assert listing(tmp_path) == {"empty.zarr"}
+
+
+def test_info_on_a_lat_lon_zarr_is_one_line_and_status_2(
+    tmp_path: Path, run: Callable[..., Run]
+) -> None:
+    source = tmp_path / "t2m.zarr"
+    values = np.zeros((90, 180), "float32")
+    coords = {"lat": np.linspace(89.5, -89.5, 90), "lon": np.linspace(-179.5, 179.5, 180)}
+    xr.Dataset({"t2m": (("lat", "lon"), values)}, coords=coords).to_zarr(
+        source, zarr_format=3, consolidated=False
+    )
+    result = run("info", source)
+    assert_one_line_error(
+        result, "t2m.zarr", "no x/y spatial dims", "lat, lon", "name them y and x"
+    )
+    assert result.out == ""
+
+
+def test_ctrl_c_exits_130_with_one_line(tmp_path: Path, make_geotiff: Any) -> None:
+    # It printed about 2,000 lines of "Task exception was never retrieved".
+    import signal
+
+    raster = make_geotiff(tmp_path / "scene.tif", height=640, width=640, tile=64)
+    started = tmp_path / "started"
+    # Each chunk write waits, so that the job is still running when Ctrl-C comes.
+    code = f"""
+import sys, time
+from pathlib import Path
+import dasksr.io.write as write
+original = write._write_zarr_block
+def slow(block, block_info=None, **options):
+    Path({str(started)!r}).touch()
+    time.sleep(0.5)
+    return original(block, block_info=block_info, **options)
+write._write_zarr_block = slow
+from dasksr.cli import main
+sys.exit(main(sys.argv[1:]))
+"""
+    proc = subprocess.Popen(
+        [sys.executable, "-c", code, "upscale", str(raster.path), "out.zarr", "--chunks", "128"],
+        cwd=tmp_path,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        # A shell's background job ignores SIGINT, and the child would inherit that.
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
+    )
+    try:
+        deadline = time.monotonic() + 120
+        while not started.exists() and proc.poll() is None and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert started.exists(), "the job did not start"
+        proc.send_signal(signal.SIGINT)
+        out, err = proc.communicate(timeout=120)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    assert proc.returncode == 130, err
+    assert err.splitlines() == [
+        "dasksr: interrupted: the output was not finished (a Zarr job resumes when run again)"
+    ]
+    assert out == ""
+    assert not (tmp_path / "out.zarr").exists()
 
 
 def test_existing_output_is_kept_without_overwrite(

@@ -8,8 +8,11 @@ from __future__ import annotations
 
 import math
 import os
+import subprocess
+import sys
 import warnings
 from collections.abc import Callable
+from dataclasses import replace
 from functools import partial
 from pathlib import Path
 from typing import Any
@@ -27,7 +30,7 @@ from rasterio.enums import Compression
 import dasksr
 from dasksr.cli import main
 from dasksr.data import data_path
-from dasksr.errors import InputError, InvalidArgumentError
+from dasksr.errors import InputError, InvalidArgumentError, OutputError
 
 SCALE = 2
 METHOD = "bicubic"
@@ -391,6 +394,285 @@ def test_overwrite_replaces_an_existing_output(tmp_path: Path, uint16_tif: Any) 
     with rasterio.open(tmp_path / "o.tif") as out:
         np.testing.assert_array_equal(out.read(), reference)
     np.testing.assert_array_equal(xr.open_zarr(tmp_path / "o.zarr")["data"].values, reference)
+
+
+# ----------------------------------------------------------------------------------------------
+# Output integrity: failed writes, --overwrite, chunk records, the resume identity
+# ----------------------------------------------------------------------------------------------
+
+#: Each file a process may write is capped at this size: the output's tiles and chunks (1 MB and
+#: more) exceed it, the Zarr metadata and a compiled-kernel cache file (about 100 kB) do not.
+FILE_SIZE_LIMIT = 512 * 1024
+
+
+def run_with_file_size_limit(args: list[str], cwd: Path) -> subprocess.CompletedProcess[str]:
+    """``dasksr ARGS`` in a process whose files cannot grow past `FILE_SIZE_LIMIT` (EFBIG), as on
+    a full disk. Python ignores SIGXFSZ, so the writes fail with an OSError."""
+    import resource
+
+    def limit() -> None:
+        resource.setrlimit(resource.RLIMIT_FSIZE, (FILE_SIZE_LIMIT, FILE_SIZE_LIMIT))
+
+    code = "import sys; from dasksr.cli import main; sys.exit(main(sys.argv[1:]))"
+    return subprocess.run(
+        [sys.executable, "-c", code, *args],
+        cwd=cwd,
+        preexec_fn=limit,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+
+
+@pytest.mark.skipif(sys.platform == "win32", reason="RLIMIT_FSIZE is a POSIX limit")
+@pytest.mark.parametrize("output", ["out.tif", "cog.tif", "out.zarr"])
+def test_a_full_disk_fails_the_job_naming_the_output(
+    tmp_path: Path, make_geotiff: Any, output: str
+) -> None:
+    # A GeoTIFF on a full disk was reported as written (exit 0, 71% zeros); Zarr and COG jobs
+    # ended in tracebacks.
+    make_geotiff(tmp_path / "scene.tif", dtype="float64", height=400, width=400, tile=64)
+    before = listing(tmp_path)
+    args = ["upscale", "scene.tif", output, "--chunks", "256", "--method", "bilinear"]
+    if output == "cog.tif":
+        args.append("--cog")
+    proc = run_with_file_size_limit(args, tmp_path)
+    assert proc.returncode == 2, proc.stderr
+    assert "Traceback" not in proc.stderr and proc.stdout == ""
+    *others, last = proc.stderr.splitlines()
+    assert last.startswith(f"dasksr: error: output '{output}' cannot be written (")
+    assert "free disk space" in last
+    if output.endswith(".zarr"):
+        assert "File too large" in last
+        assert others == []
+        # The partial store stays for a rerun; nothing at the final path.
+        assert listing(tmp_path) == before | {f"{output}.partial"}
+    else:
+        # GDAL's own libtiff prints its write errors on stderr itself, from C: nothing else.
+        assert all(line.startswith("_tiffWriteProc: ") for line in others), others
+        assert listing(tmp_path) == before
+
+
+def test_write_errors_inside_the_tasks_name_the_output(
+    tmp_path: Path, uint16_tif: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import errno
+
+    import dasksr.io.write as write
+
+    def failing_fsync(fd: int) -> None:
+        raise OSError(errno.EIO, os.strerror(errno.EIO))
+
+    fine = dasksr.open_raster(uint16_tif.path, chunks=32).sr.upscale(scale=2)
+    monkeypatch.setattr(write.os, "fsync", failing_fsync)
+    with dask.config.set(scheduler="threads"), pytest.raises(OutputError) as error:
+        dasksr.to_zarr(fine, tmp_path / "out.zarr")
+    assert str(error.value).startswith(f"output '{tmp_path / 'out.zarr'}' cannot be written")
+    assert "Input/output error" in str(error.value)
+    # The data never reached the disk: no chunk is recorded as done.
+    state = tmp_path / "out.zarr.partial" / ".dasksr-progress"
+    assert {p.name for p in state.iterdir()} == {"job.json"}
+    assert not (tmp_path / "out.zarr").exists()
+
+
+def test_a_zarr_chunk_written_twice_is_recorded_once_and_unchanged(
+    tmp_path: Path, uint16_tif: Any
+) -> None:
+    # A distributed task may run twice (a worker lost after the write): the second run is harmless.
+    import dasksr.io.write as write
+
+    fine = dasksr.open_raster(uint16_tif.path, chunks=32).sr.upscale(scale=2)
+    with dask.config.set(scheduler="threads"):
+        target = dasksr.to_zarr(fine, tmp_path / "out.zarr")
+    store = tmp_path / "again.zarr"
+    target.rename(store)
+    (store / ".dasksr-progress").mkdir()
+    block = fine.data.blocks[0, 1, 1].compute()
+    info = {0: {"array-location": [(0, 3), (64, 128), (64, 128)], "chunk-location": (0, 1, 1)}}
+    for _ in range(2):
+        write._write_zarr_block(
+            block,
+            store=str(store / "data"),
+            marker=str(store / ".dasksr-progress" / "data"),
+            shown=str(store),
+            block_info=info,
+        )
+    assert [p.name for p in (store / ".dasksr-progress").iterdir()] == ["data.0.1.1"]
+    np.testing.assert_array_equal(
+        xr.open_zarr(store)["data"].values, expected(uint16_tif, 2, "bicubic")
+    )
+
+
+@pytest.mark.parametrize("ext", [".tif", ".zarr"])
+def test_overwrite_never_replaces_a_folder_of_other_files(
+    tmp_path: Path, uint16_tif: Any, ext: str
+) -> None:
+    folder = tmp_path / f"mine{ext}"
+    folder.mkdir()
+    (folder / "thesis.txt").write_text("three years of work")
+    notes = tmp_path / f"notes{ext}"
+    notes.write_text("not a raster")
+    fine = dasksr.open_raster(uint16_tif.path).sr.upscale(scale=2)
+    write = dasksr.to_zarr if ext == ".zarr" else dasksr.to_geotiff
+    for path, what in ((folder, "a folder that is not a Zarr store"), (notes, "not a TIFF")):
+        with pytest.raises(OutputError, match=what):
+            write(fine, path, overwrite=True)
+    assert (folder / "thesis.txt").read_text() == "three years of work"
+    assert notes.read_text() == "not a raster"
+    assert listing(tmp_path) == {"scene.tif", f"mine{ext}", f"notes{ext}"}
+
+
+@pytest.mark.parametrize("ext", [".tif", ".zarr"])
+def test_overwrite_leaves_the_old_or_the_new_output_when_interrupted(
+    tmp_path: Path, uint16_tif: Any, monkeypatch: pytest.MonkeyPatch, ext: str
+) -> None:
+    import dasksr.io.write as write
+
+    data = dasksr.open_raster(uint16_tif.path)
+    save = dasksr.to_zarr if ext == ".zarr" else dasksr.to_geotiff
+    target = tmp_path / f"out{ext}"
+    with dask.config.set(scheduler="threads"):
+        save(data.sr.upscale(scale=2, method="nearest"), target)
+        replace = os.replace
+        moves: list[tuple[str, str]] = []
+
+        def interrupted_replace(src: Any, dst: Any) -> None:
+            if Path(dst).parent == tmp_path:  # not zarr's own renames inside the store
+                moves.append((Path(src).name, Path(dst).name))
+                if len(moves) == 1 + (ext == ".zarr"):  # Ctrl-C as the new output is moved in
+                    raise KeyboardInterrupt
+            replace(src, dst)
+
+        monkeypatch.setattr(write.os, "replace", interrupted_replace)
+        with pytest.raises(KeyboardInterrupt):
+            save(data.sr.upscale(scale=2, method="bilinear"), target, overwrite=True)
+        monkeypatch.undo()
+        reopened = dasksr.open_raster(target).values
+        np.testing.assert_array_equal(reopened, expected(uint16_tif, 2, "nearest"))  # the old
+        save(data.sr.upscale(scale=2, method="bilinear"), target, overwrite=True)
+    np.testing.assert_array_equal(
+        dasksr.open_raster(target).values, expected(uint16_tif, 2, "bilinear")
+    )
+    hidden = {name for name in listing(tmp_path) if name.startswith(".")}
+    assert hidden == set()
+    if ext == ".zarr":  # renamed aside, the new one not moved in, the old one put back
+        aside = moves[0][1]
+        assert moves == [
+            (target.name, aside),
+            ("out.zarr.partial", target.name),
+            (aside, target.name),
+        ]
+    else:  # a file replaces a file in one rename
+        assert len(moves) == 1 and moves[0][1] == target.name
+
+
+def test_input_as_output_is_refused_by_any_spelling(tmp_path: Path, uint16_tif: Any) -> None:
+    source = uint16_tif.path
+    original = source.read_bytes()
+    (tmp_path / "link.tif").symlink_to(source)
+    os.link(source, tmp_path / "hard.tif")
+    (tmp_path / "sub").mkdir()
+    spellings = [
+        (source, source),
+        (source, tmp_path / "sub" / ".." / source.name),
+        (tmp_path / "link.tif", source),
+        (source, tmp_path / "link.tif"),
+        (source, tmp_path / "hard.tif"),
+    ]
+    for src, out in spellings:
+        assert main(["upscale", str(src), str(out), "--overwrite"]) == 2
+    assert source.read_bytes() == original
+    zarr_source = tmp_path / "scene.zarr"
+    with dask.config.set(scheduler="threads"):
+        dasksr.to_zarr(dasksr.open_raster(source), zarr_source)
+    for out in (zarr_source, zarr_source / "inner.zarr"):
+        assert main(["upscale", str(zarr_source), str(out), "--overwrite"]) == 2
+    assert not (zarr_source / "inner.zarr").exists()
+
+
+@pytest.mark.skipif(not Path("/sys/kernel").is_dir(), reason="needs Linux's /sys")
+@pytest.mark.parametrize("name", ["out.tif", "out.zarr"])
+def test_an_unwritable_output_is_named_as_the_output(
+    uint16_tif: Any, capsys: pytest.CaptureFixture[str], name: str
+) -> None:
+    # It said "cannot read the input raster".
+    assert main(["upscale", str(uint16_tif.path), f"/sys/kernel/{name}"]) == 2
+    err = capsys.readouterr().err
+    assert len(err.splitlines()) == 1, err
+    assert err.startswith("dasksr: error: output ") and "/sys/kernel" in err
+    assert "input" not in err
+
+
+def zarr_job(
+    fine: xr.DataArray, target: Path, monkeypatch: pytest.MonkeyPatch, *, fail_at: int | None
+) -> int:
+    """``to_zarr(fine, target)`` whose chunk writes fail from write ``fail_at``; returns the
+    number of chunks written. Unlike `flaky`, the job keeps the graph name of ``fine``."""
+    import dasksr.io.write as write
+
+    original = write._write_zarr_block
+    calls: list[int] = []
+
+    def counted(block: np.ndarray, block_info: Any = None, **options: Any) -> np.ndarray:
+        calls.append(1)
+        if fail_at is not None and len(calls) >= fail_at:
+            raise InjectedFailure(f"injected failure at write {len(calls)}")
+        return original(block, block_info=block_info, **options)
+
+    with monkeypatch.context() as patch, dask.config.set(scheduler="synchronous"):
+        patch.setattr(write, "_write_zarr_block", counted)
+        if fail_at is None:
+            dasksr.to_zarr(fine, target)
+        else:
+            with pytest.raises(InjectedFailure):
+                dasksr.to_zarr(fine, target)
+    return len(calls) - (fail_at is not None)
+
+
+def test_a_changed_method_version_is_recomputed_not_resumed(
+    tmp_path: Path, make_geotiff: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # The resume identity had only the method's name: new weights or a new kernel version under
+    # the same name resumed with the old version's chunks.
+    from dasksr.kernels.registry import _REGISTRY, get_method, register
+
+    raster = make_geotiff(tmp_path / "scene.tif", height=96, width=96)
+    target = tmp_path / "out.zarr"
+    try:
+        register(replace(get_method("bilinear"), name="trial"))
+        fine = dasksr.open_raster(raster.path, chunks=32).sr.upscale(scale=2, method="trial")
+        assert zarr_job(fine, target, monkeypatch, fail_at=4) == 3
+        register(replace(get_method("nearest"), name="trial", version="2"))
+        fine = dasksr.open_raster(raster.path, chunks=32).sr.upscale(scale=2, method="trial")
+        assert zarr_job(fine, target, monkeypatch, fail_at=None) == 9
+    finally:
+        _REGISTRY.pop("trial", None)
+    np.testing.assert_array_equal(
+        xr.open_zarr(target)["data"].values, expected(raster, 2, "nearest")
+    )
+
+
+@pytest.mark.parametrize("change", ["touched input", "dtype", "scale"])
+def test_a_changed_input_dtype_or_scale_is_recomputed_not_resumed(
+    tmp_path: Path, make_geotiff: Any, monkeypatch: pytest.MonkeyPatch, change: str
+) -> None:
+    raster = make_geotiff(tmp_path / "scene.tif", height=96, width=96)
+    target = tmp_path / "out.zarr"
+    fine = dasksr.open_raster(raster.path, chunks=32).sr.upscale(scale=2)
+    assert zarr_job(fine, target, monkeypatch, fail_at=4) == 3
+    options: dict[str, Any] = {"scale": 2}
+    if change == "touched input":  # same bytes, a new modification time
+        stat = raster.path.stat()
+        os.utime(raster.path, ns=(stat.st_atime_ns, stat.st_mtime_ns + 10**9))
+    elif change == "dtype":
+        options["dtype"] = "float32"
+    else:
+        options["scale"] = 3
+    fine = dasksr.open_raster(raster.path, chunks=32).sr.upscale(**options)
+    assert zarr_job(fine, target, monkeypatch, fail_at=None) == 9
+    written = xr.open_zarr(target)["data"]
+    assert written.dtype == fine.dtype
+    np.testing.assert_array_equal(written.values, fine.values)
 
 
 # ----------------------------------------------------------------------------------------------
