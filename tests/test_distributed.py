@@ -10,6 +10,7 @@ import socket
 import subprocess
 import sys
 from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -21,6 +22,7 @@ import xarray as xr
 
 import dasksr
 from dasksr.cli import main
+from dasksr.cluster import connect
 
 WORKERS = 2
 
@@ -31,14 +33,15 @@ def free_port() -> int:
         return int(s.getsockname()[1])
 
 
-@pytest.fixture(scope="module")
-def scheduler(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
-    """The address of a ``dask scheduler`` with two single-thread workers; stopped afterwards."""
+@contextmanager
+def dask_cluster(folder: Path, workers: int) -> Iterator[tuple[str, list[subprocess.Popen[bytes]]]]:
+    """A ``dask scheduler`` and ``workers`` single-thread ``dask worker`` processes on 127.0.0.1,
+    run in ``folder``; yields the address and the worker processes, and stops them all."""
     from distributed import Client
 
     executable = Path(sys.executable).with_name("dask")
     assert executable.exists(), f"the dask console script is not installed beside {sys.executable}"
-    folder = tmp_path_factory.mktemp("cluster")
+    folder.mkdir(parents=True, exist_ok=True)
     address = f"tcp://127.0.0.1:{free_port()}"
     host = ["--host", "127.0.0.1", "--no-dashboard"]
     commands = [
@@ -67,7 +70,7 @@ def scheduler(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
                 "--local-directory",
                 str(folder / f"worker-{i}"),
             ]
-            for i in range(WORKERS)
+            for i in range(workers)
         ),
     ]
     processes: list[subprocess.Popen[bytes]] = []
@@ -80,11 +83,12 @@ def scheduler(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
                 subprocess.Popen(command, cwd=folder, stdout=log, stderr=subprocess.STDOUT)
             )
         with Client(address, timeout="60s") as client:
-            client.wait_for_workers(WORKERS, timeout=60)
-        yield address
+            client.wait_for_workers(workers, timeout=60)
+        yield address, processes[1:]
     finally:
         for process in processes:
-            process.terminate()
+            if process.poll() is None:
+                process.terminate()
         for process in processes:
             try:
                 process.wait(timeout=15)
@@ -93,6 +97,13 @@ def scheduler(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
                 process.wait()
         for log in logs:
             log.close()
+
+
+@pytest.fixture(scope="module")
+def scheduler(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """The address of a ``dask scheduler`` with two single-thread workers; stopped afterwards."""
+    with dask_cluster(tmp_path_factory.mktemp("cluster"), WORKERS) as (address, _):
+        yield address
 
 
 def executed_tasks(address: str) -> int:
@@ -211,3 +222,54 @@ def test_damaged_input_on_a_scheduler_is_one_line(
     assert len(err.splitlines()) == 1, err
     assert err.startswith("dasksr: error: input ") and names_damaged_tile(err)
     assert {p.name for p in tmp_path.iterdir()} == {"damaged.tif"}
+
+
+def test_a_worker_killed_mid_job_leaves_the_output_unchanged(
+    tmp_path: Path, make_geotiff: Callable[..., Any]
+) -> None:
+    # Three workers; one is killed (SIGKILL) while it runs its tasks. The scheduler gives its
+    # tasks to the others, some chunks may be written twice, and the store equals a clean run.
+    import os
+    import signal
+    import threading
+    import time
+
+    from distributed import Client
+
+    raster = make_geotiff(tmp_path / "scene.tif", height=1024, width=1024, tile=64)
+    reference = threaded(raster.path, tmp_path / "reference.zarr")
+    out = tmp_path / "out.zarr"
+    progress = tmp_path / "out.zarr.partial" / ".dasksr-progress"
+    blocks = 8 * 8
+    killed: dict[str, Any] = {}
+    with dask_cluster(tmp_path / "cluster", 3) as (address, workers):
+        victim = workers[0]
+
+        def kill_when_busy(client: Client, stop: threading.Event) -> None:
+            names = {a: w["name"] for a, w in client.scheduler_info()["workers"].items()}
+            while not stop.is_set():
+                busy = [a for a, keys in client.processing().items() if keys]
+                done = len(list(progress.glob("data.*"))) if progress.exists() else 0
+                if any(names.get(a) == "worker-0" for a in busy) and done >= 3:
+                    os.kill(victim.pid, signal.SIGKILL)
+                    killed["done"] = done
+                    return
+                time.sleep(0.01)
+
+        fine = dasksr.open_raster(raster.path, chunks=128).sr.upscale(scale=3, method="lanczos")
+        stop = threading.Event()
+        with connect(address) as client:
+            killer = threading.Thread(target=kill_when_busy, args=(client, stop))
+            killer.start()
+            try:
+                dasksr.to_zarr(fine, out)
+            finally:
+                stop.set()
+                killer.join()
+            assert victim.wait(timeout=10) == -signal.SIGKILL
+            assert len(client.scheduler_info()["workers"]) == 2
+    assert 3 <= killed.get("done", -1) < blocks, "the worker was not killed mid-job"
+    got, want = xr.open_zarr(out)["data"], xr.open_zarr(reference)["data"]
+    np.testing.assert_array_equal(got.values, want.values)
+    xr.testing.assert_identical(got.compute(), want.compute())
+    assert not [p for p in out.rglob("*") if p.name.endswith(".partial")]  # no torn chunk files

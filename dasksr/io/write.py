@@ -296,6 +296,10 @@ def to_zarr(
     if pending:
         compute(pending, progress=progress)
     try:
+        # A worker lost in the middle of a chunk write leaves zarr's temporary file beside it.
+        for var in rasters:
+            for torn in (partial / var).rglob("*.partial"):
+                torn.unlink()
         _remove(state)
     except OSError as exc:
         raise _write_failed(str(target), _cause(exc)) from None
