@@ -75,12 +75,13 @@ def _compiled(**options: Any) -> Callable[[Any], Any]:
         folder = _writable_folder(kernel_cache_dir() / "numba")
         if folder is None:
             return numba.njit(**options)(function)
-        previous = numba.config.CACHE_DIR
-        numba.config.CACHE_DIR = str(folder)
+        config: Any = numba.config  # its settings are made at run time, unknown to type checkers
+        previous = config.CACHE_DIR
+        config.CACHE_DIR = str(folder)
         try:
             return numba.njit(cache=True, **options)(function)
         finally:
-            numba.config.CACHE_DIR = previous
+            config.CACHE_DIR = previous
 
     return decorate
 
