@@ -111,23 +111,19 @@ def _run_upscale(
 
 
 def _checked_raster(data: Any, path: str) -> Any:
-    """``data``, unless it has no pixels or rioxarray cannot tell its x/y dims: `InputError`."""
+    """``data`` with its spatial dims set for rioxarray; `InputError` when it has no pixels, and
+    `InvalidArgumentError` when its spatial dims cannot be told (`dasksr.api.spatial_dims`)."""
     import rioxarray  # noqa: F401  (the rio accessor)
+
+    from dasksr.api import spatial_dims
 
     empty = [f"{dim}: 0" for dim, n in data.sizes.items() if n == 0]
     if empty:
         raise InputError(
             f"input {path!r} holds no pixels ({', '.join(empty)}): check the file or the variable"
         )
-    try:
-        data.rio.y_dim, data.rio.x_dim  # noqa: B018  (rioxarray raises when it cannot tell)
-    except Exception:
-        dims = ", ".join(map(str, data.dims))
-        raise InputError(
-            f"input {path!r} has no x/y spatial dims (its dims are {dims}): name them y and x, "
-            "e.g. ds.rename(lat='y', lon='x'), or set them with rio.set_spatial_dims()"
-        ) from None
-    return data
+    ydim, xdim = spatial_dims(data)
+    return data.rio.set_spatial_dims(x_dim=xdim, y_dim=ydim)
 
 
 def _summary(path: Path, shape: tuple[int, ...], dtype: str, wall: float) -> str:

@@ -181,9 +181,10 @@ def test_an_input_without_pixels_is_one_line_and_status_2(
     assert listing(tmp_path) == {"empty.zarr"}
 
 
-def test_info_on_a_lat_lon_zarr_is_one_line_and_status_2(
+def test_info_on_a_lat_lon_zarr_describes_it_as_upscale_reads_it(
     tmp_path: Path, run: Callable[..., Run]
 ) -> None:
+    # It ended in a rioxarray traceback, while `dasksr upscale` reads the same store.
     source = tmp_path / "t2m.zarr"
     values = np.zeros((90, 180), "float32")
     coords = {"lat": np.linspace(89.5, -89.5, 90), "lon": np.linspace(-179.5, 179.5, 180)}
@@ -191,10 +192,26 @@ def test_info_on_a_lat_lon_zarr_is_one_line_and_status_2(
         source, zarr_format=3, consolidated=False
     )
     result = run("info", source)
-    assert_one_line_error(
-        result, "t2m.zarr", "no x/y spatial dims", "lat, lon", "name them y and x"
-    )
+    assert result.status == 0, result.err
+    assert result.err == ""
+    assert "dims:       lat: 90, lon: 180" in result.out
+    assert "resolution: 2.005586592178771, 2.0112359550561796" in result.out
+    upscaled = run("upscale", source, tmp_path / "t2m_x2.tif", "--no-progress")
+    assert upscaled.status == 0, upscaled.err
+
+
+@pytest.mark.parametrize("command", ["info", "upscale"])
+def test_unknown_spatial_dims_are_one_line_and_status_2(
+    tmp_path: Path, run: Callable[..., Run], command: str
+) -> None:
+    source = tmp_path / "cube.zarr"
+    values = np.zeros((4, 30, 40), "float32")
+    xr.Dataset({"v": (("a", "b", "c"), values)}).to_zarr(source, zarr_format=3, consolidated=False)
+    args = [source, tmp_path / "out.tif"] if command == "upscale" else [source]
+    result = run(command, *args)
+    assert_one_line_error(result, "cannot tell which dims", "('a', 'b', 'c')", "rename them")
     assert result.out == ""
+    assert listing(tmp_path) == {"cube.zarr"}
 
 
 def test_ctrl_c_exits_130_with_one_line(tmp_path: Path, make_geotiff: Any) -> None:
