@@ -293,3 +293,31 @@ def test_engine_bits_do_not_depend_on_block_size_or_threads():
             r1, c1 = int(rng.integers(r0 + 1, 71)), int(rng.integers(c0 + 1, 58))
             part = cnn.run_network(session, image[:, r0 : r1 + 2 * n, c0 : c1 + 2 * n], n, 2)
             np.testing.assert_array_equal(part, whole[:, 2 * r0 : 2 * r1, 2 * c0 : 2 * c1])
+
+
+@pytest.mark.parametrize("suffix", [".tif", ".zarr"])
+def test_command_line_and_accessor_keep_the_raster_rules(tmp_path, make_geotiff, suffix):
+    """`dasksr upscale --method cnn-sensor` writes the bicubic job's grid, CRS, nodata and bands."""
+    import rioxarray
+    import xarray as xr
+
+    from dasksr.cli import main
+
+    raster = make_geotiff(tmp_path / "in.tif", height=150, width=140, tile=64)
+    outputs = {}
+    for method in ("cnn-sensor", "bicubic"):
+        out = tmp_path / f"{method}{suffix}"
+        args = ["upscale", str(raster.path), str(out), "--scale", "2", "--method", method]
+        assert main([*args, "--no-progress"]) == 0
+        outputs[method] = (
+            xr.open_dataarray(out, engine="zarr")
+            if suffix == ".zarr"
+            else rioxarray.open_rasterio(out)
+        )
+    ours, ref = outputs["cnn-sensor"], outputs["bicubic"]
+    assert ours.shape == ref.shape and ours.dtype == ref.dtype == raster.data.dtype
+    assert ours.rio.crs == ref.rio.crs and ours.rio.transform() == ref.rio.transform()
+    assert ours.rio.nodata == ref.rio.nodata == raster.nodata
+    np.testing.assert_array_equal(ours.values == raster.nodata, ref.values == raster.nodata)
+    lazy = dasksr.open_raster(raster.path).sr.upscale(scale=2, method="cnn-sensor")
+    np.testing.assert_array_equal(lazy.values, ours.values)
