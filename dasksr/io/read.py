@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 import itertools
 import os
+import re
 import threading
 import warnings
 from pathlib import Path
@@ -15,11 +16,19 @@ import numpy as np
 import xarray as xr
 from dask.base import tokenize
 
-from dasksr.blockwise import from_source
+from dasksr.blockwise import from_source, source_of
 from dasksr.errors import InputError, InvalidArgumentError
 from dasksr.windows import WindowArray
 
-__all__ = ["DEFAULT_CHUNK", "aligned_chunks", "clear_cache", "is_zarr_path", "open_raster"]
+__all__ = [
+    "DEFAULT_CHUNK",
+    "aligned_chunks",
+    "clear_cache",
+    "gdal_path",
+    "is_remote",
+    "is_zarr_path",
+    "open_raster",
+]
 
 #: Target chunk edge in input pixels; rounded to a multiple of the file's own tiles.
 DEFAULT_CHUNK = 1024
@@ -48,11 +57,46 @@ def aligned_chunks(
     return (target // block) * block
 
 
+#: ``scheme://`` at the start of a URL (a Windows drive letter has one character before ``:``).
+_URL = re.compile(r"^[A-Za-z][A-Za-z0-9+.-]+://")
+#: URL schemes that GDAL reads through its virtual file systems, and the prefix of each.
+_GDAL_SCHEMES = {"http": "/vsicurl/", "https": "/vsicurl/", "s3": "/vsis3/", "gs": "/vsigs/"}
+
+
+def is_remote(path: str | os.PathLike[str]) -> bool:
+    """True for a URL (``https://``, ``s3://``, ``memory://``, ...) or a GDAL ``/vsi...`` path."""
+    text = os.fspath(path)
+    return isinstance(text, str) and (bool(_URL.match(text)) or text.startswith("/vsi"))
+
+
+def _scheme(url: str) -> str:
+    return url.split("://", 1)[0].lower() if _URL.match(url) else ""
+
+
+def _is_remote_zarr(url: str) -> bool:
+    """A URL names a Zarr store by its ``.zarr`` suffix, or by a scheme GDAL cannot read."""
+    if url.startswith("/vsi"):
+        return False
+    return url.rstrip("/").lower().endswith(".zarr") or _scheme(url) not in _GDAL_SCHEMES
+
+
+def gdal_path(url: str) -> str:
+    """The GDAL name of a raster URL: ``https://h/f.tif`` -> ``/vsicurl/https://h/f.tif``,
+    ``s3://bucket/key`` -> ``/vsis3/bucket/key``; a ``/vsi...`` path is returned as it is."""
+    scheme = _scheme(url)
+    if scheme in ("http", "https"):
+        return "/vsicurl/" + url
+    if scheme in _GDAL_SCHEMES:
+        return _GDAL_SCHEMES[scheme] + url.split("://", 1)[1]
+    return url
+
+
 def open_raster(
     path: str | os.PathLike[str],
     *,
-    chunks: int | dict[str, int] | None = None,
+    chunks: bool | int | str | dict[str, Any] | None = None,
     variable: str | None = None,
+    masked: bool = False,
 ) -> xr.DataArray:
     """Open a raster lazily as a dask-backed ``(band, y, x)`` DataArray.
 
@@ -60,43 +104,115 @@ def open_raster(
     ----------
     path : str or path-like
         A GeoTIFF/COG (or any file GDAL reads) or a Zarr store (``*.zarr`` or a folder with Zarr
-        metadata).
-    chunks : int or dict, optional
-        Chunk edge in pixels (int) or per-dimension chunks. The default is about
-        ``DEFAULT_CHUNK`` pixels, aligned to the file's own tiles, with all bands in one chunk.
+        metadata), local or remote: an ``http(s)://`` or ``s3://`` URL of a raster (read by GDAL
+        through ``/vsicurl/`` and ``/vsis3/``; ``s3://`` is anonymous when ``AWS_NO_SIGN_REQUEST``
+        is ``YES``, else it uses the usual AWS environment), any GDAL ``/vsi...`` path, or an
+        fsspec URL of a Zarr store (a URL ending in ``.zarr``, or one whose scheme GDAL does not
+        read, such as ``memory://``).
+    chunks : {True, 'auto', None} or int or dict, optional
+        As in ``rioxarray.open_rasterio``: ``True`` or ``'auto'`` let dask choose chunks of about
+        ``array.chunk-size`` bytes, multiples of the file's own tiles; an int is a chunk edge in
+        pixels; a dict gives chunks per dimension (an int, ``-1`` for the whole dimension, or
+        ``'auto'``; dimensions left out are one chunk, except ``band`` which is always one
+        chunk). ``None`` (the default) is about ``DEFAULT_CHUNK`` pixels aligned to the file's
+        tiles. Unlike rioxarray, the result is always dask-backed.
     variable : str, optional
         The variable to open from a Zarr store holding several.
+    masked : bool, default False
+        As in ``rioxarray.open_rasterio``: pixels equal to the nodata value become NaN, in a
+        floating-point dtype large enough for the file's (float32 for 8- and 16-bit integers,
+        float64 for larger ones, the file's own for floats). The file's nodata value stays the
+        *encoded* nodata (``.rio.encoded_nodata``, ``encoding['_FillValue']``) and its dtype
+        ``encoding['dtype']``; ``.rio.nodata`` is NaN. Without a nodata value only the dtype
+        changes.
 
     Returns
     -------
     xarray.DataArray
         With ``x``/``y`` pixel-centre coordinates, CRS on ``spatial_ref`` and ``nodata`` found by
-        ``.rio.nodata``; values are not masked or scaled (the raw dtype is kept).
+        ``.rio.nodata``; values are not scaled (the raw dtype is kept unless ``masked``).
 
     Raises
     ------
     InputError
-        When the path does not exist or is not a readable raster.
+        When the path or URL does not exist or is not a readable raster.
+    InvalidArgumentError
+        When ``chunks`` is not one of the forms above.
     """
-    p = Path(path)
-    if not p.exists():
-        raise InputError(f"input {str(p)!r} does not exist: check the path")
-    if is_zarr_path(p):
-        return _open_zarr(p, chunks, variable)
-    return _open_gdal(p, chunks)
+    _check_chunks(chunks)
+    if is_remote(path):
+        url = os.fspath(path)
+        if _is_remote_zarr(url):
+            data = _open_zarr(url, chunks, variable)
+        else:
+            data = _open_gdal(url, chunks)
+    else:
+        p = Path(path)
+        if not p.exists():
+            raise InputError(f"input {str(p)!r} does not exist: check the path")
+        data = _open_zarr(p, chunks, variable) if is_zarr_path(p) else _open_gdal(p, chunks)
+    return _masked(data) if masked else data
 
 
-def _open_gdal(path: Path, chunks: Any) -> xr.DataArray:
+def _check_chunks(chunks: Any) -> None:
+    ok = chunks is None or chunks is True or chunks == "auto" or isinstance(chunks, dict)
+    ok = ok or (isinstance(chunks, int) and not isinstance(chunks, bool) and chunks > 0)
+    if not ok:
+        raise InvalidArgumentError(
+            f"chunks={chunks!r} is not a chunking: pass True, 'auto', None, a chunk edge in "
+            "pixels (a positive int) or a dict of chunks per dimension"
+        )
+
+
+def _chunk_spec(
+    chunks: Any,
+    dims: tuple[str, ...],
+    shape: tuple[int, ...],
+    stored: tuple[int, ...],
+    dtype: Any,
+    *,
+    lead: tuple[Any, ...],
+    split_blocks: bool,
+) -> tuple[tuple[int, ...], ...]:
+    """Dask chunks for ``open_raster(chunks=...)``, ``stored`` (the file's tiles or the store's
+    chunks) being the unit; the leading dims (band, time) are chunked as ``lead`` unless a dict
+    says otherwise. ``split_blocks`` lets an int below one stored block split it."""
+    if chunks is True or chunks == "auto" or isinstance(chunks, dict):
+        if isinstance(chunks, dict):
+            unknown = sorted(set(map(str, chunks)) - set(dims))
+            if unknown:
+                raise InvalidArgumentError(
+                    f"chunks names dims {unknown} that the raster does not have: use {list(dims)}"
+                )
+            spec = (
+                *(chunks.get(d, c) for d, c in zip(dims[:-2], lead, strict=True)),
+                *(chunks.get(d, -1) for d in dims[-2:]),
+            )
+        else:
+            spec = (*lead, "auto", "auto")
+        return tuple(da.core.normalize_chunks(spec, shape, dtype=dtype, previous_chunks=stored))
+    edge = chunks or DEFAULT_CHUNK
+    asked = chunks is not None and split_blocks
+    spatial = tuple(
+        aligned_chunks(b, n, edge, split_blocks=asked)
+        for b, n in zip(stored[-2:], shape[-2:], strict=True)
+    )
+    return tuple(da.core.normalize_chunks((*lead, *spatial), shape, dtype=dtype))
+
+
+def _open_gdal(path: Path | str, chunks: Any) -> xr.DataArray:
     import rasterio
     import rioxarray
     from rasterio.errors import RasterioError
 
+    remote = isinstance(path, str)
     # Tasks may run in worker processes started in another folder: they get the absolute path.
-    source = path.absolute()
+    source = gdal_path(path) if isinstance(path, str) else str(path.absolute())
     # The stamp is taken before anything is read: a change from here on fails the reads.
-    stamp = _file_stamp(source)
+    stamp = _remote_stamp(path) if isinstance(path, str) else _file_stamp(source)
+    options = _gdal_options(remote=remote)
     try:
-        with rasterio.Env(**_gdal_options()), rasterio.open(source) as src:
+        with rasterio.Env(**options), rasterio.open(source) as src:
             (bh, bw) = src.block_shapes[0]
             height, width, count = src.height, src.width, src.count
             dtype = np.dtype(src.dtypes[0])
@@ -109,38 +225,113 @@ def _open_gdal(path: Path, chunks: Any) -> xr.DataArray:
             f"input {str(path)!r} is not a readable raster ({_reason(exc)}): "
             "pass a GeoTIFF/COG or a Zarr store"
         ) from None
-    if isinstance(chunks, dict):
-        spec: Any = {"band": count, **chunks}
-    else:
-        edge = chunks or DEFAULT_CHUNK
-        asked = chunks is not None
-        spec = {
-            "band": count,
-            "y": aligned_chunks(bh, height, edge, split_blocks=asked),
-            "x": aligned_chunks(bw, width, edge, split_blocks=asked),
-        }
+    shape = (count, height, width)
+    block_chunks = _chunk_spec(
+        chunks, ("band", "y", "x"), shape, (count, bh, bw), dtype, lead=(-1,), split_blocks=True
+    )
     # rioxarray gives the coordinates, CRS and attributes; the pixels come from our own tasks,
     # which open the file by path and turn a damaged block into an InputError that pickles.
-    with warnings.catch_warnings():
+    with warnings.catch_warnings(), rasterio.Env(**options):
         # Per-band scales/offsets are read from the `scales`/`offsets` attributes, as rioxarray's
         # warning advises: on the command line it would only be noise on stderr.
         warnings.filterwarnings("ignore", message=r"(Scales|Offsets) differ across bands")
         meta = rioxarray.open_rasterio(source, lock=False, cache=False, mask_and_scale=False)
     if not isinstance(meta, xr.DataArray):  # subdatasets
         raise InputError(f"input {str(path)!r} has subdatasets: open one of them by its GDAL name")
-    shape = (count, height, width)
-    block_chunks = da.core.normalize_chunks(
-        tuple(spec.get(d, -1) for d in ("band", "y", "x")), shape, dtype=dtype
-    )
-    name = "open_raster-" + tokenize(str(source), stamp, block_chunks)
+    name = "open_raster-" + tokenize(source, stamp, block_chunks)
     # A source: upscaling reads each block's haloed window straight from the file.
-    pixels = from_source(
-        _RasterWindows(str(source), shape, dtype, (bh, bw), stamp=stamp, shown=str(path)),
-        block_chunks,
-        name=name,
-        meta=np.empty((0, 0, 0), dtype=dtype),
+    reader = _RasterWindows(
+        source, shape, dtype, (bh, bw), stamp=stamp, shown=str(path), remote=remote
     )
+    pixels = from_source(reader, block_chunks, name=name, meta=np.empty((0, 0, 0), dtype=dtype))
     return _tidy_attrs(meta.copy(data=pixels))
+
+
+def _remote_stamp(url: str) -> tuple[Any, ...] | None:
+    """What tells a remote file's content apart without reading it: size, ETag, Last-Modified.
+
+    ``http(s)://`` (also behind ``/vsicurl/``) is asked with a HEAD request; other URLs with
+    fsspec's ``info`` where fsspec has the file system (``s3fs`` for ``s3://``). None when
+    nothing can tell (another ``/vsi...`` path, or no fsspec file system for the scheme).
+    Raises `InputError` when the server says the file is not there.
+    """
+    target = url[len("/vsicurl/") :] if url.startswith("/vsicurl/") else url
+    if target.startswith("/vsis3/"):
+        target = "s3://" + target[len("/vsis3/") :]
+    scheme = _scheme(target)
+    if scheme in ("http", "https"):
+        return _http_stamp(target, shown=url)
+    if not scheme:
+        return None
+    try:
+        import fsspec
+
+        fs, where = fsspec.core.url_to_fs(target, **_storage_options(target))
+    except (ImportError, ValueError):  # no fsspec file system for this scheme: GDAL alone
+        return None
+    try:
+        info = fs.info(where)
+    except FileNotFoundError:
+        raise InputError(f"input {url!r} does not exist: check the URL") from None
+    except Exception as exc:  # credentials, network: GDAL may still read it
+        warnings.warn(f"cannot stamp {url!r} ({_reason(exc)})", RuntimeWarning, stacklevel=3)
+        return None
+    return _info_stamp(info)
+
+
+def _info_stamp(info: dict[str, Any]) -> tuple[Any, ...]:
+    """Size, ETag and modification time from an fsspec ``info`` entry, as far as it gives them."""
+    etag = info.get("ETag") or info.get("etag") or info.get("md5Hash")
+    when = (
+        info.get("LastModified") or info.get("last_modified") or info.get("mtime")
+        or info.get("updated") or info.get("created")
+    )  # fmt: skip
+    return (
+        info.get("size"),
+        None if etag is None else str(etag),
+        None if when is None else str(when),
+    )
+
+
+def _http_stamp(url: str, *, shown: str) -> tuple[Any, ...]:
+    import urllib.error
+    import urllib.request
+
+    request = urllib.request.Request(url, method="HEAD")
+    try:
+        with urllib.request.urlopen(request, timeout=_HTTP_TIMEOUT) as response:
+            headers = response.headers
+    except urllib.error.HTTPError as exc:
+        raise InputError(
+            f"input {shown!r} cannot be fetched (HTTP {exc.code} {exc.reason}): check the URL"
+        ) from None
+    except (urllib.error.URLError, OSError, ValueError) as exc:
+        reason = getattr(exc, "reason", None) or exc
+        raise InputError(
+            f"input {shown!r} cannot be fetched ({_reason(reason) if isinstance(reason, BaseException) else reason}): "
+            "check the URL and the network"
+        ) from None
+    size = headers.get("Content-Length")
+    return (
+        None if size is None else int(size),
+        headers.get("ETag"),
+        headers.get("Last-Modified"),
+    )
+
+
+#: Seconds a HEAD request to stamp a remote file may take.
+_HTTP_TIMEOUT = 30
+
+
+def _storage_options(url: str) -> dict[str, Any]:
+    """fsspec options for ``url``: anonymous S3 when ``AWS_NO_SIGN_REQUEST`` is ``YES``, as GDAL."""
+    if _scheme(url) == "s3" and os.environ.get("AWS_NO_SIGN_REQUEST", "").upper() in (
+        "YES",
+        "TRUE",
+        "1",
+    ):
+        return {"anon": True}
+    return {}
 
 
 class _Windows(WindowArray):
@@ -266,6 +457,7 @@ def clear_cache() -> None:
         _cache.clear()
         _cache_bytes = 0
         _listings.clear()
+        _checked_remote.clear()
         _generation += 1
     _local.__dict__.pop("handles", None)
 
@@ -291,8 +483,10 @@ class _RasterWindows(_BlockWindows):
         *,
         stamp: Any,
         shown: str,
+        remote: bool = False,
     ):
         self.path = path
+        self.remote = remote
         self.shape = shape
         self.dtype = dtype
         # Cache blocks of whole tiles, at least 256 pixels a side (strips are grouped), and at
@@ -314,7 +508,7 @@ class _RasterWindows(_BlockWindows):
 
         (b0, b1), rows, cols = region
         try:
-            with rasterio.Env(**_gdal_options()):
+            with rasterio.Env(**_gdal_options(remote=self.remote)):
                 src = _open_dataset(self.path, self.stamp)
                 return np.asarray(
                     src.read(
@@ -326,9 +520,22 @@ class _RasterWindows(_BlockWindows):
             raise
 
     def _verify(self, indices: list[tuple[int, ...]]) -> None:
+        if self.remote:
+            # A request per read would double the requests: a remote file is stamped again once
+            # in each process, at its first read (docs/conventions.md, "Remote inputs").
+            key = (self.path, self.stamp)
+            if key not in _checked_remote:
+                if _remote_stamp(self.path) != self.stamp:
+                    raise self._changed()
+                _checked_remote.add(key)
+            return
         # Checked after the read: a change before or during it shows in the stamp.
         if _file_stamp(self.path) != self.stamp:
             raise self._changed()
+
+
+#: The remote sources (and their stamps) this process has checked again since it opened them.
+_checked_remote: set[tuple[Any, ...]] = set()
 
 
 class _ZarrWindows(_BlockWindows):
@@ -352,8 +559,10 @@ class _ZarrWindows(_BlockWindows):
         *,
         fingerprint: str,
         shown: str,
+        remote: bool = False,
     ):
         self.store = store
+        self.remote = remote
         self.variable = variable
         self.shape = shape
         self.dtype = dtype
@@ -368,6 +577,14 @@ class _ZarrWindows(_BlockWindows):
         return np.asarray(array[tuple(slice(a, b) for a, b in region)])
 
     def _verify(self, indices: list[tuple[int, ...]]) -> None:
+        if self.remote:
+            # Listed again once in each process, at its first read (as a remote GeoTIFF).
+            key = (self.store, self.variable, self.fingerprint)
+            if key not in _checked_remote:
+                if _remote_fingerprint(self.store, self.variable) != self.fingerprint:
+                    raise self._changed()
+                _checked_remote.add(key)
+            return
         folder = Path(self.store) / self.variable
         listing = _listing(folder)
         if listing.fingerprint != self.fingerprint:
@@ -421,11 +638,7 @@ def _listing(folder: Path) -> _Listing:
 
 def _open_zarr_array(store: str, variable: str, stamp: Any) -> Any:
     """This thread's open Zarr array ``variable`` of ``store``, reopened when its stamp changes."""
-    import zarr
-
-    return _thread_handle(
-        (store, variable), stamp, lambda: zarr.open_array(store=store, path=variable, mode="r")
-    )
+    return _thread_handle((store, variable), stamp, lambda: _zarr_array(store, variable))
 
 
 #: GDAL's own block cache, in MB, while dasksr reads. Decoded tiles are kept by `_BlockWindows`;
@@ -435,10 +648,15 @@ def _open_zarr_array(store: str, variable: str, stamp: Any) -> Any:
 GDAL_CACHE_MB = 16
 
 
-def _gdal_options() -> dict[str, Any]:
-    if "GDAL_CACHEMAX" in os.environ:
-        return {}
-    return {"GDAL_CACHEMAX": GDAL_CACHE_MB * 2**20}
+def _gdal_options(*, remote: bool = False) -> dict[str, Any]:
+    options: dict[str, Any] = {}
+    if remote:
+        # A remote file's folder is not listed to look for sidecar files (.aux.xml, .ovr, .msk):
+        # on object storage that is a request, or many, per open.
+        options["GDAL_DISABLE_READDIR_ON_OPEN"] = "EMPTY_DIR"
+    if "GDAL_CACHEMAX" not in os.environ:
+        options["GDAL_CACHEMAX"] = GDAL_CACHE_MB * 2**20
+    return options
 
 
 _local = threading.local()
@@ -503,20 +721,29 @@ def _reason(exc: BaseException) -> str:
     return (useful or messages or [type(exc).__name__])[0]
 
 
-def _open_zarr(path: Path, chunks: Any, variable: str | None) -> xr.DataArray:
+def _open_zarr(path: Path | str, chunks: Any, variable: str | None) -> xr.DataArray:
     import rioxarray  # noqa: F401
 
-    # Workers may run in another folder: they get the absolute path. decode_coords="all" makes a
-    # CF grid_mapping variable (rioxarray's spatial_ref) a coordinate, so that the CRS is found.
-    source = path.absolute()
+    # Workers may run in another folder: they get the absolute path (a URL is kept as it is).
+    # decode_coords="all" makes a CF grid_mapping variable (rioxarray's spatial_ref) a
+    # coordinate, so that the CRS is found.
+    source: Path | str = path if isinstance(path, str) else path.absolute()
     options: dict[str, Any] = {"mask_and_scale": False, "decode_coords": "all"}
+    if isinstance(source, str):
+        options["storage_options"] = _storage_options(source)
     try:
         ds = _open_zarr_store(source, chunks=None, **options)
-    except Exception as exc:  # zarr raises many types for a broken store
+    except Exception as exc:  # zarr and fsspec raise many types for a broken store
         raise InputError(
-            f"input {str(path)!r} is not a readable Zarr store ({_reason(exc)}): check the path"
+            f"input {str(path)!r} is not a readable Zarr store ({_reason(exc)}): check the "
+            f"{'URL' if isinstance(path, str) else 'path'}"
         ) from None
     names = [str(n) for n, v in ds.data_vars.items() if v.ndim >= 2]
+    if not names and isinstance(path, str):
+        raise InputError(
+            f"input {path!r} shows no raster variable: check the URL (a Zarr store read over "
+            "plain HTTP needs consolidated metadata: zarr.consolidate_metadata)"
+        )
     if variable is None:
         if len(names) != 1:
             raise InvalidArgumentError(
@@ -528,17 +755,22 @@ def _open_zarr(path: Path, chunks: Any, variable: str | None) -> xr.DataArray:
             f"variable {variable!r} is not in {str(path)!r}: choose one of {names}"
         )
     lazy = ds[variable]
-    if isinstance(chunks, dict):
-        spec = dict(chunks)
-    else:
-        # As for GeoTIFF tiles: about `chunks` (default DEFAULT_CHUNK) pixels, a whole number of
-        # the store's own chunks, so that no stored chunk is read by two tasks.
-        stored = dict(zip(lazy.dims, lazy.encoding.get("chunks") or lazy.shape, strict=True))
-        edge = chunks or DEFAULT_CHUNK
-        spec = {d: aligned_chunks(stored[d], lazy.sizes[d], edge) for d in lazy.dims[-2:]}
+    # As for GeoTIFF tiles: a whole number of the store's own chunks, so that no stored chunk is
+    # read by two tasks (an int never splits them).
+    stored = tuple(lazy.encoding.get("chunks") or lazy.shape)
+    spec = _chunk_spec(
+        chunks,
+        tuple(map(str, lazy.dims)),
+        lazy.shape,
+        stored,
+        lazy.dtype,
+        lead=stored[:-2],
+        split_blocks=False,
+    )
     # Opened again with the chunks: xarray normalises them (and names the graph after the store
     # and its mtime, the same in every process, should the store not be readable as a source).
-    data = _open_zarr_store(source, chunks=spec, **options)[variable]
+    chunked = _open_zarr_store(source, chunks=dict(zip(lazy.dims, spec, strict=True)), **options)
+    data = chunked[variable]
     windows = _zarr_source(source, variable, data, shown=str(path))
     if windows is not None:
         # A source: upscaling reads each block's haloed window from the chunks. The name depends
@@ -554,34 +786,73 @@ def _open_zarr(path: Path, chunks: Any, variable: str | None) -> xr.DataArray:
 
 
 def _zarr_source(
-    source: Path, variable: str, data: xr.DataArray, *, shown: str
+    source: Path | str, variable: str, data: xr.DataArray, *, shown: str
 ) -> _ZarrWindows | None:
     """``data``'s Zarr array as a source of windows, or None when it is not a plain array."""
-    import zarr
-
+    remote = isinstance(source, str)
     try:
-        array = zarr.open_array(store=str(source), path=variable, mode="r")
+        array = _zarr_array(str(source), variable)
     except Exception:  # not a plain array at that path: xarray's own reads stay
         return None
     if tuple(array.shape) != data.shape or np.dtype(array.dtype) != data.dtype:
         return None
-    # The listing is taken before the chunks are read, and kept for this process's reads.
-    folder = source / variable
-    listing = _Listing(folder)
-    with _cache_lock:
-        _listings[str(folder)] = listing
+    if remote:
+        fingerprint = _remote_fingerprint(str(source), variable)
+    else:
+        # The listing is taken before the chunks are read, and kept for this process's reads.
+        folder = Path(source) / variable
+        listing = _Listing(folder)
+        with _cache_lock:
+            _listings[str(folder)] = listing
+        fingerprint = listing.fingerprint
     return _ZarrWindows(
         str(source),
         variable,
         data.shape,
         data.dtype,
         tuple(array.chunks),
-        fingerprint=listing.fingerprint,
+        fingerprint=fingerprint,
         shown=shown,
+        remote=remote,
     )
 
 
-def _open_zarr_store(source: Path, **options: Any) -> xr.Dataset:
+def _zarr_array(store: str, variable: str) -> Any:
+    import zarr
+
+    options = _storage_options(store) if is_remote(store) else None
+    return zarr.open_array(store=store, path=variable, mode="r", storage_options=options)
+
+
+def _remote_fingerprint(url: str, variable: str) -> str:
+    """A digest of a remote Zarr array's files as fsspec lists them (names, sizes, ETags, times).
+
+    A file system that cannot list (plain HTTP) gives the array's metadata document and what
+    HTTP says of it (size, ETag, Last-Modified) instead: there a change of chunk data alone,
+    metadata untouched, is not seen.
+    """
+    import fsspec
+
+    fs, root = fsspec.core.url_to_fs(url, **_storage_options(url))
+    folder = f"{root.rstrip('/')}/{variable}"
+    items: list[Any] = []
+    try:
+        found = fs.find(folder, detail=True)
+        items = sorted((str(k)[len(folder) :], _info_stamp(v)) for k, v in found.items())
+    except Exception:  # no listing: the metadata document below
+        items = []
+    if not items:
+        for name in ("zarr.json", ".zarray"):
+            try:
+                document = fs.cat_file(f"{folder}/{name}")
+                info = fs.info(f"{folder}/{name}")
+            except (FileNotFoundError, OSError):
+                continue
+            items.append((name, hashlib.sha256(document).hexdigest(), _info_stamp(info)))
+    return hashlib.sha256(repr(items).encode()).hexdigest()[:32]
+
+
+def _open_zarr_store(source: Path | str, **options: Any) -> xr.Dataset:
     with warnings.catch_warnings():
         # Consolidated metadata is not part of Zarr v3: a store without it is normal, and xarray's
         # multi-line warning about the fallback would reach the command line's stderr.
@@ -592,6 +863,56 @@ def _open_zarr_store(source: Path, **options: Any) -> xr.Dataset:
         # (see _ZarrWindows), not by decoding a stored chunk once per task.
         warnings.filterwarnings("ignore", message="The specified chunks separate the stored chunks")
         return xr.open_zarr(source, **options)
+
+
+def _masked(data: xr.DataArray) -> xr.DataArray:
+    """``data`` with its nodata pixels as NaN, as ``rioxarray.open_rasterio(masked=True)`` reads.
+
+    The file's nodata value becomes the encoded one (``encoding['_FillValue']``) and the file's
+    dtype ``encoding['dtype']``, so that writers store the file's own value again.
+    """
+    import rioxarray  # noqa: F401
+
+    nodata = data.rio.nodata
+    dtype = np.dtype(data.dtype)
+    work = (
+        dtype if dtype.kind == "f" else np.dtype(np.float32 if dtype.itemsize <= 2 else np.float64)
+    )
+    raw = data.data
+    source = source_of(raw)
+    if source is not None:
+        # Still a source: upscaling reads the haloed windows, masked, straight from the file.
+        masking = _MaskedWindows(source, work, nodata)
+        name = "masked-" + tokenize(raw.name, nodata, work.str)
+        pixels = from_source(masking, raw.chunks, name=name, meta=np.empty((0,) * raw.ndim, work))
+    else:
+        pixels = da.map_blocks(_mask, raw, work, nodata, dtype=work)
+    out = data.copy(data=pixels)
+    out.attrs = {k: v for k, v in data.attrs.items() if k not in ("_FillValue", "nodata")}
+    out.encoding = {**data.encoding, "dtype": dtype.name}
+    if nodata is not None:
+        out = out.rio.write_nodata(nodata, encoded=True)
+    return out
+
+
+def _mask(block: np.ndarray, work: np.dtype, nodata: float | None) -> np.ndarray:
+    out = block.astype(work)
+    if nodata is not None and not np.isnan(nodata):
+        out[block == nodata] = np.nan
+    return out
+
+
+class _MaskedWindows(WindowArray):
+    """The windows of ``source`` with its ``nodata`` pixels as NaN in the float dtype ``work``."""
+
+    def __init__(self, source: WindowArray, work: np.dtype, nodata: float | None) -> None:
+        self.source = source
+        self.shape = source.shape
+        self.dtype = work
+        self.nodata = nodata
+
+    def _read(self, box: list[tuple[int, int]]) -> np.ndarray:
+        return _mask(np.asarray(self.source._read(box)), self.dtype, self.nodata)
 
 
 def _tidy_attrs(data: xr.DataArray) -> xr.DataArray:
