@@ -905,3 +905,92 @@ def test_explicit_small_chunks_are_honoured_for_tiled_geotiffs(tmp_path: Path) -
     assert dasksr.open_raster(path).chunks[1:] == ((64,), (64,))
     assert dasksr.open_raster(path, chunks=16).chunks[1:] == ((16,) * 4, (16,) * 4)
     assert dasksr.open_raster(path, chunks=40).chunks[1:] == ((32, 32), (32, 32))
+
+
+@pytest.mark.parametrize("chunks", [True, "auto"])
+def test_open_raster_auto_chunks_are_tile_multiples_of_dasks_chunk_size(
+    tmp_path: Path, make_geotiff: Any, chunks: Any
+) -> None:
+    # As rioxarray's chunks=True / "auto": dask's array.chunk-size, the file's tiles the unit.
+    raster = make_geotiff(tmp_path / "cog.tif", height=300, width=260, tile=64, cog=True)
+    with dask.config.set({"array.chunk-size": "64KiB"}):
+        data = dasksr.open_raster(raster.path, chunks=chunks)
+    assert data.chunks is not None
+    band_chunks, y_chunks, x_chunks = data.chunks
+    assert band_chunks == (3,)
+    assert len(y_chunks) > 1 and len(x_chunks) > 1  # not one chunk, and not 1-pixel ones
+    for c in (*y_chunks[:-1], *x_chunks[:-1]):
+        assert c % 64 == 0
+    assert 3 * y_chunks[0] * x_chunks[0] * 2 <= 64 * 2**10
+    np.testing.assert_array_equal(data.values, raster.data)
+
+
+def test_open_raster_chunk_dicts_and_none_as_rioxarray(tmp_path: Path, make_geotiff: Any) -> None:
+    raster = make_geotiff(tmp_path / "cog.tif", height=300, width=260, tile=64, cog=True)
+    assert dasksr.open_raster(raster.path, chunks={"x": 128}).chunks == (
+        (3,),
+        (300,),
+        (128, 128, 4),
+    )
+    assert dasksr.open_raster(raster.path, chunks={"y": -1, "x": 64}).chunks[1][0] == 300
+    assert dasksr.open_raster(raster.path, chunks={"band": 1}).chunks[0] == (1, 1, 1)
+    assert dasksr.open_raster(raster.path, chunks=None).chunks[1:] == ((300,), (260,))
+    with pytest.raises(InvalidArgumentError, match=r"chunks names dims \['z'\]"):
+        dasksr.open_raster(raster.path, chunks={"z": 4})
+    for bad in (0, -5, 1.5, "big", False):
+        with pytest.raises(InvalidArgumentError, match="is not a chunking"):
+            dasksr.open_raster(raster.path, chunks=bad)
+
+
+def test_open_raster_auto_chunks_on_zarr_never_split_stored_chunks(uint16_zarr: Any) -> None:
+    with dask.config.set({"array.chunk-size": "8KiB"}):
+        data = dasksr.open_raster(uint16_zarr.path, chunks="auto")  # stored in 32 x 32 chunks
+    assert data.chunks is not None
+    for c in (*data.chunks[1][:-1], *data.chunks[2][:-1]):
+        assert c % 32 == 0
+    np.testing.assert_array_equal(data.values, uint16_zarr.data)
+
+
+@pytest.mark.parametrize("dtype, work", [("uint8", "float32"), ("uint16", "float32"),
+                                         ("int32", "float64"), ("float32", "float32")])  # fmt: skip
+def test_open_raster_masked_as_rioxarray(
+    tmp_path: Path, make_geotiff: Any, dtype: str, work: str
+) -> None:
+    nodata = -9999 if dtype == "float32" else 0
+    raster = make_geotiff(tmp_path / "in.tif", dtype=dtype, nodata=nodata)
+    data = dasksr.open_raster(raster.path, chunks=32, masked=True)
+    rio = rioxarray.open_rasterio(raster.path, masked=True)
+    assert data.dtype == rio.dtype == np.dtype(work)
+    np.testing.assert_array_equal(data.values, rio.values)  # NaN where the file has nodata
+    assert np.isnan(data.rio.nodata) and np.isnan(rio.rio.nodata)
+    # The file's nodata value stays the encoded one, and the file's dtype the encoding's.
+    assert data.rio.encoded_nodata == rio.rio.encoded_nodata == nodata
+    assert data.encoding["dtype"] == rio.encoding["dtype"] == dtype
+    assert "_FillValue" not in data.attrs
+
+
+def test_masked_input_upscales_and_writes_back_the_files_nodata(
+    tmp_path: Path, uint16_tif: Any, uint16_zarr: Any
+) -> None:
+    for i, source in enumerate((uint16_tif.path, uint16_zarr.path)):
+        data = dasksr.open_raster(source, chunks=32, masked=True)
+        assert data.dtype == np.float32 and data.rio.encoded_nodata == 0
+        fine = data.sr.upscale(scale=2, method="bicubic")
+        # The holes are where the integer result has nodata, and the valid pixels agree with it
+        # before rounding.
+        reference = expected(uint16_tif, 2, "bicubic")
+        np.testing.assert_array_equal(np.isnan(fine.values), reference == 0)
+        assert fine.rio.encoded_nodata == 0
+        out = dasksr.to_geotiff(fine, tmp_path / f"out{i}.tif")
+        with rasterio.open(out) as tif:
+            assert tif.nodata == 0
+            written = tif.read(masked=True)
+        np.testing.assert_array_equal(written.mask, reference == 0)
+
+
+def test_masked_without_nodata_only_changes_the_dtype(tmp_path: Path, make_geotiff: Any) -> None:
+    raster = make_geotiff(tmp_path / "in.tif", dtype="uint8", nodata=None)
+    data = dasksr.open_raster(raster.path, masked=True)
+    assert data.dtype == np.float32 and data.rio.nodata is None
+    assert data.rio.encoded_nodata is None
+    np.testing.assert_array_equal(data.values, raster.data.astype(np.float32))

@@ -180,7 +180,35 @@ def _as_raster(data: xr.DataArray | xr.Dataset, *, single_band_dim: bool = True)
     data = data.transpose(*lead, ydim, xdim)
     if not isinstance(data.data, da.Array):
         data = data.chunk()
-    return data
+    return _unmasked(data)
+
+
+def _unmasked(data: xr.DataArray) -> xr.DataArray:
+    """A masked raster back in the file's dtype with the file's nodata value in its holes.
+
+    Masked means as ``open_raster(masked=True)`` and ``rioxarray.open_rasterio(masked=True)`` read
+    it: NaN holes, the file's nodata in ``encoding['_FillValue']`` (``.rio.encoded_nodata``) and its
+    dtype in ``encoding['dtype']``. Integers are rounded and clipped, as `dasksr.upscale` does.
+    This is what ``rio.to_raster`` writes, so both writers store the file's own nodata value.
+    """
+    import rioxarray  # noqa: F401
+
+    encoded = data.rio.encoded_nodata
+    if encoded is None or data.dtype.kind != "f":
+        return data
+    target = np.dtype(data.encoding.get("dtype", data.dtype))
+    pixels = da.map_blocks(_fill_holes, data.data, target, float(encoded), dtype=target)
+    out = data.copy(data=pixels)
+    out.encoding = {k: v for k, v in data.encoding.items() if k not in ("_FillValue", "dtype")}
+    return out.rio.write_nodata(encoded, encoded=False)
+
+
+def _fill_holes(block: np.ndarray, target: np.dtype, nodata: float) -> np.ndarray:
+    from dasksr.kernels.values import cast
+
+    if target.kind == "f":
+        return np.where(np.isnan(block), nodata, block).astype(target)
+    return np.asarray(cast(block, target, nodata))
 
 
 def _spatial_variables(ds: xr.Dataset) -> dict[str, xr.DataArray]:
