@@ -22,7 +22,7 @@ import dask.array as da
 import numpy as np
 import pytest
 import rasterio
-import rioxarray  # noqa: F401  (the rio accessor)
+import rioxarray
 import xarray as xr
 from affine import Affine
 from rasterio.enums import Compression
