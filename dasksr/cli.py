@@ -84,6 +84,7 @@ def _run_upscale(
     cog: bool,
     progress: bool,
     variable: str | None = None,
+    zarr_options: dict[str, Any] | None = None,
 ) -> tuple[Path, tuple[int, ...], str, float]:
     from dasksr.api import upscale
     from dasksr.cluster import connect
@@ -98,12 +99,16 @@ def _run_upscale(
     prepare_output(output, overwrite=overwrite)
     if cog and kind != "tif":
         raise InvalidArgumentError("--cog needs a .tif output: change the output extension")
+    zarr_options = {k: v for k, v in (zarr_options or {}).items() if v is not None}
+    if zarr_options and kind != "zarr":
+        flags = ", ".join("--" + k.replace("_", "-") for k in zarr_options)
+        raise InvalidArgumentError(f"{flags} needs a .zarr output: change the output extension")
     data = _checked_raster(open_raster(source, chunks=chunks, variable=variable), source)
     fine = upscale(data, scale, method)
     with connect(scheduler, workers=workers):
         start = time.perf_counter()
         if kind == "zarr":
-            path = to_zarr(fine, output, overwrite=overwrite, progress=progress)
+            path = to_zarr(fine, output, overwrite=overwrite, progress=progress, **zarr_options)
         else:
             path = to_geotiff(fine, output, overwrite=overwrite, cog=cog, progress=progress)
         wall = time.perf_counter() - start
@@ -188,6 +193,20 @@ def _with_common(f: Any) -> Any:
 @click.option("--variable", default=None, help="Variable to read from a Zarr input.")
 @click.option("--overwrite", is_flag=True, help="Replace OUTPUT if it exists.")
 @click.option("--cog", is_flag=True, help="Write a Cloud-Optimized GeoTIFF with overviews.")
+@click.option(
+    "--zarr-format",
+    type=click.Choice(["2", "3"]),
+    default=None,
+    help="Zarr format of a .zarr output (default: 2, which GDAL, rasterio and QGIS open; "
+    "3 needs GDAL 3.11+).",
+)
+@click.option(
+    "--compress-level",
+    "compression_level",
+    type=int,
+    default=None,
+    help="Compression level of a .zarr output: 0-9 for Blosc zstd (default: 1).",
+)
 @_with_common
 def upscale(
     source: str,
@@ -197,12 +216,15 @@ def upscale(
     variable: str | None,
     overwrite: bool,
     cog: bool,
+    zarr_format: str | None,
+    compression_level: int | None,
     chunks: int | None,
     scheduler: str | None,
     workers: int | None,
     progress: bool | None,
 ) -> None:
-    """Super-resolve INPUT (GeoTIFF/COG or Zarr) into OUTPUT (.zarr or .tif)."""
+    """Super-resolve INPUT (GeoTIFF/COG or Zarr, a path or an http(s)://, s3:// or /vsi URL)
+    into OUTPUT (.zarr or .tif)."""
     show = sys.stderr.isatty() if progress is None else progress
     result = _run_upscale(
         source,
@@ -216,6 +238,10 @@ def upscale(
         cog=cog,
         progress=show,
         variable=variable,
+        zarr_options={
+            "zarr_format": None if zarr_format is None else int(zarr_format),
+            "compression_level": compression_level,
+        },
     )
     click.echo(_summary(*result))
 

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import math
 import os
+import re
 import subprocess
 import sys
 import warnings
@@ -271,12 +272,14 @@ def flaky(data: xr.DataArray, calls: list[int], fail_at: int | None) -> xr.DataA
     return data.copy(data=blocks)
 
 
-def zarr_chunk_files(store: Path) -> list[Path]:
-    return sorted(p for p in (store / "data" / "c").rglob("*") if p.is_file())
+def chunk_file(array: Path, index: list[str], zarr_format: int) -> Path:
+    """The file of a chunk: ``c/i/j/k`` in format 3, ``i.j.k`` in format 2."""
+    return array / "c" / Path(*index) if zarr_format == 3 else array / ".".join(index)
 
 
+@pytest.mark.parametrize("zarr_format", [2, 3])
 def test_interrupted_zarr_job_resumes_and_equals_a_clean_run(
-    tmp_path: Path, uint16_tif: Any
+    tmp_path: Path, uint16_tif: Any, zarr_format: int
 ) -> None:
     fine = dasksr.upscale(dasksr.open_raster(uint16_tif.path, chunks=32), SCALE, "bilinear")
     target = tmp_path / "out.zarr"
@@ -285,7 +288,7 @@ def test_interrupted_zarr_job_resumes_and_equals_a_clean_run(
     with dask.config.set(scheduler="synchronous"):
         calls: list[int] = []
         with pytest.raises(InjectedFailure):
-            dasksr.to_zarr(flaky(fine, calls, fail_at=5), target)
+            dasksr.to_zarr(flaky(fine, calls, fail_at=5), target, zarr_format=zarr_format)
         assert not target.exists()  # nothing that looks finished
         markers = sorted(
             p for p in (partial_store / ".dasksr-progress").iterdir() if p.name != "job.json"
@@ -295,12 +298,13 @@ def test_interrupted_zarr_job_resumes_and_equals_a_clean_run(
         forgotten = markers[0]
         forgotten.unlink()
         var, *index = forgotten.name.split(".")  # markers are VARIABLE.i.j.k
-        chunk = partial_store / var / "c" / Path(*index)
+        chunk = chunk_file(partial_store / var, index, zarr_format)
         assert chunk.is_file()
         chunk.write_bytes(b"not a zstd chunk")
 
         rerun: list[int] = []
-        assert dasksr.to_zarr(flaky(fine, rerun, fail_at=None), target) == target.absolute()
+        written = dasksr.to_zarr(flaky(fine, rerun, fail_at=None), target, zarr_format=zarr_format)
+        assert written == target.absolute()
         assert len(rerun) == blocks - len(markers) + 1  # only what was missing
 
         clean = dasksr.to_zarr(fine, tmp_path / "clean.zarr")
@@ -994,3 +998,120 @@ def test_masked_without_nodata_only_changes_the_dtype(tmp_path: Path, make_geoti
     assert data.dtype == np.float32 and data.rio.nodata is None
     assert data.rio.encoded_nodata is None
     np.testing.assert_array_equal(data.values, raster.data.astype(np.float32))
+
+
+# ----------------------------------------------------------------------------------------------
+# Zarr that GDAL opens: formats, codecs, levels
+# ----------------------------------------------------------------------------------------------
+
+
+def test_default_zarr_store_opens_in_gdal_with_the_crs_and_transform(
+    tmp_path: Path, uint16_tif: Any
+) -> None:
+    fine = dasksr.upscale(dasksr.open_raster(uint16_tif.path, chunks=32), SCALE, METHOD)
+    store = dasksr.to_zarr(fine, tmp_path / "out.zarr")
+    want = uint16_tif.transform @ Affine.scale(1 / SCALE)
+    for name in (str(store), f'ZARR:"{store}":/data'):
+        with rasterio.open(name) as src:  # rasterio's own GDAL
+            assert src.driver == "Zarr"
+            assert src.crs is not None and src.crs.to_epsg() == 32633
+            assert src.transform.almost_equals(want, precision=1e-9)
+            assert src.count == 3 and src.dtypes[0] == "uint16"
+            np.testing.assert_array_equal(src.read(), expected(uint16_tif, SCALE, METHOD))
+    rio = rioxarray.open_rasterio(f'ZARR:"{store}":/data')
+    assert rio.rio.crs.to_epsg() == 32633 and rio.rio.transform().almost_equals(want)
+    # GDAL's own CRS attribute is written beside CF's grid_mapping, and says the same.
+    attrs = xr.open_zarr(store)["data"].attrs
+    assert attrs["grid_mapping"] == "spatial_ref"
+    assert rasterio.crs.CRS.from_wkt(attrs["_CRS"]["wkt"]) == rasterio.crs.CRS.from_epsg(32633)
+    assert "_CRS" not in dasksr.open_raster(store).attrs  # the CRS is on spatial_ref
+
+
+def test_zarr_format_3_is_written_when_asked_and_gdal_reads_it_from_3_11(
+    tmp_path: Path, uint16_tif: Any
+) -> None:
+    data = dasksr.open_raster(uint16_tif.path, chunks=32)
+    store = dasksr.to_zarr(data, tmp_path / "v3.zarr", zarr_format=3)
+    assert (store / "zarr.json").is_file() and not (store / ".zgroup").exists()
+    np.testing.assert_array_equal(dasksr.open_raster(store).values, uint16_tif.data)
+    v2 = dasksr.to_zarr(data, tmp_path / "v2.zarr")
+    assert (v2 / ".zgroup").is_file() and (v2 / "data" / ".zarray").is_file()
+    # The default follows what rasterio's bundled GDAL reads (docs/conventions.md).
+    gdal = tuple(int(p) for p in rasterio.__gdal_version__.split(".")[:2])
+    if gdal >= (3, 11):
+        with rasterio.open(f'ZARR:"{store}":/data') as src:
+            np.testing.assert_array_equal(src.read(), uint16_tif.data)
+    else:
+        with pytest.raises(rasterio.errors.RasterioIOError, match="codec"):
+            rasterio.open(f'ZARR:"{store}":/data')
+
+
+@pytest.mark.parametrize("zarr_format", [2, 3])
+@pytest.mark.parametrize("codec, level", [("zstd", 9), ("lz4", 5), ("gzip", 6), ("none", 0)])
+def test_zarr_codecs_and_levels_round_trip(
+    tmp_path: Path, uint16_tif: Any, zarr_format: int, codec: str, level: int
+) -> None:
+    data = dasksr.open_raster(uint16_tif.path, chunks=32)
+    store = dasksr.to_zarr(
+        data, tmp_path / "o.zarr", zarr_format=zarr_format, codec=codec, compression_level=level
+    )
+    np.testing.assert_array_equal(xr.open_zarr(store)["data"].values, uint16_tif.data)
+    if zarr_format == 2 and codec != "lz4":  # GDAL 3.10 reads these in format 2
+        with rasterio.open(str(store)) as src:
+            np.testing.assert_array_equal(src.read(), uint16_tif.data)
+
+
+def test_a_higher_compression_level_makes_a_smaller_store(tmp_path: Path) -> None:
+    # Smooth data upscaled: the kind of content where levels differ.
+    y, x = np.mgrid[0:256, 0:256]
+    pixels = (1000 + 800 * np.sin(x / 9.0) * np.cos(y / 7.0)).astype(np.uint16)
+    data = xr.DataArray(pixels[None], dims=("band", "y", "x")).chunk({"y": 128, "x": 128})
+    fine = dasksr.upscale(data, 2, "bicubic")
+    sizes = {}
+    for level in (0, 1, 9):
+        store = dasksr.to_zarr(fine, tmp_path / f"l{level}.zarr", compression_level=level)
+        sizes[level] = sum(p.stat().st_size for p in (store / "data").rglob("*") if p.is_file())
+    assert sizes[9] < sizes[1] < sizes[0], sizes
+
+
+@pytest.mark.parametrize(
+    "options, message",
+    [
+        ({"zarr_format": 4}, "zarr_format=4 is not a Zarr format"),
+        ({"codec": "brotli"}, "codec='brotli' is not a Zarr codec"),
+        ({"compression_level": 10}, "compression_level=10 is out of range"),
+        ({"codec": "gzip", "compression_level": 0}, "out of range for codec 'gzip'"),
+    ],
+)
+def test_bad_zarr_options_are_refused_before_anything_is_written(
+    tmp_path: Path, uint16_tif: Any, options: dict[str, Any], message: str
+) -> None:
+    data = dasksr.open_raster(uint16_tif.path)
+    with pytest.raises(InvalidArgumentError, match=re.escape(message)):
+        dasksr.to_zarr(data, tmp_path / "o.zarr", **options)
+    assert listing(tmp_path) == {"scene.tif"}
+
+
+def test_cli_zarr_format_and_compress_level(
+    tmp_path: Path, uint16_tif: Any, capsys: pytest.CaptureFixture[str]
+) -> None:
+    import json
+
+    out = tmp_path / "o.zarr"
+    cli_ok("upscale", uint16_tif.path, out, "--zarr-format", 3, "--compress-level", 7)
+    meta = json.loads((out / "data" / "zarr.json").read_text())
+    blosc = next(c for c in meta["codecs"] if c["name"] == "blosc")
+    assert blosc["configuration"]["clevel"] == 7
+    cli_ok("upscale", uint16_tif.path, tmp_path / "d.zarr")
+    assert (tmp_path / "d.zarr" / ".zgroup").is_file()
+    capsys.readouterr()
+    assert (
+        main(["upscale", str(uint16_tif.path), str(tmp_path / "x.zarr"), "--compress-level", "12"])
+        == 2
+    )
+    assert (
+        main(["upscale", str(uint16_tif.path), str(tmp_path / "x.tif"), "--zarr-format", "3"]) == 2
+    )
+    err = capsys.readouterr().err.splitlines()
+    assert len(err) == 2 and "compression_level=12" in err[0] and "needs a .zarr output" in err[1]
+    assert listing(tmp_path) == {"scene.tif", "o.zarr", "d.zarr"}

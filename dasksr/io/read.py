@@ -918,6 +918,7 @@ class _MaskedWindows(WindowArray):
 def _tidy_attrs(data: xr.DataArray) -> xr.DataArray:
     # Per-band scales/offsets stay with the data under rasterio's names; identity values go.
     attrs = dict(data.attrs)
+    attrs.pop("_CRS", None)  # GDAL's copy of the CRS in a Zarr store: the CRS is on spatial_ref
     for cf, rio_name, identity in (("scale_factor", "scales", 1.0), ("add_offset", "offsets", 0.0)):
         if cf in attrs:
             values = np.atleast_1d(np.asarray(attrs.pop(cf), dtype=np.float64))

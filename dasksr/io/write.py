@@ -19,6 +19,7 @@ import uuid
 import warnings
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
+from functools import partial as partial_function
 from pathlib import Path
 from typing import Any, cast
 
@@ -26,7 +27,8 @@ import dask.array as da
 import numpy as np
 import xarray as xr
 
-from dasksr.cluster import active_client, compute
+from dasksr.cluster import active_client
+from dasksr.cluster import compute as cluster_compute
 from dasksr.errors import DasksrError, InvalidArgumentError, OutputError, OutputExistsError
 from dasksr.io.read import _reason
 
@@ -244,6 +246,13 @@ def _regular_chunks(array: da.Array) -> da.Array:
 # ----------------------------------------------------------------------------------------------
 
 
+#: The Zarr format written by default: 2, the one every GDAL since 3.4 reads (rasterio's wheels
+#: bundle GDAL 3.10, which cannot read zarr-python's format 3; docs/conventions.md).
+DEFAULT_ZARR_FORMAT = 2
+#: Codecs ``to_zarr`` offers, with the compression levels each accepts.
+ZARR_CODECS = {"zstd": range(0, 10), "lz4": range(0, 10), "gzip": range(1, 10), "none": range(0, 1)}
+
+
 def to_zarr(
     data: xr.DataArray | xr.Dataset,
     path: str | os.PathLike[str],
@@ -251,35 +260,57 @@ def to_zarr(
     name: str | None = None,
     overwrite: bool = False,
     progress: bool = False,
+    zarr_format: int = DEFAULT_ZARR_FORMAT,
+    codec: str = "zstd",
     compression_level: int = 1,
-) -> Path:
-    """Write ``data`` to a Zarr v3 store, one Zarr chunk per dask chunk, in parallel.
+    compute: bool = True,
+) -> Any:
+    """Write ``data`` to a Zarr store, one Zarr chunk per dask chunk, in parallel.
 
-    Chunks are compressed with Blosc (zstd at ``compression_level``, bit-shuffled).
     A DataArray is stored as the variable ``name`` (default: its own name, else ``'data'``); a
     Dataset with every variable (those without both spatial dims are written as they are).
     The store opens with plain ``xarray.open_zarr`` in the data's own dtype (nodata is kept in a
     ``nodata`` attribute, not as a CF ``_FillValue``, and scales/offsets under rasterio's names
-    ``scales``/``offsets``), and rioxarray finds its CRS and transform on ``spatial_ref``.
+    ``scales``/``offsets``), rioxarray finds its CRS and transform on ``spatial_ref``, and GDAL
+    (``rasterio.open(path)``, ``gdalinfo 'ZARR:"path":/data'``) finds them too in format 2.
 
     The store is built at ``PATH.partial`` and moved to ``PATH`` when every chunk is written. If
     a job is interrupted, running the same job again writes only the chunks that are missing. The
     "same job" is the same dask graph name for every variable (for `dasksr.upscale`: the input
     path with its size and modification time, the method's `~dasksr.kernels.Method.token`, the
-    scale and nodata), shape, chunks and dtype; a partial store of any other job is discarded and
-    everything is computed again.
+    scale and nodata), shape, chunks, dtype, format and codec; a partial store of any other job
+    is discarded and everything is computed again.
+
+    Parameters
+    ----------
+    zarr_format : {2, 3}, default 2
+        Format 2 opens in every GDAL since 3.4 (so in rasterio, rioxarray.open_rasterio and QGIS);
+        format 3 needs GDAL 3.11 or later (docs/conventions.md).
+    codec : {'zstd', 'lz4', 'gzip', 'none'}, default 'zstd'
+        ``zstd`` and ``lz4`` are Blosc with bit-shuffle; ``gzip`` is plain zlib/gzip, which every
+        Zarr reader has; ``none`` stores raw chunks.
+    compression_level : int, default 1
+        0-9 for Blosc (``zstd``, ``lz4``), 1-9 for ``gzip``, 0 for ``none``. Sizes per level on
+        upscaled imagery are in docs/benchmarks.md.
+    compute : bool, default True
+        False returns a ``dask.delayed.Delayed`` that writes the chunks and then moves the store
+        into place, returning its path, when computed (e.g. together with other writes in one
+        ``dask.compute``). The partial store's metadata is written now; the rest when computed.
 
     Raises
     ------
+    InvalidArgumentError
+        When ``zarr_format``, ``codec`` or ``compression_level`` is not one of the above.
     OutputError
         When the output cannot be written (disk full, I/O error, permission); the partial store
         is kept, so that the same job resumes once the cause is fixed.
 
     Returns
     -------
-    pathlib.Path
-        The path of the finished store.
+    pathlib.Path or dask.delayed.Delayed
+        The path of the finished store, or (``compute=False``) a Delayed that returns it.
     """
+    compressor = _compressor(codec, compression_level, zarr_format)
     if isinstance(data, xr.Dataset):
         rasters = _spatial_variables(data)
         if not rasters:
@@ -294,10 +325,10 @@ def to_zarr(
     rasters = {var: _zarr_ready(raster) for var, raster in rasters.items()}
     target = prepare_output(path, overwrite=overwrite)
     partial = target.with_name(target.name + ".partial")
-    job = _job_signature(rasters)
+    job = _job_signature(rasters, f"{zarr_format}:{codec}:{compression_level}")
     state = partial / _PROGRESS
     try:
-        _start_zarr(partial, job, rasters, others, attrs, compression_level)
+        _start_zarr(partial, job, rasters, others, attrs, compressor, zarr_format)
         done = {p.name for p in state.iterdir() if p.name != "job.json"}
     except OSError as exc:
         if isinstance(exc, DasksrError):
@@ -321,16 +352,32 @@ def to_zarr(
             for idx, d in np.ndenumerate(writes.to_delayed())
             if _marker_name(var, idx) not in done
         ]
+    finish = partial_function(_finish_zarr, partial, target, list(rasters), str(path))
+    if not compute:
+        import dask
+
+        # The last task installs the store once every chunk task has run.
+        return dask.delayed(_after, pure=False)(pending, finish, dask_key_name=f"to_zarr-{job}")
     if pending:
-        compute(pending, progress=progress)
+        cluster_compute(pending, progress=progress)
+    return finish()
+
+
+def _after(_done: Any, then: Any) -> Any:
+    """``then()``, once ``_done`` (the write tasks' results) exists: a delayed write's last task."""
+    return then()
+
+
+def _finish_zarr(partial: Path, target: Path, variables: list[str], shown: str) -> Path:
+    """Tidy the finished partial store (job state, torn files) and move it to ``target``."""
     try:
         # A worker lost in the middle of a chunk write leaves zarr's temporary file beside it.
-        for var in rasters:
+        for var in variables:
             for torn in (partial / var).rglob("*.partial"):
                 torn.unlink()
-        _remove(state)
+        _remove(partial / _PROGRESS)
     except OSError as exc:
-        raise _write_failed(str(target), _cause(exc)) from None
+        raise _write_failed(shown, _cause(exc)) from None
     _install(partial, target)
     return target
 
@@ -341,7 +388,8 @@ def _start_zarr(
     rasters: dict[str, xr.DataArray],
     others: dict[str, xr.DataArray],
     attrs: dict[str, Any],
-    compression_level: int,
+    compressor: Any,
+    zarr_format: int,
 ) -> None:
     """Create the partial store with its metadata and job record, unless it holds this job."""
     import zarr
@@ -361,7 +409,7 @@ def _start_zarr(
         encoding = {
             var: {
                 "chunks": _zarr_chunks(raster.data),
-                "compressors": [_compressor(compression_level)],
+                "compressors": None if compressor is None else [compressor],
                 # xarray would add a NaN _FillValue to float data: plain open_zarr would then mask,
                 # and rioxarray would report NaN instead of the `nodata` attribute.
                 "_FillValue": None,
@@ -377,7 +425,7 @@ def _start_zarr(
                 mode="w",
                 compute=False,
                 consolidated=True,
-                zarr_format=3,
+                zarr_format=zarr_format,
                 encoding=encoding,
             )
         for var, other in others.items():  # small non-raster variables: written now
@@ -396,12 +444,41 @@ def _marker_name(var: str, index: tuple[int, ...]) -> str:
     return var + "." + ".".join(map(str, index))
 
 
-def _compressor(level: int) -> Any:
-    """Blosc with zstd on bit-shuffled pixels: on upscaled imagery it compresses better than
-    plain zstd (level 3) at about twice its speed (docs/benchmarks.md)."""
-    from zarr.codecs import BloscCodec
+def _compressor(codec: str, level: int, zarr_format: int) -> Any:
+    """The compressor of ``codec`` at ``level`` for ``zarr_format``, or None for ``'none'``.
 
-    return BloscCodec(cname="zstd", clevel=level, shuffle="bitshuffle")
+    Blosc with zstd on bit-shuffled pixels is the default: on upscaled imagery it compresses
+    better than plain zstd (level 3) at about twice its speed, and GDAL reads Blosc in both
+    formats, where zarr-python's plain ``zstd`` codec in format 3 needs GDAL 3.11.
+    """
+    if zarr_format not in (2, 3) or isinstance(zarr_format, bool):
+        raise InvalidArgumentError(
+            f"zarr_format={zarr_format!r} is not a Zarr format: use 2 (read by every GDAL since "
+            "3.4) or 3 (GDAL 3.11 or later)"
+        )
+    levels = ZARR_CODECS.get(codec)
+    if levels is None:
+        raise InvalidArgumentError(
+            f"codec={codec!r} is not a Zarr codec dasksr writes: use one of {sorted(ZARR_CODECS)}"
+        )
+    if isinstance(level, bool) or not isinstance(level, int) or level not in levels:
+        raise InvalidArgumentError(
+            f"compression_level={level!r} is out of range for codec {codec!r}: use "
+            f"{levels.start} to {levels.stop - 1}"
+        )
+    if codec == "none":
+        return None
+    if zarr_format == 2:
+        import numcodecs
+
+        if codec == "gzip":
+            return numcodecs.GZip(level=level)
+        return numcodecs.Blosc(cname=codec, clevel=level, shuffle=numcodecs.Blosc.BITSHUFFLE)
+    from zarr.codecs import BloscCodec, GzipCodec
+
+    if codec == "gzip":
+        return GzipCodec(level=level)
+    return BloscCodec(cname=codec, clevel=level, shuffle="bitshuffle")
 
 
 def _zarr_chunks(array: da.Array) -> tuple[int, ...]:
@@ -431,12 +508,21 @@ def _zarr_dataset(data: xr.DataArray, var: str) -> xr.Dataset:
     ds = clean.to_dataset(name=var)
     if "spatial_ref" in ds.coords:
         ds[var].attrs["grid_mapping"] = "spatial_ref"
+    crs = data.rio.crs
+    if crs is not None:
+        # GDAL's own CRS attribute, beside CF's grid_mapping: GDAL reads it since 3.4, and the
+        # CF variable only in later versions (docs/conventions.md).
+        ds[var].attrs["_CRS"] = {"wkt": crs.to_wkt()}
     return ds
 
 
-def _job_signature(rasters: dict[str, xr.DataArray]) -> str:
-    text = "|".join(
-        f"{var}:{r.data.name}:{r.shape}:{r.data.chunks}:{r.dtype}" for var, r in rasters.items()
+def _job_signature(rasters: dict[str, xr.DataArray], storage: str) -> str:
+    text = (
+        storage
+        + "|"
+        + "|".join(
+            f"{var}:{r.data.name}:{r.shape}:{r.data.chunks}:{r.dtype}" for var, r in rasters.items()
+        )
     )
     return hashlib.sha256(text.encode()).hexdigest()[:32]
 
@@ -589,7 +675,7 @@ def to_geotiff(
             _write_band_metadata(dst, data, bands)
         writer = _GeoTIFFWriter(str(tmp), shown)
         store = da.store(array, cast(Any, writer), lock=_lock(f"dasksr-{token}"), compute=False)
-        compute([store], progress=progress)
+        cluster_compute([store], progress=progress)
         _check_tiles(tmp, shown)
         if cog:
             final_tmp = target.with_name(f".{target.name}.{token}.partial-cog.tif")
