@@ -478,7 +478,7 @@ def _compressor(codec: str, level: int, zarr_format: int) -> Any:
 
     if codec == "gzip":
         return GzipCodec(level=level)
-    return BloscCodec(cname=codec, clevel=level, shuffle="bitshuffle")
+    return BloscCodec(cname=cast(Any, codec), clevel=level, shuffle="bitshuffle")
 
 
 def _zarr_chunks(array: da.Array) -> tuple[int, ...]:
