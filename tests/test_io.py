@@ -1115,3 +1115,77 @@ def test_cli_zarr_format_and_compress_level(
     err = capsys.readouterr().err.splitlines()
     assert len(err) == 2 and "compression_level=12" in err[0] and "needs a .zarr output" in err[1]
     assert listing(tmp_path) == {"scene.tif", "o.zarr", "d.zarr"}
+
+
+# ----------------------------------------------------------------------------------------------
+# Writers that return a dask object (compute=False), and the accessor's writers
+# ----------------------------------------------------------------------------------------------
+
+
+def test_delayed_writes_create_nothing_until_computed_and_then_equal_eager_ones(
+    tmp_path: Path, uint16_tif: Any
+) -> None:
+    from dask.delayed import Delayed
+
+    fine = dasksr.open_raster(uint16_tif.path, chunks=32).sr.upscale(scale=SCALE, method=METHOD)
+    out = tmp_path / "out"
+    out.mkdir()
+    tif = fine.sr.to_geotiff(out / "o.tif", compute=False)
+    cog = dasksr.to_geotiff(fine, out / "c.tif", cog=True, blocksize=64, compute=False)
+    store = fine.sr.to_zarr(out / "o.zarr", compute=False)
+    assert all(isinstance(d, Delayed) for d in (tif, cog, store))
+    # A GeoTIFF is not even started; a Zarr store has only its partial metadata.
+    assert listing(out) == {"o.zarr.partial"}
+    results = dask.compute(tif, cog, store)  # one graph: the upscaling is shared
+    assert results == (out / "o.tif", out / "c.tif", out / "o.zarr")
+    assert listing(out) == {"o.tif", "c.tif", "o.zarr"}  # no partial file left
+    want = expected(uint16_tif, SCALE, METHOD)
+    for name in ("o.tif", "c.tif"):
+        with rasterio.open(out / name) as src:
+            np.testing.assert_array_equal(src.read(), want)
+            assert src.crs.to_epsg() == 32633 and src.nodata == 0
+            assert src.descriptions == ("red", "green", "nir")
+    with rasterio.open(out / "c.tif") as src:
+        assert src.overviews(1) and src.block_shapes[0] == (64, 64)
+    np.testing.assert_array_equal(xr.open_zarr(out / "o.zarr")["data"].values, want)
+
+
+def test_a_failed_delayed_geotiff_write_leaves_nothing_that_looks_finished(
+    tmp_path: Path, uint16_tif: Any
+) -> None:
+    fine = dasksr.upscale(dasksr.open_raster(uint16_tif.path, chunks=32), SCALE, "bilinear")
+    delayed = dasksr.to_geotiff(flaky(fine, [], fail_at=3), tmp_path / "o.tif", compute=False)
+    with dask.config.set(scheduler="synchronous"), pytest.raises(InjectedFailure):
+        delayed.compute()
+    assert not (tmp_path / "o.tif").exists()
+
+
+def test_accessor_writers_are_the_io_functions(uint16_tif: Any) -> None:
+    data = dasksr.open_raster(uint16_tif.path)
+    assert data.sr.to_zarr.__doc__ == dasksr.to_zarr.__doc__
+    assert data.sr.to_geotiff.__doc__ == dasksr.to_geotiff.__doc__
+
+
+@pytest.mark.slow
+def test_delayed_writes_built_without_a_client_run_on_a_cluster(
+    tmp_path: Path, uint16_tif: Any
+) -> None:
+    from distributed import Client, LocalCluster
+
+    fine = dasksr.open_raster(uint16_tif.path, chunks=32).sr.upscale(scale=SCALE, method=METHOD)
+    # Built before any client exists: the GeoTIFF's write lock is chosen where the tasks run.
+    tif = fine.sr.to_geotiff(tmp_path / "o.tif", cog=True, blocksize=64, compute=False)
+    store = fine.sr.to_zarr(tmp_path / "o.zarr", compute=False)
+    with (
+        LocalCluster(
+            n_workers=2, threads_per_worker=2, processes=True, dashboard_address=None
+        ) as cluster,
+        Client(cluster) as client,
+    ):
+        futures = client.compute([tif, store])
+        # The client gets the two paths; the pixels and the COG copy stay on the workers.
+        assert client.gather(futures) == [tmp_path / "o.tif", tmp_path / "o.zarr"]
+    want = expected(uint16_tif, SCALE, METHOD)
+    with rasterio.open(tmp_path / "o.tif") as src:
+        np.testing.assert_array_equal(src.read(), want)
+    np.testing.assert_array_equal(xr.open_zarr(tmp_path / "o.zarr")["data"].values, want)

@@ -27,7 +27,6 @@ import dask.array as da
 import numpy as np
 import xarray as xr
 
-from dasksr.cluster import active_client
 from dasksr.cluster import compute as cluster_compute
 from dasksr.errors import DasksrError, InvalidArgumentError, OutputError, OutputExistsError
 from dasksr.io.read import _reason
@@ -613,17 +612,30 @@ def to_geotiff(
     predictor: int | None = None,
     overview_resampling: str = "average",
     progress: bool = False,
-) -> Path:
+    compute: bool = True,
+) -> Any:
     """Write ``data`` to a tiled, compressed GeoTIFF (BigTIFF when large), or a COG with overviews.
 
-    Every dask block is computed on the workers and written into the file under a lock; GDAL
-    compresses with all cores. The file is written under a temporary name beside ``path``,
-    checked to hold every tile, and renamed when complete.
+    Every dask block is computed on the workers and written into the file by the worker, one
+    block at a time under a lock; GDAL compresses with all cores. The file is written under a
+    temporary name beside ``path``, checked to hold every tile, and renamed when complete. A COG
+    is made from that tiled file by GDAL's COG driver (a file-to-file copy that builds the
+    overviews): no pixel goes through the client.
+
+    On a cluster the workers write the file themselves, so ``path`` must be on a file system
+    that the workers and the client share (the same path on every machine).
+
+    Parameters
+    ----------
+    compute : bool, default True
+        False returns a ``dask.delayed.Delayed`` that writes the file when computed and returns
+        its path; nothing is created until then. If that computation fails, a hidden
+        ``.NAME.*.partial.tif`` may stay beside ``path``, never a file at ``path``.
 
     Returns
     -------
-    pathlib.Path
-        The path of the finished file.
+    pathlib.Path or dask.delayed.Delayed
+        The path of the finished file, or (``compute=False``) a Delayed that returns it.
 
     Raises
     ------
@@ -631,8 +643,6 @@ def to_geotiff(
         When the file cannot be written (disk full, I/O error, permission); nothing is left at
         ``path`` nor beside it.
     """
-    import rasterio
-    import rasterio.shutil
     import rioxarray  # noqa: F401
 
     data = _as_raster(data)
@@ -666,41 +676,61 @@ def to_geotiff(
     token = uuid.uuid4().hex[:8]
     tmp = target.with_name(f".{target.name}.{token}.partial.tif")
     shown = str(path)
+    writer = _GeoTIFFWriter(str(tmp), shown, profile, _band_metadata(data, bands))
+    cog_options = None
+    if cog:
+        cog_options = {k: v for k, v in profile.items() if k in ("compress", "bigtiff")}
+        cog_options.update(blocksize=blocksize, overview_resampling=overview_resampling)
+        if predictor is not None:
+            cog_options["predictor"] = predictor
+    finish = partial_function(_finish_geotiff, tmp, target, token, shown, cog_options)
+    store = da.store(
+        array, cast(Any, writer), lock=cast(Any, _WriteLock(f"dasksr-{token}")), compute=False
+    )
+    if not compute:
+        import dask
+
+        return dask.delayed(_after, pure=False)(store, finish, dask_key_name=f"to_geotiff-{token}")
     try:
-        with (
-            _output_errors(shown),
-            rasterio.Env(GDAL_NUM_THREADS="ALL_CPUS"),
-            rasterio.open(tmp, "w", **profile) as dst,
-        ):
-            _write_band_metadata(dst, data, bands)
-        writer = _GeoTIFFWriter(str(tmp), shown)
-        store = da.store(array, cast(Any, writer), lock=_lock(f"dasksr-{token}"), compute=False)
+        writer.create()  # now, so that a folder that cannot take the file fails before the job
         cluster_compute([store], progress=progress)
+        return finish()
+    finally:
+        _remove_partials(target, token)
+
+
+def _finish_geotiff(
+    tmp: Path, target: Path, token: str, shown: str, cog_options: dict[str, Any] | None
+) -> Path:
+    """Check the written file's tiles, convert it to a COG if asked, and move it to ``target``.
+
+    Runs where the write ends: in the client, or in the last task of a delayed write, which
+    removes the partial files when it fails.
+    """
+    import rasterio
+    import rasterio.shutil
+
+    try:
         _check_tiles(tmp, shown)
-        if cog:
+        if cog_options is not None:
             final_tmp = target.with_name(f".{target.name}.{token}.partial-cog.tif")
-            options = {
-                k: v for k, v in profile.items() if k in ("compress", "bigtiff", "num_threads")
-            }
-            if predictor is not None:
-                options["predictor"] = predictor
             with _output_errors(shown), rasterio.Env(GDAL_NUM_THREADS="ALL_CPUS"):
                 rasterio.shutil.copy(
-                    tmp,
-                    final_tmp,
-                    driver="COG",
-                    blocksize=blocksize,
-                    overview_resampling=overview_resampling,
-                    **options,
+                    tmp, final_tmp, driver="COG", num_threads="ALL_CPUS", **cog_options
                 )
             tmp.unlink()
             tmp = final_tmp
             _check_tiles(tmp, shown)
         _install(tmp, target)
-    finally:
-        for leftover in target.parent.glob(f".{target.name}.{token}.partial*"):
-            leftover.unlink()
+    except BaseException:
+        _remove_partials(target, token)
+        raise
     return target
+
+
+def _remove_partials(target: Path, token: str) -> None:
+    for leftover in target.parent.glob(f".{target.name}.{token}.partial*"):
+        leftover.unlink()
 
 
 def _transform(data: xr.DataArray) -> Any:
@@ -721,39 +751,100 @@ _NOT_TAGS = frozenset(
 )  # fmt: skip
 
 
-def _write_band_metadata(dst: Any, data: xr.DataArray, bands: int) -> None:
+def _band_metadata(data: xr.DataArray, bands: int) -> dict[str, Any]:
+    """What `_apply_band_metadata` writes, in plain values that travel to the workers."""
+    meta: dict[str, Any] = {}
     descriptions = data.attrs.get("long_name")
     if isinstance(descriptions, (list, tuple)) and len(descriptions) == bands:
-        for i, text in enumerate(descriptions, start=1):
-            if text:
-                dst.set_band_description(i, str(text))
+        meta["descriptions"] = [str(t) if t else "" for t in descriptions]
     elif isinstance(descriptions, str) and bands == 1:
-        dst.set_band_description(1, descriptions)
-    for attr, setter in (("scales", "scales"), ("offsets", "offsets")):
+        meta["descriptions"] = [descriptions]
+    for attr in ("scales", "offsets"):
         values = data.attrs.get(attr)
         if values is not None:
-            values = list(np.broadcast_to(np.asarray(values, dtype=np.float64), (bands,)))
-            setattr(dst, setter, tuple(values))
+            broadcast = np.broadcast_to(np.asarray(values, dtype=np.float64), (bands,))
+            meta[attr] = tuple(float(v) for v in broadcast)
     # Dataset-level tags (SENSOR, AREA_OR_POINT, ...) as rioxarray reads them into attrs.
-    tags = {
+    meta["tags"] = {
         str(k): v
         for k, v in data.attrs.items()
         if k not in _NOT_TAGS and isinstance(v, (str, int, float)) and not isinstance(v, bool)
     }
-    if tags:
-        dst.update_tags(**tags)
     units = data.attrs.get("units")
     if isinstance(units, str):
-        dst.units = (units,) * bands
+        meta["units"] = (units,) * bands
     elif isinstance(units, (list, tuple)) and len(units) == bands:  # per band, as rioxarray reads
-        dst.units = tuple(str(u) if u else "" for u in units)
+        meta["units"] = tuple(str(u) if u else "" for u in units)
+    return meta
+
+
+def _apply_band_metadata(dst: Any, meta: dict[str, Any]) -> None:
+    for i, text in enumerate(meta.get("descriptions", ()), start=1):
+        if text:
+            dst.set_band_description(i, text)
+    for attr in ("scales", "offsets", "units"):
+        if attr in meta:
+            setattr(dst, attr, meta[attr])
+    if meta.get("tags"):
+        dst.update_tags(**meta["tags"])
+
+
+class _WriteLock:
+    """The lock of the tasks that write one file, chosen where a task runs.
+
+    On a distributed worker it is a `distributed.Lock` (the workers may be processes on several
+    machines); elsewhere a lock shared by the threads of the process. Choosing at run time keeps
+    a write built with ``compute=False`` before a client existed safe on a cluster.
+    """
+
+    def __init__(self, name: str) -> None:
+        self.name = name
+
+    def __getstate__(self) -> dict[str, Any]:
+        return {"name": self.name}
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        self.name = state["name"]
+
+    def _held(self) -> list[Any]:
+        import threading
+
+        local = self.__dict__.get("_local")
+        if local is None:
+            local = self.__dict__.setdefault("_local", threading.local())
+        return local.__dict__.setdefault("held", [])
+
+    def acquire(self, *args: Any, **kwargs: Any) -> bool:
+        lock = _lock(self.name)
+        acquired = bool(lock.acquire(*args, **kwargs))
+        if acquired:
+            self._held().append(lock)
+        return acquired
+
+    def release(self) -> None:
+        self._held().pop().release()
+
+    def __enter__(self) -> _WriteLock:
+        self.acquire()
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        self.release()
 
 
 def _lock(name: str) -> Any:
-    if active_client() is not None:
-        from distributed import Lock
+    """A `distributed.Lock` in a task on a distributed worker, else a process-wide lock."""
+    import sys
 
-        return Lock(name)
+    if "distributed" in sys.modules:  # never imported just to learn that there is no worker
+        from distributed import Lock, get_worker
+
+        try:
+            get_worker()
+        except ValueError:  # not in a worker
+            pass
+        else:
+            return Lock(name)
     from dask.utils import SerializableLock
 
     return SerializableLock(name)
@@ -762,17 +853,34 @@ def _lock(name: str) -> Any:
 class _GeoTIFFWriter:
     """``da.store`` target: opens the file by path in each task (no open dataset is shipped).
 
-    ``shown`` is the output path that error messages name (not the temporary file's).
+    The first block to be written creates the file (under the write lock) unless `create` made
+    it before. ``shown`` is the output path that error messages name (not the temporary file's).
     """
 
-    def __init__(self, path: str, shown: str) -> None:
+    def __init__(
+        self, path: str, shown: str, profile: dict[str, Any], metadata: dict[str, Any]
+    ) -> None:
         self.path = path
         self.shown = shown
+        self.profile = profile
+        self.metadata = metadata
+
+    def create(self) -> None:
+        import rasterio
+
+        with (
+            _output_errors(self.shown),
+            rasterio.Env(GDAL_NUM_THREADS="ALL_CPUS"),
+            rasterio.open(self.path, "w", **self.profile) as dst,
+        ):
+            _apply_band_metadata(dst, self.metadata)
 
     def __setitem__(self, key: tuple[slice, ...], value: np.ndarray) -> None:
         import rasterio
         from rasterio.windows import Window
 
+        if not os.path.exists(self.path):
+            self.create()
         bands, rows, cols = key
         window = Window.from_slices(rows, cols, height=value.shape[1], width=value.shape[2])
         indexes = list(range((bands.start or 0) + 1, (bands.start or 0) + value.shape[0] + 1))
