@@ -9,6 +9,7 @@ from typing import Any, Generic, TypeVar
 import xarray as xr
 
 from dasksr import api
+from dasksr import fuse as _fuse
 from dasksr.io import write
 
 __all__ = ["SRAccessor"]
@@ -25,13 +26,14 @@ def _bind(function: Callable[..., Any]) -> Callable[..., Any]:
 
 
 class SRAccessor(Generic[T]):
-    """``da.sr.upscale(scale=2, method='lanczos')``, ``da.sr.to_zarr(path)``,
-    ``da.sr.to_geotiff(path)``, on DataArrays and Datasets."""
+    """``da.sr.upscale(scale=2, method='lanczos')``, ``stack.sr.fuse(scale=2)``,
+    ``da.sr.to_zarr(path)``, ``da.sr.to_geotiff(path)``, on DataArrays and Datasets."""
 
     def __init__(self, obj: T) -> None:
         self._obj: T = obj
 
     upscale = _bind(api.upscale)
+    fuse = _bind(_fuse.fuse)
     to_zarr = _bind(write.to_zarr)
     to_geotiff = _bind(write.to_geotiff)
 

@@ -17,7 +17,7 @@ from dasksr.kernels.values import cast, nodata_fits, work_dtype
 if TYPE_CHECKING:
     from affine import Affine
 
-__all__ = ["raster_transform", "spatial_dims", "upscale"]
+__all__ = ["fine_dataarray", "raster_transform", "spatial_dims", "upscale"]
 
 _SUPPORTED_KINDS = "uif"
 
@@ -245,7 +245,25 @@ def _upscale_dataarray(
         raw = da.from_array(raw, chunks=chunks)
         chunks = None
     fine = upscale(raw, scale, method, nodata=nodata, chunks=chunks, dtype=dtype)
+    return fine_dataarray(data, fine, scale, nodata=nodata, dtype=dtype, encoded=encoded)
 
+
+def fine_dataarray(
+    data: xr.DataArray,
+    fine: Any,
+    scale: int,
+    *,
+    nodata: float | None,
+    dtype: Any = None,
+    encoded: float | None = None,
+) -> xr.DataArray:
+    """Wrap ``fine``, the pixels of ``data`` on the grid ``scale`` times finer, as a DataArray.
+
+    ``data``'s spatial dims are last; the fine ``x``/``y`` coordinates are the fine pixel centres,
+    the transform is scaled, and CRS, nodata, name, attributes and other coordinates are kept.
+    ``dtype`` is the output dtype asked for, ``encoded`` the file's nodata of a masked input.
+    """
+    ydim, xdim = spatial_dims(data)
     transform = raster_transform(data)
     grid_mapping = data.rio.grid_mapping
     coords = {

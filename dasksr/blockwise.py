@@ -292,13 +292,16 @@ def map_with_halo(
     dtype: Any,
     meta: Any,
     name: str | None = None,
+    drop_axis: int | None = None,
 ) -> da.Array:
     """Call ``kernel(*padded_blocks)`` on every block, each padded by ``halo`` on the spatial axes.
 
     The padding comes from the neighbouring blocks, or from ``boundary`` at the image edge, exactly
     as the whole image is padded. The arrays' spatial chunks must be at least ``halo`` (see
     `merge_small_chunks`); an axis shorter than the halo must be one chunk: dask cannot pad it from
-    neighbours, so the task pads it itself with the same rule.
+    neighbours, so the task pads it itself with the same rule. With ``drop_axis`` the kernel reduces
+    that (leading, single-chunk) axis away, as multi-frame fusion does with ``time``; ``chunks``
+    then describes the output without it.
     """
     first = arrays[0]
     ndim = first.ndim
@@ -316,6 +319,8 @@ def map_with_halo(
     options: dict[str, Any] = {"chunks": chunks, "dtype": dtype, "meta": meta}
     if name is not None:
         options["name"] = name
+    if drop_axis is not None:
+        options["drop_axis"] = drop_axis
     if halo == 0 or len(short) == 2:
         return da.map_blocks(task, *arrays, **options)
     return da.map_overlap(

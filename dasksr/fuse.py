@@ -1,0 +1,396 @@
+"""Multi-frame super-resolution of a time stack: register eagerly, then fuse blockwise.
+
+Registration and radiometric normalisation run once, on a central window of every frame, before
+the graph is built (:func:`dasksr.kernels.fuse.register_frames`); their results are parameters of
+the block function (:func:`dasksr.kernels.fuse.fuse_block`), which the blockwise layer runs with
+the declared halo, ``time`` in one chunk and reduced away.
+"""
+
+from __future__ import annotations
+
+import math
+import warnings
+from functools import partial
+from typing import Any
+
+import dask.array as da
+import numpy as np
+import xarray as xr
+from dask.base import tokenize
+
+from dasksr.api import fine_dataarray, spatial_dims
+from dasksr.blockwise import map_with_halo, merge_small_chunks, pad_block
+from dasksr.errors import InvalidArgumentError, InvalidScaleError
+from dasksr.kernels.fuse import FuseParams, fuse_block, fuse_halo, register_frames
+from dasksr.kernels.values import finalize, work_dtype
+
+__all__ = ["FUSE_METHODS", "FrameDroppedWarning", "fuse", "fuse_numpy"]
+
+#: ``method`` of :func:`fuse`: how many back-projection iterations follow the fusion.
+FUSE_METHODS = {"ibp": 8, "kernel": 0}
+
+#: Largest scale of :func:`fuse`.
+_MAX_SCALE = 8
+#: Edge of the central window (LR pixels) on which frames are registered.
+_WINDOW = 512
+#: Boundary rule past the image edge, as the upscaling methods (half-sample symmetric).
+_BOUNDARY = "reflect"
+
+
+class FrameDroppedWarning(UserWarning):
+    """A frame of the stack could not be registered and was left out of the fusion."""
+
+
+def fuse(
+    stack: xr.DataArray,
+    scale: int = 2,
+    *,
+    dim: str = "time",
+    masks: Any = None,
+    reference: int = 0,
+    method: str = "ibp",
+    nodata: float | None = None,
+    chunks: Any = None,
+    psf_sigma: float = 0.5,
+    max_shift: float = 4.0,
+    min_correlation: float = 0.5,
+) -> xr.DataArray:
+    """Super-resolve the reference frame of a stack of acquisitions of the same ground.
+
+    Parameters
+    ----------
+    stack : xarray.DataArray
+        Frames ``(time, [band,] y, x)`` on one grid, lazy (dask) or in memory; integer or float.
+    scale : int
+        Integer factor, 2..8.
+    dim : str
+        The dimension that holds the frames.
+    masks : xarray.DataArray or array_like of bool, optional
+        True where a frame's pixel is invalid (cloud, shadow), ``(time, y, x)`` or the stack's
+        shape. Nodata and NaN pixels are always invalid.
+    reference : int
+        Position along ``dim`` of the frame whose grid, georeferencing and radiometry the result
+        takes.
+    method : {'ibp', 'kernel'}
+        ``'ibp'``: robust fusion followed by 8 iterations of back-projection (detail recovery).
+        ``'kernel'``: the robust fusion alone (normalised convolution).
+    nodata : float, optional
+        Value marking invalid pixels; the default is ``stack.rio.nodata``.
+    chunks : optional
+        Spatial chunks (an int or a ``(y, x)`` pair) of the computation; the default keeps the
+        stack's.
+    psf_sigma : float
+        Standard deviation of the sensor's Gaussian point-spread function in LR pixels (the model
+        of :func:`dasksr.degrade_sensor`).
+    max_shift : float
+        Frames displaced by more than this (LR pixels) from the reference are dropped.
+    min_correlation : float
+        Frames whose correlation with the reference after registration is lower are dropped.
+
+    Returns
+    -------
+    xarray.DataArray
+        ``([band,] y, x)`` on the reference frame's grid ``scale`` times finer, lazy, in the
+        stack's dtype (integers rounded and clipped). Attributes ``fuse_frames`` (labels of the
+        frames used), ``fuse_shift_y``/``fuse_shift_x`` (their shifts in LR pixels),
+        ``fuse_gain``/``fuse_offset`` (per frame and band: ``reference ~ gain * frame + offset``),
+        ``fuse_halo`` and ``fuse_method`` say what was done.
+
+    Warns
+    -----
+    FrameDroppedWarning
+        For every frame left out: entirely masked in the registration window, no correlation with
+        the reference, or shifted more than ``max_shift``.
+
+    Notes
+    -----
+    Frame ``k`` displaced by ``d_k`` has its pixel ``i`` at reference coordinate ``i + d_k``.
+    Shifts, gains and offsets are found on the central 512 x 512 LR pixels of every frame (phase
+    correlation, then Gauss-Newton refinement), once. A fine pixel is nodata when the sample
+    nearest to it is invalid in every frame; elsewhere invalid samples simply do not count. The
+    chunked result equals the whole-scene result (:func:`fuse_numpy`): each block is padded by the
+    halo ``fuse_halo`` (the largest shift plus the fusion kernel's reach, plus the PSF's and the
+    kernel's reach per iteration), with the half-sample symmetric rule at the image edge.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> import dasksr
+    >>> scene = np.random.default_rng(0).uniform(0, 100, (96, 96))
+    >>> frames, shifts, _ = dasksr.simulate_stack(scene, 4, 2, snr=40, seed=1)
+    >>> fused = dasksr.fuse(frames.chunk({"x": 24, "y": 24}), 2)
+    >>> fused.shape, len(fused.attrs["fuse_frames"])
+    ((96, 96), 4)
+    """
+    import rioxarray  # noqa: F401  (registers the rio accessor)
+
+    if not isinstance(stack, xr.DataArray):
+        raise InvalidArgumentError(
+            f"stack of type {type(stack).__name__} is not supported: pass an xarray DataArray "
+            "(time, [band,] y, x)"
+        )
+    scale = _check_scale(scale)
+    if method not in FUSE_METHODS:
+        raise InvalidArgumentError(
+            f"method={method!r} is not known: use one of {', '.join(FUSE_METHODS)}"
+        )
+    frames, band_dim = _frames(stack, dim)
+    n = frames.sizes[dim]
+    if n < 2:
+        raise InvalidArgumentError(
+            f"the stack has {n} frame along {dim!r}: fuse needs at least 2 "
+            "(for a single image use upscale)"
+        )
+    if not (isinstance(reference, int | np.integer) and -n <= reference < n):
+        raise InvalidArgumentError(f"reference={reference!r} is not a frame index: use 0..{n - 1}")
+    reference = int(reference) % n
+    if frames.dtype.kind not in "uif":
+        raise InvalidArgumentError(
+            f"stack has dtype {frames.dtype}: use integer or floating-point pixels"
+        )
+    if nodata is None:
+        nodata = stack.rio.nodata
+    pixels = _as_dask(frames.data)
+    invalid = _mask_array(masks, frames, dim)
+    labels = [_label(v) for v in frames[dim].values]
+
+    found = register_frames(
+        *_window(pixels, invalid, nodata), reference=reference, upsample=100, refine=True
+    )
+    keep = _kept_frames(found, labels, reference, max_shift, min_correlation)
+    ref_pos = keep.index(reference)
+    params = FuseParams(
+        scale=scale,
+        shifts=tuple(found[k].shift for k in keep),
+        gains=tuple(found[k].gain for k in keep),
+        offsets=tuple(found[k].offset for k in keep),
+        noise=tuple(found[k].noise for k in keep),
+        reference=ref_pos,
+        psf_sigma=float(psf_sigma),
+        iterations=FUSE_METHODS[method],
+    )
+    pixels = pixels[keep]
+    invalid = None if invalid is None else invalid[keep]
+    fine = _fuse_array(pixels, invalid, params, nodata=nodata, chunks=chunks)
+
+    template = frames.isel({dim: reference}, drop=True)
+    if band_dim is None:
+        template = template.isel(band=0, drop=True)
+        fine = fine[0]
+    out = fine_dataarray(template, fine, scale, nodata=nodata)
+    out.attrs.update(
+        fuse_method=method,
+        fuse_frames=[labels[k] for k in keep],
+        fuse_shift_y=[found[k].shift[0] for k in keep],
+        fuse_shift_x=[found[k].shift[1] for k in keep],
+        fuse_gain=[list(found[k].gain) for k in keep],
+        fuse_offset=[list(found[k].offset) for k in keep],
+        fuse_halo=fuse_halo(params),
+    )
+    if band_dim is not None and band_dim != "band":
+        out = out.rename({"band": band_dim})
+    return out
+
+
+def fuse_numpy(
+    frames: np.ndarray,
+    invalid: np.ndarray | None,
+    params: FuseParams,
+    *,
+    nodata: float | None = None,
+) -> np.ndarray:
+    """The whole-scene result: pad the whole stack ``(time, band, y, x)`` by the halo, fuse once.
+
+    The reference of the seamless contract for :func:`fuse`.
+    """
+    halo = fuse_halo(params)
+    padded = pad_block(np.asarray(frames), halo, _BOUNDARY)
+    mask = None if invalid is None else pad_block(np.asarray(invalid), halo, _BOUNDARY)
+    return _fuse_padded(padded, mask, params=params, halo=halo, nodata=nodata)
+
+
+def _fuse_padded(
+    frames: np.ndarray,
+    invalid: np.ndarray | None,
+    *,
+    params: FuseParams,
+    halo: int,
+    nodata: float | None,
+) -> np.ndarray:
+    dtype = frames.dtype
+    values, empty = fuse_block(
+        frames, invalid, params, halo=halo, nodata=nodata, work=work_dtype(dtype)
+    )
+    return finalize(values, dtype, nodata, empty if empty.any() else None)
+
+
+def _fuse_array(
+    pixels: da.Array,
+    invalid: da.Array | None,
+    params: FuseParams,
+    *,
+    nodata: float | None,
+    chunks: Any,
+) -> da.Array:
+    """Wire :func:`_fuse_padded` over the blocks: ``time`` in one chunk, reduced away."""
+    halo = fuse_halo(params)
+    scale = params.scale
+    target = list(pixels.chunks)
+    if chunks is not None:
+        ys, xs = (chunks, chunks) if isinstance(chunks, int) else chunks
+        target[2:] = list(da.core.normalize_chunks((ys, xs), pixels.shape[2:]))
+    target[0] = (pixels.shape[0],)
+    target[1] = (pixels.shape[1],)
+    for ax in (2, 3):
+        target[ax] = merge_small_chunks(tuple(target[ax]), halo)
+    pixels = pixels.rechunk(tuple(target))
+    arrays = [pixels]
+    if invalid is not None:
+        arrays.append(invalid.rechunk(tuple(target)))
+    out_chunks = (target[1], *(tuple(c * scale for c in target[ax]) for ax in (2, 3)))
+    kernel = partial(_fuse_task, params=params, halo=halo, nodata=nodata)
+    name = "fuse-" + tokenize(
+        pixels.name, None if invalid is None else invalid.name, params, nodata
+    )
+    return map_with_halo(
+        kernel,
+        *arrays,
+        halo=halo,
+        boundary=_BOUNDARY,
+        chunks=out_chunks,
+        dtype=pixels.dtype,
+        meta=np.empty((0, 0, 0), dtype=pixels.dtype),
+        name=name,
+        drop_axis=0,
+    )
+
+
+def _fuse_task(
+    frames: np.ndarray,
+    invalid: np.ndarray | None = None,
+    *,
+    params: FuseParams,
+    halo: int,
+    nodata: float | None,
+) -> np.ndarray:
+    return _fuse_padded(frames, invalid, params=params, halo=halo, nodata=nodata)
+
+
+def _check_scale(scale: Any) -> int:
+    if isinstance(scale, float) and scale.is_integer():
+        scale = int(scale)
+    if not isinstance(scale, int | np.integer) or isinstance(scale, bool):
+        raise InvalidScaleError(f"scale={scale!r} is not an integer: use 2..{_MAX_SCALE}")
+    if not 2 <= scale <= _MAX_SCALE:
+        raise InvalidScaleError(f"scale={scale!r} is not supported by fuse: use 2..{_MAX_SCALE}")
+    return int(scale)
+
+
+def _frames(stack: xr.DataArray, dim: str) -> tuple[xr.DataArray, str | None]:
+    """``stack`` as ``(dim, band, y, x)`` and the name of its band dim (None when it has none)."""
+    if dim not in stack.dims:
+        raise InvalidArgumentError(
+            f"the stack has dims {stack.dims}, no {dim!r}: pass dim= naming its frames' dimension"
+        )
+    ydim, xdim = spatial_dims(stack)
+    others = [d for d in stack.dims if d not in (dim, ydim, xdim)]
+    if len(others) > 1:
+        raise InvalidArgumentError(
+            f"the stack has dims {stack.dims}: fuse takes ({dim}, [band,] y, x), select the extra "
+            f"dims {others[1:]} first"
+        )
+    frames = stack.transpose(dim, *others, ydim, xdim)
+    if not others:
+        return frames.expand_dims("band", axis=1), None
+    return frames.rename({others[0]: "band"}) if others[0] != "band" else frames, others[0]
+
+
+def _as_dask(data: Any) -> da.Array:
+    if isinstance(data, da.Array):
+        return data
+    return da.from_array(np.asarray(data), chunks=(-1, -1, 1024, 1024))
+
+
+def _mask_array(masks: Any, frames: xr.DataArray, dim: str) -> da.Array | None:
+    """``masks`` as a boolean dask array of the frames' shape ``(time, band, y, x)``."""
+    if masks is None:
+        return None
+    data = masks.data if isinstance(masks, xr.DataArray) else masks
+    array = data if isinstance(data, da.Array) else da.from_array(np.asarray(data))
+    shape = frames.shape
+    expected = (shape[0], *shape[2:])
+    if tuple(array.shape) == expected:
+        array = array[:, None]
+    elif tuple(array.shape) != shape:
+        raise InvalidArgumentError(
+            f"masks have shape {tuple(array.shape)} but the stack has {shape[0]} frames of "
+            f"{shape[2]} x {shape[3]} pixels: pass one mask per frame, shape {expected}"
+        )
+    if array.dtype != bool:
+        array = array != 0
+    return da.broadcast_to(array, shape)
+
+
+def _label(value: Any) -> str:
+    if isinstance(value, np.datetime64):
+        return str(np.datetime_as_string(value, unit="auto"))
+    return str(value.item() if hasattr(value, "item") else value)
+
+
+def _window(
+    pixels: da.Array, invalid: da.Array | None, nodata: float | None
+) -> tuple[np.ndarray, np.ndarray]:
+    """The central window of every frame and its invalid pixels, computed now."""
+    ny, nx = pixels.shape[-2:]
+    cut = []
+    for n in (ny, nx):
+        size = min(n, _WINDOW)
+        start = (n - size) // 2
+        cut.append(slice(start, start + size))
+    values = pixels[..., cut[0], cut[1]]
+    bad = ~da.isfinite(values) if values.dtype.kind == "f" else da.zeros_like(values, dtype=bool)
+    if nodata is not None and not math.isnan(nodata):
+        bad = bad | (values == values.dtype.type(nodata))
+    if invalid is not None:
+        bad = bad | invalid[..., cut[0], cut[1]]
+    window, mask = da.compute(values, bad)
+    return np.asarray(window), np.asarray(mask)
+
+
+def _kept_frames(
+    found: list[Any],
+    labels: list[str],
+    reference: int,
+    max_shift: float,
+    min_correlation: float,
+) -> list[int]:
+    if found[reference].valid_fraction == 0:
+        raise InvalidArgumentError(
+            f"the reference frame {labels[reference]} has no valid pixel in the registration "
+            "window: choose another reference"
+        )
+    keep = []
+    for k, frame in enumerate(found):
+        reason = None
+        if frame.valid_fraction == 0:
+            reason = "is entirely masked in the registration window"
+        elif not np.all(np.isfinite(frame.shift)):
+            reason = "has no usable overlap with the reference"
+        elif np.abs(frame.shift).max() > max_shift:
+            reason = f"is shifted by {np.abs(frame.shift).max():.2f} px (> max_shift={max_shift})"
+        elif k != reference and not frame.correlation >= min_correlation:
+            reason = f"correlates with the reference at {frame.correlation:.2f} only"
+        if reason is None:
+            keep.append(k)
+        else:
+            warnings.warn(
+                f"frame {labels[k]} {reason}: dropped from the fusion",
+                FrameDroppedWarning,
+                stacklevel=3,
+            )
+    if len(keep) < 2:
+        raise InvalidArgumentError(
+            f"only {len(keep)} frame(s) of {len(found)} can be registered: fuse needs at least 2 "
+            "(check the masks, or use upscale on one frame)"
+        )
+    return keep
