@@ -87,8 +87,7 @@ def _run_upscale(
     zarr_options: dict[str, Any] | None = None,
 ) -> tuple[Path, tuple[int, ...], str, float]:
     from dasksr.api import upscale
-    from dasksr.cluster import connect
-    from dasksr.io import open_raster, to_geotiff, to_zarr
+    from dasksr.io import open_raster
     from dasksr.io.write import check_not_an_input, prepare_output
     from dasksr.kernels import get_method
 
@@ -105,6 +104,33 @@ def _run_upscale(
         raise InvalidArgumentError(f"{flags} needs a .zarr output: change the output extension")
     data = _checked_raster(open_raster(source, chunks=chunks, variable=variable), source)
     fine = upscale(data, scale, method)
+    return _write(
+        fine,
+        output,
+        kind=kind,
+        scheduler=scheduler,
+        workers=workers,
+        overwrite=overwrite,
+        cog=cog,
+        progress=progress,
+    )
+
+
+def _write(
+    fine: Any,
+    output: str,
+    *,
+    kind: str,
+    scheduler: str | None,
+    workers: int | None,
+    overwrite: bool,
+    cog: bool,
+    progress: bool,
+) -> tuple[Path, tuple[int, ...], str, float]:
+    """Compute and write the lazy ``fine`` on the chosen scheduler; the summary's figures."""
+    from dasksr.cluster import connect
+    from dasksr.io import to_geotiff, to_zarr
+
     with connect(scheduler, workers=workers):
         start = time.perf_counter()
         if kind == "zarr":
@@ -244,6 +270,184 @@ def upscale(
         },
     )
     click.echo(_summary(*result))
+
+
+@cli.command()
+@click.argument("paths", nargs=-1, required=True, metavar="FRAME... OUTPUT")
+@click.option(
+    "--scale", "-s", type=ScaleType(), default=2, show_default=True, help="Integer factor."
+)
+@click.option(
+    "--reference",
+    type=int,
+    default=0,
+    show_default=True,
+    help="Index of the frame whose grid and radiometry the output takes.",
+)
+@click.option(
+    "--method",
+    "-m",
+    type=click.Choice(["ibp", "kernel"]),
+    default="ibp",
+    show_default=True,
+    help="Robust fusion then back-projection (ibp), or the fusion alone (kernel).",
+)
+@click.option(
+    "--masks",
+    "mask_paths",
+    multiple=True,
+    metavar="MASK",
+    help="One mask raster per frame, in order (non-zero = invalid); repeat the option.",
+)
+@click.option(
+    "--mask-band",
+    type=click.IntRange(min=1),
+    default=None,
+    help="1-based band of every frame that is its mask (non-zero = invalid), not fused.",
+)
+@click.option("--variable", default=None, help="Variable to read from a Zarr input.")
+@click.option("--overwrite", is_flag=True, help="Replace OUTPUT if it exists.")
+@_with_common
+def fuse(
+    paths: tuple[str, ...],
+    scale: int,
+    reference: int,
+    method: str,
+    mask_paths: tuple[str, ...],
+    mask_band: int | None,
+    variable: str | None,
+    overwrite: bool,
+    chunks: int | None,
+    scheduler: str | None,
+    workers: int | None,
+    progress: bool | None,
+) -> None:
+    """Fuse frames of the same ground (GeoTIFFs, or one Zarr with a time dim) into OUTPUT."""
+    import warnings
+
+    from dasksr.fuse import FrameDroppedWarning
+    from dasksr.fuse import fuse as fuse_stack
+    from dasksr.io.write import check_not_an_input, prepare_output
+
+    if len(paths) < 2:
+        raise InvalidArgumentError("give the frames and then the output: FRAME... OUTPUT")
+    *frames, output = paths
+    kind = _output_kind(output)
+    check_not_an_input([p for p in (*frames, *mask_paths) if Path(p).exists()], output)
+    prepare_output(output, overwrite=overwrite)
+    stack, masks = _open_stack(frames, mask_paths, mask_band, chunks=chunks, variable=variable)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always", FrameDroppedWarning)
+        try:
+            fine = fuse_stack(stack, scale, masks=masks, reference=reference, method=method)
+        finally:  # the dropped frames are named before an error that they cause
+            for w in caught:
+                if issubclass(w.category, FrameDroppedWarning):
+                    click.echo(f"dasksr: warning: {_one_line(str(w.message))}", err=True)
+    show = sys.stderr.isatty() if progress is None else progress
+    result = _write(
+        fine,
+        output,
+        kind=kind,
+        scheduler=scheduler,
+        workers=workers,
+        overwrite=overwrite,
+        cog=False,
+        progress=show,
+    )
+    shifts = ", ".join(
+        f"{label} ({dy:+.3f}, {dx:+.3f})"
+        for label, dy, dx in zip(
+            fine.attrs["fuse_frames"],
+            fine.attrs["fuse_shift_y"],
+            fine.attrs["fuse_shift_x"],
+            strict=True,
+        )
+    )
+    click.echo(f"{_summary(*result)}; shifts (dy, dx) in input px: {shifts}")
+
+
+def _open_stack(
+    frames: list[str],
+    mask_paths: tuple[str, ...],
+    mask_band: int | None,
+    *,
+    chunks: int | None,
+    variable: str | None,
+) -> tuple[Any, Any]:
+    """The frames as one ``(time, band, y, x)`` DataArray and the masks (or None)."""
+    import xarray as xr
+
+    from dasksr.io import open_raster
+
+    if len(frames) == 1:
+        stack = _checked_raster(open_raster(frames[0], chunks=chunks, variable=variable), frames[0])
+        if "time" not in stack.dims:
+            raise InvalidArgumentError(
+                f"{frames[0]} is one frame: fuse needs at least 2 (for a single image use upscale)"
+            )
+    else:
+        opened = [
+            _checked_raster(open_raster(f, chunks=chunks, variable=variable), f) for f in frames
+        ]
+        first = opened[0]
+        for path, data in zip(frames[1:], opened[1:], strict=True):
+            difference = _grid_difference(first, data)
+            if difference:
+                raise InvalidArgumentError(
+                    f"frame {path} is not on the grid of {frames[0]}: {difference}; "
+                    "resample the frames to one grid first"
+                )
+        labels = [Path(f).stem for f in frames]
+        stack = xr.concat(opened, dim="time", combine_attrs="override", join="override")
+        stack = stack.assign_coords(time=labels)
+    masks = None
+    if mask_band is not None:
+        bands = stack.sizes.get("band", 1)
+        if "band" not in stack.dims or mask_band > bands:
+            raise InvalidArgumentError(
+                f"--mask-band {mask_band} is not a band of the frames ({bands} band(s))"
+            )
+        masks = stack.isel(band=mask_band - 1, drop=True) != 0
+        stack = stack.drop_isel(band=mask_band - 1)
+    if mask_paths:
+        if len(mask_paths) != stack.sizes["time"]:
+            raise InvalidArgumentError(
+                f"{len(mask_paths)} mask(s) for {stack.sizes['time']} frames: give one --masks "
+                "per frame"
+            )
+        opened = [open_raster(m, chunks=chunks) for m in mask_paths]
+        for path, m in zip(mask_paths, opened, strict=True):
+            if m.shape[-2:] != stack.shape[-2:]:
+                raise InvalidArgumentError(
+                    f"mask {path} is {m.shape[-1]} x {m.shape[-2]} pixels but the frames are "
+                    f"{stack.shape[-1]} x {stack.shape[-2]}: give masks on the frames' grid"
+                )
+        from_files = xr.concat([m.isel(band=0, drop=True) != 0 for m in opened], dim="time")
+        from_files = from_files.assign_coords(time=stack["time"].values)
+        masks = from_files if masks is None else masks | from_files
+    return stack, masks
+
+
+def _grid_difference(first: Any, other: Any) -> str:
+    """What differs between the grids of two rasters (empty when they share one)."""
+    if first.shape[-2:] != other.shape[-2:]:
+        return (
+            f"size {other.shape[-1]} x {other.shape[-2]} instead of "
+            f"{first.shape[-1]} x {first.shape[-2]}"
+        )
+    if first.rio.crs != other.rio.crs:
+        return f"CRS {other.rio.crs} instead of {first.rio.crs}"
+    a, b = first.rio.transform(), other.rio.transform()
+    if not a.almost_equals(b):
+        return f"transform ({_affine(b)}) instead of ({_affine(a)})"
+    if first.shape != other.shape:
+        return f"{other.shape[0]} band(s) instead of {first.shape[0]}"
+    return ""
+
+
+def _affine(transform: Any) -> str:
+    return ", ".join(_number(v) for v in tuple(transform)[:6])
 
 
 @cli.command()

@@ -59,9 +59,10 @@ def simulate_stack(
     max_shift : float
         Largest shift along each axis, in LR pixels.
     clouds : float, optional
-        Fraction of the pixels of each clouded frame under a bright smooth blob: its brightness
-        rises smoothly from 0 at its edge to ``cloud_brightness`` above the scene. Clouds of
-        different frames are drawn independently, so they overlap in places.
+        Fraction of the pixels of each clouded frame under bright smooth blobs, at least
+        ``cloud_brightness`` above the scene (at their edges) and rising smoothly to 1.5 times
+        that inside. Clouds of different frames are drawn independently, so they overlap in
+        places.
     cloud_frames : sequence of int, optional
         The frames that get clouds (default: every frame but frame 0).
     cloud_brightness : float
@@ -74,7 +75,7 @@ def simulate_stack(
     SimulatedStack
         ``(frames, shifts, masks)``: the frames as a DataArray ``(time, [band,] y, x)`` with
         ``shift_y``/``shift_x`` coordinates along ``time``, the true shifts ``(n, 2)``, and the
-        cloud masks (True where a blob adds anything) or None.
+        cloud masks (True under a blob) or None.
 
     Examples
     --------
@@ -115,15 +116,16 @@ def simulate_stack(
 
 
 def _cloud(shape: tuple[int, ...], fraction: float, rng: np.random.Generator) -> np.ndarray:
-    """A smooth field in [0, 1], positive on ``fraction`` of the pixels."""
+    """Blobs on ``fraction`` of the pixels: 1 at their edge, rising smoothly to 1.5 inside."""
     from scipy.ndimage import gaussian_filter
 
     size = max(shape) / 8
     field = gaussian_filter(rng.standard_normal(shape), size, mode="wrap")
     threshold = np.quantile(field, 1 - fraction)
-    ramp = (field.max() - threshold) / 3 or 1.0
+    inside = field > threshold
+    ramp = (field.max() - threshold) / 2 or 1.0
     t = np.clip((field - threshold) / ramp, 0, 1)
-    return t * t * (3 - 2 * t)  # smoothstep: no edge
+    return np.where(inside, 1 + 0.5 * t * t * (3 - 2 * t), 0.0)
 
 
 def _add(frame: np.ndarray, cloud: np.ndarray) -> np.ndarray:

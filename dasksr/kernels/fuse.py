@@ -134,7 +134,9 @@ def _gaussian_phases(
     else:
         weights = np.exp(-0.5 * (distance / sigma) ** 2)
         weights[np.abs(distance) > _TRUNCATE * sigma] = 0.0
-    return weights / weights.sum(axis=1, keepdims=True), taps
+    # A phase out of reach of every sample (a kernel narrower than the gaps) gets no weight.
+    sums = weights.sum(axis=1, keepdims=True)
+    return weights / np.where(sums > 0, sums, 1.0), taps
 
 
 def _kernel_radius(sigma: float, shift_max: float) -> int:
