@@ -92,7 +92,8 @@ def fuse(
     xarray.DataArray
         ``([band,] y, x)`` on the reference frame's grid ``scale`` times finer, lazy, in the
         stack's dtype (integers rounded and clipped). Attributes ``fuse_frames`` (labels of the
-        frames used), ``fuse_shift_y``/``fuse_shift_x`` (their shifts in LR pixels),
+        frames used), ``fuse_shift_y``/``fuse_shift_x`` (their shifts in LR pixels, refined;
+        ``fuse_phase_shift_y``/``fuse_phase_shift_x`` from phase correlation alone),
         ``fuse_gain``/``fuse_offset`` (per frame and band: ``reference ~ gain * frame + offset``),
         ``fuse_halo`` and ``fuse_method`` say what was done.
 
@@ -183,6 +184,8 @@ def fuse(
         fuse_frames=[labels[k] for k in keep],
         fuse_shift_y=[found[k].shift[0] for k in keep],
         fuse_shift_x=[found[k].shift[1] for k in keep],
+        fuse_phase_shift_y=[found[k].phase_shift[0] for k in keep],
+        fuse_phase_shift_x=[found[k].phase_shift[1] for k in keep],
         fuse_gain=[list(found[k].gain) for k in keep],
         fuse_offset=[list(found[k].offset) for k in keep],
         fuse_halo=fuse_halo(params),
