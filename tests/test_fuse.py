@@ -11,6 +11,7 @@ import dask.array as da
 import numpy as np
 import pytest
 import rasterio
+import rioxarray  # noqa: F401  (registers the rio accessor)
 import xarray as xr
 from affine import Affine
 from scipy.ndimage import gaussian_filter
@@ -360,3 +361,20 @@ def test_cli_bad_input_is_one_line_and_status_2(tmp_path: Path, capsys: Any, cas
     if case == "all-masked":
         assert "frame1 is entirely masked" in err
     assert not out.exists()
+
+
+def test_cli_reads_one_zarr_with_a_time_dimension(tmp_path: Path, capsys: Any) -> None:
+    frames = _frames(3).drop_vars(["shift_y", "shift_x"])
+    frames = frames.assign_coords(
+        x=500000 + 10 * np.arange(64) + 5.0, y=4000000 - 10 * np.arange(64) - 5.0
+    ).rio.write_crs("EPSG:32633")
+    frames.to_dataset(name="refl").to_zarr(tmp_path / "stack.zarr", consolidated=False)
+    out = tmp_path / "fused.zarr"
+    assert main(["fuse", str(tmp_path / "stack.zarr"), str(out), "--no-progress"]) == 0
+    assert "0 (+0.000, +0.000), 1 (" in capsys.readouterr().out
+    fused = dasksr.open_raster(out)
+    assert fused.shape[-2:] == (128, 128)
+    assert fused.rio.transform() == Affine(5, 0, 500000, 0, -5, 4000000)
+    np.testing.assert_allclose(
+        np.squeeze(fused.values), dasksr.fuse(frames, 2).values, rtol=0, atol=1e-9
+    )
