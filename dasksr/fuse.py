@@ -8,6 +8,7 @@ the declared halo, ``time`` in one chunk and reduced away.
 
 from __future__ import annotations
 
+import dataclasses
 import math
 import warnings
 from functools import partial
@@ -21,13 +22,22 @@ from dask.base import tokenize
 from dasksr.api import fine_dataarray, spatial_dims
 from dasksr.blockwise import map_with_halo, merge_small_chunks, pad_block
 from dasksr.errors import InvalidArgumentError, InvalidScaleError
-from dasksr.kernels.fuse import FuseParams, fuse_block, fuse_halo, register_frames
+from dasksr.kernels.fuse import (
+    FuseParams,
+    choose_iterations,
+    default_kernel_sigma,
+    fuse_block,
+    fuse_halo,
+    register_frames,
+)
 from dasksr.kernels.values import finalize, work_dtype
 
 __all__ = ["FUSE_METHODS", "FrameDroppedWarning", "fuse", "fuse_numpy"]
 
-#: ``method`` of :func:`fuse`: how many back-projection iterations follow the fusion.
-FUSE_METHODS = {"ibp": 8, "kernel": 0}
+#: ``method`` of :func:`fuse`: the fusion, followed by back-projection or not.
+FUSE_METHODS = ("ibp", "kernel")
+#: The most back-projection iterations that ``iterations=None`` may choose.
+MAX_ITERATIONS = 16
 
 #: Largest scale of :func:`fuse`.
 _MAX_SCALE = 8
@@ -49,6 +59,7 @@ def fuse(
     masks: Any = None,
     reference: int = 0,
     method: str = "ibp",
+    iterations: int | None = None,
     nodata: float | None = None,
     chunks: Any = None,
     psf_sigma: float = 0.5,
@@ -72,8 +83,12 @@ def fuse(
         Position along ``dim`` of the frame whose grid, georeferencing and radiometry the result
         takes.
     method : {'ibp', 'kernel'}
-        ``'ibp'``: robust fusion followed by 8 iterations of back-projection (detail recovery).
+        ``'ibp'``: robust fusion followed by iterative back-projection (detail recovery).
         ``'kernel'``: the robust fusion alone (normalised convolution).
+    iterations : int, optional
+        Back-projection iterations of ``'ibp'``. The default chooses them once per scene, on the
+        registration window, by leaving one frame out of the fusion and keeping the count
+        (0..16) that predicts it best: as many as the noise allows.
     nodata : float, optional
         Value marking invalid pixels; the default is ``stack.rio.nodata``.
     chunks : optional
@@ -95,7 +110,7 @@ def fuse(
         frames used), ``fuse_shift_y``/``fuse_shift_x`` (their shifts in LR pixels, refined;
         ``fuse_phase_shift_y``/``fuse_phase_shift_x`` from phase correlation alone),
         ``fuse_gain``/``fuse_offset`` (per frame and band: ``reference ~ gain * frame + offset``),
-        ``fuse_halo`` and ``fuse_method`` say what was done.
+        ``fuse_iterations``, ``fuse_halo`` and ``fuse_method`` say what was done.
 
     Warns
     -----
@@ -135,6 +150,8 @@ def fuse(
         raise InvalidArgumentError(
             f"method={method!r} is not known: use one of {', '.join(FUSE_METHODS)}"
         )
+    if iterations is not None:
+        _check_iterations(iterations)
     frames, band_dim = _frames(stack, dim)
     n = frames.sizes[dim]
     if n < 2:
@@ -155,9 +172,8 @@ def fuse(
     invalid = _mask_array(masks, frames, dim)
     labels = [_label(v) for v in frames[dim].values]
 
-    found = register_frames(
-        *_window(pixels, invalid, nodata), reference=reference, upsample=100, refine=True
-    )
+    window, window_invalid = _window(pixels, invalid, nodata)
+    found = register_frames(window, window_invalid, reference=reference, upsample=100, refine=True)
     keep = _kept_frames(found, labels, reference, max_shift, min_correlation)
     ref_pos = keep.index(reference)
     params = FuseParams(
@@ -167,9 +183,24 @@ def fuse(
         offsets=tuple(found[k].offset for k in keep),
         noise=tuple(found[k].noise for k in keep),
         reference=ref_pos,
+        kernel_sigma=default_kernel_sigma(len(keep)),
         psf_sigma=float(psf_sigma),
-        iterations=FUSE_METHODS[method],
+        iterations=0,
     )
+    if method == "ibp":
+        if iterations is None:
+            # Leave out the best-covered frame other than the reference (the last of equals).
+            others = [i for i in range(len(keep)) if i != ref_pos]
+            held_out = max(others, key=lambda i: (found[keep[i]].valid_fraction, i))
+            iterations, _ = choose_iterations(
+                window[keep],
+                window_invalid[keep],
+                params,
+                held_out=held_out,
+                max_iterations=MAX_ITERATIONS,
+                nodata=None,  # nodata is already in window_invalid
+            )
+        params = dataclasses.replace(params, iterations=_check_iterations(iterations))
     pixels = pixels[keep]
     invalid = None if invalid is None else invalid[keep]
     fine = _fuse_array(pixels, invalid, params, nodata=nodata, chunks=chunks)
@@ -189,6 +220,7 @@ def fuse(
         fuse_gain=[list(found[k].gain) for k in keep],
         fuse_offset=[list(found[k].offset) for k in keep],
         fuse_halo=fuse_halo(params),
+        fuse_iterations=params.iterations,
     )
     if band_dim is not None and band_dim != "band":
         out = out.rename({"band": band_dim})
@@ -277,6 +309,18 @@ def _fuse_task(
     nodata: float | None,
 ) -> np.ndarray:
     return _fuse_padded(frames, invalid, params=params, halo=halo, nodata=nodata)
+
+
+def _check_iterations(iterations: Any) -> int:
+    if (
+        not isinstance(iterations, int | np.integer)
+        or isinstance(iterations, bool)
+        or iterations < 0
+    ):
+        raise InvalidArgumentError(
+            f"iterations={iterations!r} is not a number of iterations: use an integer >= 0 or None"
+        )
+    return int(iterations)
 
 
 def _check_scale(scale: Any) -> int:

@@ -177,7 +177,19 @@ def test_fusion_beats_bicubic_of_the_reference() -> None:
     gain = dasksr.psnr(fused[crop], hr[crop], data_range=np.ptp(hr)) - dasksr.psnr(
         bicubic[crop], hr[crop], data_range=np.ptp(hr)
     )
-    assert gain > 1.5
+    assert gain > 3.0
+
+
+def test_noisier_stacks_get_fewer_iterations() -> None:
+    hr = scene(192, seed=7)
+    chosen = {}
+    for snr in (30, 60):
+        frames, _, _ = dasksr.simulate_stack(hr, 6, 2, snr=snr, seed=3)
+        chosen[snr] = dasksr.fuse(frames, 2).attrs["fuse_iterations"]
+    assert chosen[30] < chosen[60]
+    fixed = dasksr.fuse(frames, 2, iterations=3)
+    assert fixed.attrs["fuse_iterations"] == 3
+    assert dasksr.fuse(frames, 2, method="kernel").attrs["fuse_iterations"] == 0
 
 
 # ------------------------------------------------------------------------------------------------
@@ -274,7 +286,12 @@ def test_unrelated_frame_is_dropped() -> None:
 
 @pytest.mark.parametrize(
     ("kwargs", "match"),
-    [({"scale": 1}, "scale"), ({"dim": "date"}, "dim="), ({"method": "magic"}, "method")],
+    [
+        ({"scale": 1}, "scale"),
+        ({"dim": "date"}, "dim="),
+        ({"method": "magic"}, "method"),
+        ({"iterations": -1}, "iterations"),
+    ],
 )
 def test_bad_arguments(kwargs: dict[str, Any], match: str) -> None:
     with pytest.raises(InvalidArgumentError, match=match):
