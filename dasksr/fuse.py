@@ -21,7 +21,7 @@ from dask.base import tokenize
 
 from dasksr.api import fine_dataarray, spatial_dims
 from dasksr.blockwise import map_with_halo, merge_small_chunks, pad_block
-from dasksr.errors import InvalidArgumentError, InvalidScaleError
+from dasksr.errors import InvalidArgumentError
 from dasksr.kernels.fuse import (
     FuseParams,
     choose_iterations,
@@ -30,6 +30,7 @@ from dasksr.kernels.fuse import (
     fuse_halo,
     register_frames,
 )
+from dasksr.kernels.registry import check_scale
 from dasksr.kernels.values import finalize, work_dtype
 
 __all__ = ["FUSE_METHODS", "FrameDroppedWarning", "fuse", "fuse_numpy"]
@@ -145,7 +146,7 @@ def fuse(
             f"stack of type {type(stack).__name__} is not supported: pass an xarray DataArray "
             "(time, [band,] y, x)"
         )
-    scale = _check_scale(scale)
+    scale = check_scale(scale, range(2, _MAX_SCALE + 1), method="fuse")
     if method not in FUSE_METHODS:
         raise InvalidArgumentError(
             f"method={method!r} is not known: use one of {', '.join(FUSE_METHODS)}"
@@ -321,16 +322,6 @@ def _check_iterations(iterations: Any) -> int:
             f"iterations={iterations!r} is not a number of iterations: use an integer >= 0 or None"
         )
     return int(iterations)
-
-
-def _check_scale(scale: Any) -> int:
-    if isinstance(scale, float) and scale.is_integer():
-        scale = int(scale)
-    if not isinstance(scale, int | np.integer) or isinstance(scale, bool):
-        raise InvalidScaleError(f"scale={scale!r} is not an integer: use 2..{_MAX_SCALE}")
-    if not 2 <= scale <= _MAX_SCALE:
-        raise InvalidScaleError(f"scale={scale!r} is not supported by fuse: use 2..{_MAX_SCALE}")
-    return int(scale)
 
 
 def _frames(stack: xr.DataArray, dim: str) -> tuple[xr.DataArray, str | None]:

@@ -8,8 +8,9 @@ from typing import Any, NamedTuple
 import numpy as np
 import xarray as xr
 
-from dasksr.degrade import _integer_scale, degrade_sensor
+from dasksr.degrade import degrade_sensor
 from dasksr.errors import InvalidArgumentError
+from dasksr.kernels.registry import check_scale
 
 __all__ = ["SimulatedStack", "simulate_stack"]
 
@@ -86,7 +87,7 @@ def simulate_stack(
     >>> frames.shape, shifts.shape, masks is None
     ((4, 32, 32), (4, 2), True)
     """
-    scale = _integer_scale(scale)
+    scale = check_scale(scale, minimum=1)
     if not (isinstance(n, int) and n >= 1):
         raise InvalidArgumentError(f"n={n!r} must be a positive number of frames")
     if not (math.isfinite(max_shift) and max_shift >= 0):
