@@ -395,3 +395,32 @@ def test_cli_reads_one_zarr_with_a_time_dimension(tmp_path: Path, capsys: Any) -
     np.testing.assert_allclose(
         np.squeeze(fused.values), dasksr.fuse(frames, 2).values, rtol=0, atol=1e-9
     )
+
+
+def test_cli_mask_band_drops_an_entirely_masked_frame(tmp_path: Path, capsys: Any) -> None:
+    frames = _frames(3).astype(np.uint16).values
+    masks = np.zeros_like(frames)
+    masks[1] = 1
+    paths = []
+    for k in range(3):
+        path = tmp_path / f"frame{k}.tif"
+        with rasterio.open(
+            path,
+            "w",
+            driver="GTiff",
+            width=64,
+            height=64,
+            count=2,
+            dtype="uint16",
+            crs="EPSG:32633",
+            transform=Affine(10, 0, 500000, 0, -10, 4000000),
+        ) as dst:
+            dst.write(np.stack([frames[k], masks[k]]))
+        paths.append(path)
+    out = tmp_path / "fused.tif"
+    assert main(["fuse", *map(str, paths), str(out), "--mask-band", "2", "--no-progress"]) == 0
+    captured = capsys.readouterr()
+    assert "frame1 is entirely masked" in captured.err
+    assert "frame0 (" in captured.out and "frame1 (" not in captured.out
+    with rasterio.open(out) as src:
+        assert src.count == 1 and src.shape == (128, 128)
