@@ -220,6 +220,13 @@ def test_simulated_clouds_are_as_asked(cloudy: Any) -> None:
     assert 20 < (plain_mean - clear)[m[1] | m[2]].mean() < 40  # a plain mean is off by ~+30
 
 
+def test_gains_and_offsets_are_not_pulled_by_unflagged_clouds(cloudy: Any) -> None:
+    (frames, _, _), _ = cloudy
+    found = K.register_frames(frames.values[:, None])
+    for frame in found[1:]:
+        assert abs(frame.gain[0] - 1) < 0.005 and abs(frame.offset[0]) < 5
+
+
 @pytest.mark.parametrize(("with_masks", "limit"), [(False, 10.0), (True, 2.0)])
 def test_clouds_do_not_print_through(cloudy: Any, with_masks: bool, limit: float) -> None:
     (frames, _, masks), clear = cloudy

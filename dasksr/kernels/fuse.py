@@ -225,9 +225,9 @@ def robust_linear_fit(
 ) -> tuple[float, float]:
     """``(gain, offset)`` minimising Tukey's biweight of ``y - (gain * x + offset)``.
 
-    Iteratively reweighted least squares from the ordinary fit, the residual scale being
-    1.4826 x the median absolute residual: samples off by more than ``c`` scales (clouds, changes)
-    get no weight.
+    Iteratively reweighted least squares from the slope 1 and the median offset, the residual
+    scale being 1.4826 x the median absolute residual: samples off by more than ``c`` scales
+    (clouds, changes) get no weight.
 
     Examples
     --------
@@ -241,8 +241,12 @@ def robust_linear_fit(
     y = np.asarray(y, dtype=np.float64).ravel()
     if x.size < 2 or np.ptp(x) == 0:
         return 1.0, float(np.median(y - x)) if x.size else 0.0
-    weights = np.ones_like(x)
-    gain, offset = 1.0, 0.0
+    # Start from the identity slope and the median offset, not from least squares: a cloud over a
+    # fifth of the pixels would pull a least-squares start too far for the reweighting to recover.
+    gain, offset = 1.0, float(np.median(y - x))
+    residual = y - x - offset
+    u = residual / (c * 1.4826 * (np.median(np.abs(residual)) + 1e-12))
+    weights = np.where(np.abs(u) < 1, (1 - u**2) ** 2, 0.0)
     for _ in range(iterations):
         sw = weights.sum()
         if sw <= 0:
@@ -436,7 +440,13 @@ def register_frames(
                 found.append(_unregistered(stack.shape[1], fraction))
                 break
             # Normalisation maps the frame onto the reference: reference ~ gain * frame + offset.
-            gain, offset = robust_linear_fit(stack[k, b][ok], anchor[ok])
+            # Both are averaged over 5 x 5 pixels first: the resampled reference is smoother than
+            # the frame, and noise in the frame would bias the slope towards 0 (regression
+            # dilution); neither survives the averaging.
+            frame_b = np.where(ok, stack[k, b], np.nan)
+            low_x, low_y = _nan_box(frame_b, 5), _nan_box(np.where(ok, anchor, np.nan), 5)
+            both_low = ok & np.isfinite(low_x) & np.isfinite(low_y)
+            gain, offset = robust_linear_fit(low_x[both_low], low_y[both_low])
             residual = np.where(ok, gain * stack[k, b] + offset - anchor, np.nan)
             smooth = _nan_box(residual, _SMOOTH)
             # A floor keeps noise-free frames from rejecting every sample that is not exact.
