@@ -339,7 +339,7 @@ def test_cli_fuses_frames_and_prints_each_shift(tmp_path: Path, capsys: Any) -> 
     out = tmp_path / "fused.tif"
     assert (
         main(
-            ["fuse", *map(str, paths), str(out), "--scale", "2", "--chunks", "32", "--no-progress"]
+            ["fuse", *map(str, paths), str(out), "--scale", "2", "--chunks", "128", "--no-progress"]
         )
         == 0
     )
