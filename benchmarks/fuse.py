@@ -31,8 +31,8 @@ import numpy as np
 
 import dasksr
 from dasksr.data import data_path
-from dasksr.fuse import fuse_numpy
 from dasksr.kernels import fuse as K
+from dasksr.multiframe import fuse_numpy
 
 SCENES = {
     "S2 B02": ("rasters", "sentinel2_l2a_29RKH_20200219", "B02.tif"),

@@ -9,10 +9,10 @@ from dasksr.api import upscale
 from dasksr.degrade import degrade_sensor, imresize, mod_crop
 from dasksr.errors import DasksrError
 from dasksr.evaluate import evaluate_images
-from dasksr.fuse import fuse
 from dasksr.io import open_raster, to_geotiff, to_zarr
 from dasksr.kernels import Method, get_method, list_methods, register
 from dasksr.metrics import psnr, rgb2y, ssim
+from dasksr.multiframe import fuse
 from dasksr.simulate import simulate_stack
 
 __all__ = [

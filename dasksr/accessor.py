@@ -9,7 +9,7 @@ from typing import Any, Generic, TypeVar
 import xarray as xr
 
 from dasksr import api
-from dasksr import fuse as _fuse
+from dasksr import multiframe as _multiframe
 from dasksr.io import write
 
 __all__ = ["SRAccessor"]
@@ -33,7 +33,7 @@ class SRAccessor(Generic[T]):
         self._obj: T = obj
 
     upscale = _bind(api.upscale)
-    fuse = _bind(_fuse.fuse)
+    fuse = _bind(_multiframe.fuse)
     to_zarr = _bind(write.to_zarr)
     to_geotiff = _bind(write.to_geotiff)
 

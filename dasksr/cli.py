@@ -325,9 +325,9 @@ def fuse(
     """Fuse frames of the same ground (GeoTIFFs, or one Zarr with a time dim) into OUTPUT."""
     import warnings
 
-    from dasksr.fuse import FrameDroppedWarning
-    from dasksr.fuse import fuse as fuse_stack
     from dasksr.io.write import check_not_an_input, prepare_output
+    from dasksr.multiframe import FrameDroppedWarning
+    from dasksr.multiframe import fuse as fuse_stack
 
     if len(paths) < 2:
         raise InvalidArgumentError("give the frames and then the output: FRAME... OUTPUT")

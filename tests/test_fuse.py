@@ -20,8 +20,8 @@ from scipy.ndimage import shift as ndi_shift
 import dasksr
 from dasksr.cli import main
 from dasksr.errors import InvalidArgumentError
-from dasksr.fuse import FrameDroppedWarning, fuse_numpy
 from dasksr.kernels import fuse as K
+from dasksr.multiframe import FrameDroppedWarning, fuse_numpy
 
 
 def scene(size: int = 128, seed: int = 0, level: float = 1000.0) -> np.ndarray:

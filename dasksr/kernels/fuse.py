@@ -1,6 +1,6 @@
 """Pure NumPy kernels of multi-frame super-resolution: registration, fusion, detail recovery.
 
-Nothing here knows about Dask, xarray or files; :mod:`dasksr.fuse` validates the stack, runs the
+Nothing here knows about Dask, xarray or files; :mod:`dasksr.multiframe` validates the stack, runs the
 registration eagerly on a small window and hands the results to :func:`fuse_block` as parameters.
 
 Geometry (design.md section 3, pixel-is-area). Frame ``k`` is displaced by ``d_k = (dy, dx)``

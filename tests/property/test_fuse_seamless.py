@@ -11,8 +11,8 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from test_seamless import assert_seamless, chunking  # the same folder (pytest puts it on the path)
 
-from dasksr.fuse import _fuse_array, fuse_numpy
 from dasksr.kernels.fuse import FuseParams, fuse_halo
+from dasksr.multiframe import _fuse_array, fuse_numpy
 
 
 @st.composite
