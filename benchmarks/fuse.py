@@ -3,8 +3,8 @@
 
 Run from the repository root (the scenes are read from ``../shared/data`` or ``$DASKSR_DATA``)::
 
-    nice -n 10 python benchmarks/fuse.py            # writes docs/fuse.md and docs/fuse_psnr.png
-    python benchmarks/fuse.py --quick               # small crops, a few N: a smoke run
+    nice -n 10 python benchmarks/fuse.py    # the table into docs/fuse.md, docs/fuse_psnr.png
+    python benchmarks/fuse.py --quick       # 128^2 crops, N = 1, 2, 4, x2, no speed: printed
 
 Stacks are simulated with :func:`dasksr.simulate_stack` from the shared scenes (the Sentinel-2
 10 m-class bands B02, B03, B04, B08, the Landsat 8 panchromatic band B8, the aerial image's
@@ -53,6 +53,8 @@ SCENES = {
 FRAMES = (1, 2, 4, 8, 16)
 SCALES = (2, 3)
 SIGMA, SNR, MAX_SHIFT = 0.5, 40.0, 1.0
+#: The markers between which the table goes in docs/fuse.md.
+START, END = "<!-- benchmarks/fuse.py: start -->", "<!-- benchmarks/fuse.py: end -->"
 
 
 def load_scene(name: str, crop: int | None = None) -> np.ndarray:
@@ -175,8 +177,35 @@ def speed(size: int, frames: int, chunk: int, runs: int) -> list[tuple[str, floa
     return results
 
 
-def _mean(rows: list[dict[str, Any]], key: str, index: int = 0) -> float:
-    return float(np.mean([r[key][index] if isinstance(r[key], tuple) else r[key] for r in rows]))
+def clouds() -> list[str]:
+    """The clouds criteria of issue 10 on the scene of ``tests/test_fuse.py``: 3 frames at x2 and
+    40 dB, unflagged clouds on 20 % of frames 1 and 2, at least 60 DN above the scene; the bias of
+    the fused result, area-averaged back to the frame grid, against the clear frame."""
+    sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests"))
+    from test_fuse import scene  # the test's scene, so that the figures are the test's
+
+    hr = scene(384, seed=11)
+    frames, _, masks = dasksr.simulate_stack(
+        hr, 3, 2, snr=40, clouds=0.2, cloud_brightness=60, seed=4
+    )
+    clear = dasksr.degrade_sensor(hr, 2, sigma=0.5)
+    m = masks.values
+    clouded, both = m[1] | m[2], m[1] & m[2]
+    lines = [
+        f"clouded pixels: {m[1].mean():.1%} and {m[2].mean():.1%} of frames 1 and 2, "
+        f"both {both.mean():.1%}; plain mean bias where clouded "
+        f"{(frames.values.mean(axis=0) - clear)[clouded].mean():+.2f} DN"
+    ]
+    for label, given in (("no masks", None), ("masks", masks)):
+        out = dasksr.fuse(frames, 2, masks=given)
+        ny, nx = out.shape
+        back = out.values.reshape(ny // 2, 2, nx // 2, 2).mean(axis=(1, 3)) - clear
+        lines.append(
+            f"{label}: bias where clouded {back[clouded].mean():+.2f} DN, where both are "
+            f"{back[both].mean():+.2f} DN, mean |error| {np.abs(back[clouded]).mean():.2f} DN "
+            f"({out.attrs['fuse_iterations']} iterations)"
+        )
+    return lines
 
 
 def markdown(rows: list[dict[str, Any]], timings: list[tuple[str, float, float]] | None) -> str:
@@ -254,10 +283,19 @@ def main(argv: list[str] | None = None) -> int:
         "--quick", action="store_true", help="128^2 crops, N = 1, 2, 4, x2, no speed"
     )
     parser.add_argument("--scenes", nargs="+", default=list(SCENES))
-    parser.add_argument("--out", default="docs", help="folder of fuse.md and fuse_psnr.png")
+    parser.add_argument(
+        "--out",
+        default=None,
+        help="folder of fuse.md (its table is replaced between the markers; else fuse_table.md "
+        "is written) and fuse_psnr.png (default: docs; --quick writes nothing unless given)",
+    )
     parser.add_argument("--speed-size", type=int, default=2048)
     parser.add_argument("--no-speed", action="store_true")
+    parser.add_argument("--clouds", action="store_true", help="only the clouds criteria")
     args = parser.parse_args(argv)
+    if args.clouds:
+        print("\n".join(clouds()))
+        return 0
     frames, scales, crop = (FRAMES, SCALES, None) if not args.quick else ((1, 2, 4), (2,), 128)
     for method in ("bicubic", "lanczos"):  # compile the kernels before anything is timed
         dasksr.upscale(np.zeros((16, 16), np.float32), 2, method)
@@ -283,10 +321,18 @@ def main(argv: list[str] | None = None) -> int:
         timings = speed(args.speed_size, 8, 1024, runs=1)
     table = markdown(rows, timings)
     print(table)
-    out = Path(args.out)
+    out = Path(args.out) if args.out else (None if args.quick else Path("docs"))
+    if out is None:
+        return 0
     out.mkdir(parents=True, exist_ok=True)
-    (out / ("fuse_table_quick.md" if args.quick else "fuse_table.md")).write_text(table)
-    plot(rows, out / ("fuse_psnr_quick.png" if args.quick else "fuse_psnr.png"))
+    page = out / "fuse.md"
+    text = page.read_text(encoding="utf-8") if page.is_file() else ""
+    if START in text and END in text:  # the docs page: its table between the markers
+        before, rest = text.split(START, 1)
+        page.write_text(before + START + "\n" + table + END + rest.split(END, 1)[1])
+    else:
+        (out / "fuse_table.md").write_text(table)
+    plot(rows, out / "fuse_psnr.png")
     return 0
 
 
