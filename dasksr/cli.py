@@ -113,6 +113,7 @@ def _run_upscale(
         overwrite=overwrite,
         cog=cog,
         progress=progress,
+        zarr_options=zarr_options,
     )
 
 
@@ -126,6 +127,7 @@ def _write(
     overwrite: bool,
     cog: bool,
     progress: bool,
+    zarr_options: dict[str, Any] | None = None,
 ) -> tuple[Path, tuple[int, ...], str, float]:
     """Compute and write the lazy ``fine`` on the chosen scheduler; the summary's figures."""
     from dasksr.cluster import connect
@@ -134,7 +136,9 @@ def _write(
     with connect(scheduler, workers=workers):
         start = time.perf_counter()
         if kind == "zarr":
-            path = to_zarr(fine, output, overwrite=overwrite, progress=progress, **zarr_options)
+            path = to_zarr(
+                fine, output, overwrite=overwrite, progress=progress, **(zarr_options or {})
+            )
         else:
             path = to_geotiff(fine, output, overwrite=overwrite, cog=cog, progress=progress)
         wall = time.perf_counter() - start
