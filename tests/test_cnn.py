@@ -202,7 +202,7 @@ def test_fill_reaches_only_its_steps():
 
 
 def test_unsupported_scale_names_the_supported_ones():
-    with pytest.raises(InvalidScaleError, match=r"'cnn-sensor': use one of 2, 4$"):
+    with pytest.raises(InvalidScaleError, match=r"'cnn-sensor': use an integer among 2, 4$"):
         dasksr.upscale(np.zeros((8, 8), np.uint8), 3, "cnn-sensor")
 
 
