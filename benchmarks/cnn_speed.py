@@ -72,7 +72,7 @@ def bench_threads(threads: int, size: int, runs: int, method: str, scale: int) -
     with dask.config.set(num_workers=threads, scheduler="threads"):
         session = record.session()
         engine = _time(lambda: cnn.run_network(session, padded, halo, scale), runs)
-        lazy = dasksr.upscale(da.from_array(band, chunks=512), scale, method)
+        lazy = dasksr.upscale(da.from_array(band, chunks=512), scale=scale, method=method)
         chunked = _time(lambda: lazy.compute(), runs)
     macs = record.record["macs_per_lr_pixel"]
     gflops = 2 * macs * size * size / engine / 1e9

@@ -108,7 +108,9 @@ def quality(name: str, hr: np.ndarray, n: int, scale: int, seed: int) -> dict[st
         phase = np.column_stack([attrs["fuse_phase_shift_y"], attrs["fuse_phase_shift_x"]])
     row["fuse_s"] = time.perf_counter() - start
     registered = [K.cubic_shift(pixels[k], -dy, -dx) for k, (dy, dx) in enumerate(estimated)]
-    mean = dasksr.upscale(np.mean(registered, axis=0).astype(np.float32), scale, "bicubic")
+    mean = dasksr.upscale(
+        np.mean(registered, axis=0).astype(np.float32), scale=scale, method="bicubic"
+    )
     row["out_mpix"] = fused.size / 1e6
     row["fuse"] = scores(fused, hr, scale)
     row["b"] = scores(mean, hr, scale)
@@ -136,7 +138,7 @@ def _reference_baselines(
             methods["cnn"] = "cnn"
         for label, method in methods.items():
             start = time.perf_counter()
-            image = dasksr.upscale(reference, scale, method)
+            image = dasksr.upscale(reference, scale=scale, method=method)
             found[f"{method}_s"] = time.perf_counter() - start
             found[label] = scores(image, hr, scale)
         _BASELINES[key] = found
@@ -298,7 +300,7 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     frames, scales, crop = (FRAMES, SCALES, None) if not args.quick else ((1, 2, 4), (2,), 128)
     for method in ("bicubic", "lanczos"):  # compile the kernels before anything is timed
-        dasksr.upscale(np.zeros((16, 16), np.float32), 2, method)
+        dasksr.upscale(np.zeros((16, 16), np.float32), scale=2, method=method)
     rows = []
     for name in args.scenes:
         hr = load_scene(name, crop)

@@ -120,8 +120,8 @@ def protocol_checks(
                     pixels[boundary] += int((diff == 0).sum())
                     if boundary == "symmetric":
                         worst_symmetric = max(worst_symmetric, int(diff.max()))
-                restored = dasksr.upscale(matlab, scale, "bicubic")
-                lifted = dasksr.upscale(matlab.astype(np.float64), scale, "bicubic")
+                restored = dasksr.upscale(matlab, scale=scale, method="bicubic")
+                lifted = dasksr.upscale(matlab.astype(np.float64), scale=scale, method="bicubic")
                 lifted = np.clip(np.rint(lifted), 0, 255).astype(np.uint8)
                 from_float.append(dasksr.psnr(truth, lifted, crop=scale, y_channel=True))
                 if truth.ndim == 3:
@@ -279,7 +279,7 @@ per-image numbers published with SelfExSR for these files). Image by image, our 
 
 1. Ground truth: each Set5/Set14 image mod-cropped from the top-left to a multiple of the scale.
 2. Low-resolution input: {source}.
-3. Super-resolution: `dasksr.upscale(lr, scale, method)` on the uint8 image; the result is
+3. Super-resolution: `dasksr.upscale(lr, scale=scale, method=method)` on the uint8 image; the result is
    rounded to uint8, as MATLAB's `im2uint8` would.
 4. Y channel of ITU-R BT.601 YCbCr as MATLAB's `rgb2ycbcr` computes it on uint8:
    `Y = 16 + (65.481 R + 128.553 G + 24.966 B) / 255`, **rounded to an integer** (MATLAB returns

@@ -73,7 +73,7 @@ def scene_figures(scale: int, methods=("cnn-sensor", "cnn", "lanczos", "bicubic"
         for method in methods:
             if method not in known or scale not in dasksr.get_method(method).scales:
                 continue
-            restored = dasksr.upscale(small, scale, method)
+            restored = dasksr.upscale(small, scale=scale, method=method)
             row[method] = round(scene_psnr(truth, restored, mask, scale), 3)
         if "bicubic" in row:
             row["gain_over_bicubic"] = {

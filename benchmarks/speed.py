@@ -423,7 +423,7 @@ def bench_blockwise(
         )
 
     def ours() -> Any:
-        return dasksr.upscale(source, scale, "bicubic")
+        return dasksr.upscale(source, scale=scale, method="bicubic")
 
     def theirs() -> Any:
         return cv2_map_overlap(source, scale)

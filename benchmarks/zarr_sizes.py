@@ -61,7 +61,7 @@ def main() -> None:
         .rio.write_crs(profile["crs"])
         .rio.write_nodata(0)
     )
-    fine = dasksr.upscale(coarse.chunk({"y": 512, "x": 512}), 2, "bicubic")
+    fine = dasksr.upscale(coarse.chunk({"y": 512, "x": 512}), scale=2, method="bicubic")
     with dask.config.set(scheduler="threads"):
         result = fine.copy(data=fine.data.compute()).chunk({"y": args.chunks, "x": args.chunks})
     raw = result.nbytes

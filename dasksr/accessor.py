@@ -3,26 +3,44 @@
 from __future__ import annotations
 
 import functools
+import importlib
 from collections.abc import Callable
 from typing import Any, Generic, TypeVar
 
 import xarray as xr
-
-from dasksr import api
-from dasksr import multiframe as _multiframe
-from dasksr.io import write
 
 __all__ = ["SRAccessor"]
 
 T = TypeVar("T", xr.DataArray, xr.Dataset)
 
 
-def _bind(function: Callable[..., Any]) -> Callable[..., Any]:
-    @functools.wraps(function)
-    def method(self: SRAccessor[Any], *args: Any, **kwargs: Any) -> Any:
-        return function(self._obj, *args, **kwargs)
+class _bind:  # a binder used like the function it replaced, hence the lower case
+    """Binds ``function`` (or ``"module:name"``, imported when first used) to the accessor's object.
 
-    return method
+    The string form keeps this module cheap: xarray's import registers the accessor (see
+    ``dasksr/__init__.py``), and it must not pull in Dask or the kernels at that moment.
+    """
+
+    def __init__(self, function: Callable[..., Any] | str) -> None:
+        self._function = function
+
+    def _resolve(self) -> Callable[..., Any]:
+        if isinstance(self._function, str):
+            module, name = self._function.split(":")
+            self._function = getattr(importlib.import_module(module), name)
+        function: Callable[..., Any] = self._function  # type: ignore[assignment]
+        return function
+
+    def __get__(self, accessor: SRAccessor[Any] | None, owner: type) -> Callable[..., Any]:
+        function = self._resolve()
+        if accessor is None:
+            return function
+
+        @functools.wraps(function)
+        def method(*args: Any, **kwargs: Any) -> Any:
+            return function(accessor._obj, *args, **kwargs)
+
+        return method
 
 
 class SRAccessor(Generic[T]):
@@ -32,10 +50,10 @@ class SRAccessor(Generic[T]):
     def __init__(self, obj: T) -> None:
         self._obj: T = obj
 
-    upscale = _bind(api.upscale)
-    fuse = _bind(_multiframe.fuse)
-    to_zarr = _bind(write.to_zarr)
-    to_geotiff = _bind(write.to_geotiff)
+    upscale = _bind("dasksr.api:upscale")
+    fuse = _bind("dasksr.multiframe:fuse")
+    to_zarr = _bind("dasksr.io.write:to_zarr")
+    to_geotiff = _bind("dasksr.io.write:to_geotiff")
 
 
 xr.register_dataarray_accessor("sr")(SRAccessor)

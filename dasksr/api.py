@@ -17,21 +17,22 @@ from dasksr.kernels.values import cast, nodata_fits, work_dtype
 if TYPE_CHECKING:
     from affine import Affine
 
-__all__ = ["fine_dataarray", "raster_transform", "spatial_dims", "upscale"]
+__all__ = ["fine_dataarray", "raster_transform", "scale_for_resolution", "spatial_dims", "upscale"]
 
 _SUPPORTED_KINDS = "uif"
 
 
 def upscale(
     data: Any,
-    scale: int = 2,
-    method: str | Method = "bicubic",
     *,
+    scale: int | None = None,
+    method: str | Method = "bicubic",
+    resolution: float | tuple[float, float] | None = None,
     nodata: float | None = None,
     chunks: Any = None,
     dtype: Any = None,
 ) -> Any:
-    """Super-resolve the last two (spatial) axes of ``data`` by an integer ``scale``.
+    """Super-resolve the last two (spatial) axes of ``data`` by an integer ``scale`` or to a ``resolution``.
 
     Parameters
     ----------
@@ -40,9 +41,14 @@ def upscale(
         are processed plane by plane. DataArrays may put ``y``/``x`` anywhere: they are moved last.
         A Dataset is upscaled variable by variable (variables without both spatial dims are kept).
     scale : int
-        Integer upscaling factor, 2..8 for the interpolation methods.
+        Integer upscaling factor, 2..8 for the interpolation methods. Give ``scale`` or
+        ``resolution``, not both.
     method : {'bicubic', 'nearest', 'bilinear', 'lanczos', 'cnn', 'cnn-sensor'} or any registered method
         See ``dasksr methods`` or :func:`dasksr.list_methods`.
+    resolution : float or (float, float), optional
+        The output pixel size in the units of the CRS (``(x, y)`` for non-square pixels), instead
+        of ``scale``: an xarray object's pixel size divided by an integer, which becomes the scale
+        (10 m pixels to ``resolution=5`` is ``scale=2``; ``resolution=3`` is an error).
     nodata : float, optional
         Value marking invalid input pixels. For DataArrays the default is ``data.rio.nodata``.
         NaN is always invalid in floating-point data.
@@ -70,13 +76,23 @@ def upscale(
     --------
     >>> import numpy as np
     >>> import dasksr
-    >>> dasksr.upscale(np.array([[0, 4], [8, 12]], dtype=np.uint8), 2, "bilinear")
+    >>> dasksr.upscale(np.array([[0, 4], [8, 12]], dtype=np.uint8), scale=2, method="bilinear")
     array([[ 0,  1,  3,  4],
            [ 2,  3,  5,  6],
            [ 6,  7,  9, 10],
            [ 8,  9, 11, 12]], dtype=uint8)
     """
     m = get_method(method)
+    if resolution is not None:
+        if scale is not None:
+            raise InvalidArgumentError(
+                f"scale={scale!r} and resolution={resolution!r} were both given: pass one of them"
+            )
+        scale = scale_for_resolution(data, resolution)
+    elif scale is None:
+        raise InvalidArgumentError(
+            "no scale given: pass scale= (an integer factor) or resolution= (a pixel size)"
+        )
     scale = m.check_scale(scale)
     if isinstance(data, xr.Dataset):
         return _upscale_dataset(data, scale, m, nodata=nodata, chunks=chunks, dtype=dtype)
@@ -97,6 +113,48 @@ def upscale(
         f"data of type {type(data).__name__} is not supported: "
         "pass a NumPy, Dask or xarray array, or an xarray Dataset"
     )
+
+
+def scale_for_resolution(data: Any, resolution: float | tuple[float, float]) -> int:
+    """The integer scale that turns ``data``'s pixels into pixels of size ``resolution``.
+
+    ``resolution`` is in the units of the CRS, one number or ``(x, y)``. `InvalidArgumentError`
+    when ``data`` has no transform or a pixel size is not an integer multiple of ``resolution``.
+    """
+    import rioxarray  # noqa: F401  (the rio accessor)
+
+    if isinstance(data, xr.Dataset):
+        spatial = [v for v in data.data_vars.values() if v.ndim >= 2]
+        data = spatial[0] if spatial else None
+    transform = raster_transform(data) if isinstance(data, xr.DataArray) else None
+    if transform is None:
+        raise InvalidArgumentError(
+            f"resolution={resolution!r} needs georeferenced data (an xarray object with a "
+            "transform or x/y coordinates): pass scale= instead"
+        )
+    wanted = resolution if isinstance(resolution, (tuple, list)) else (resolution, resolution)
+    pixel = (float(np.hypot(transform.a, transform.d)), float(np.hypot(transform.b, transform.e)))
+    scales = []
+    for axis, have, want in zip("xy", pixel, wanted, strict=True):
+        if not (isinstance(want, (int, float, np.number)) and float(want) > 0):
+            raise InvalidArgumentError(
+                f"resolution={resolution!r} is not a positive pixel size: give it in CRS units"
+            )
+        ratio = have / float(want)
+        whole = round(ratio)
+        if whole < 1 or abs(ratio - whole) > 1e-6 * whole:
+            raise InvalidArgumentError(
+                f"resolution={resolution!r} is not the input's {axis} pixel size {have:g} divided "
+                f"by an integer (the ratio is {ratio:.4g}): use {have / 2:g}, {have / 3:g}, "
+                f"{have / 4:g}... or pass scale="
+            )
+        scales.append(whole)
+    if scales[0] != scales[1]:
+        raise InvalidArgumentError(
+            f"resolution={resolution!r} gives x and y scales {scales[0]} and {scales[1]}: "
+            "dasksr upscales both axes by one factor; give a resolution with the same ratio"
+        )
+    return scales[0]
 
 
 def _checked(
@@ -244,7 +302,7 @@ def _upscale_dataarray(
     if chunks is not None and not isinstance(raw, da.Array):
         raw = da.from_array(raw, chunks=chunks)
         chunks = None
-    fine = upscale(raw, scale, method, nodata=nodata, chunks=chunks, dtype=dtype)
+    fine = upscale(raw, scale=scale, method=method, nodata=nodata, chunks=chunks, dtype=dtype)
     return fine_dataarray(data, fine, scale, nodata=nodata, dtype=dtype, encoded=encoded)
 
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import logging
 import os
 import sys
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager, redirect_stdout
 from typing import Any
 
@@ -13,7 +13,17 @@ import dask
 
 from dasksr.errors import SchedulerError
 
-__all__ = ["connect", "compute", "active_client"]
+__all__ = ["connect", "compute", "active_client", "SMALL_JOB_PIXELS", "THREADS"]
+
+#: Output pixels (all bands) up to which a job runs on Dask's threaded scheduler in this process
+#: instead of an embedded LocalCluster, when neither a scheduler nor a worker count is given.
+#: Importing distributed and starting and closing the cluster cost 0.3 to 0.7 s, which jobs up to
+#: a 2048 x 2048 x 3 input at x2 did not win back; at 4096 x 4096 x 3 the cluster was faster
+#: (benchmarks/startup.py --parts rule; docs/cli.md has the measurements).
+SMALL_JOB_PIXELS = 3 * 4096 * 4096
+
+#: The ``address`` that asks for Dask's threaded scheduler in this process (no cluster).
+THREADS = "threads"
 
 
 @contextmanager
@@ -23,12 +33,32 @@ def connect(
     workers: int | None = None,
     threads_per_worker: int | None = None,
     memory_limit: str | None = None,
+    output_pixels: int | None = None,
+    on_start: Callable[[Any], None] | None = None,
 ) -> Iterator[Any]:
     """Start an embedded LocalCluster, or connect to the scheduler at ``address``; yield the client.
 
     The embedded default is one worker with a thread per core in this process (no data is copied
-    between processes); ``workers=N`` starts N worker processes sharing the cores.
+    between processes); ``workers=N`` starts N worker processes sharing the cores. With
+    ``address="threads"``, or when ``output_pixels`` is at most `SMALL_JOB_PIXELS` and neither
+    ``address`` nor ``workers`` is given, no cluster starts: the job runs on Dask's threaded
+    scheduler in this process and None is yielded. ``on_start(client)`` is called once an embedded
+    cluster has started (the command line prints its dashboard address).
     """
+    if address == THREADS or (
+        address is None
+        and workers is None
+        and output_pixels is not None
+        and output_pixels <= SMALL_JOB_PIXELS
+    ):
+        from dask.threaded import get as threaded_get
+
+        # The function, not the name "threads": for a name, dask imports distributed (0.25 s) to
+        # look for a client first.
+        with dask.config.set(scheduler=threaded_get):
+            yield None
+        return
+
     from distributed import Client, LocalCluster
 
     if address is not None:
@@ -63,6 +93,8 @@ def connect(
         ) as cluster,
         Client(cluster) as client,
     ):
+        if on_start is not None:
+            on_start(client)
         yield client
 
 
@@ -86,6 +118,8 @@ def _quiet_abandoned_gathers() -> None:
 
 def active_client() -> Any | None:
     """The distributed client that dask would use now, or None for the local schedulers."""
+    if "distributed" not in sys.modules:
+        return None  # no client can exist, and importing distributed costs a quarter second
     try:
         from distributed import get_client
 

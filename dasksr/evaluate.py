@@ -97,10 +97,10 @@ def evaluate_images(
             # The literature's protocol for networks trained on luma: reconstruct the Y channel of
             # the low-resolution image and compare it, rounded as a uint8 image, with the truth's.
             truth = np.asarray(rgb2y(truth))
-            y = upscale(np.asarray(rgb2y(small), dtype=np.float32), scale, m)
+            y = upscale(np.asarray(rgb2y(small), dtype=np.float32), scale=scale, method=m)
             restored = np.clip(np.rint(y), 0, 255)
         else:
-            restored = upscale(small, scale, m)
+            restored = upscale(small, scale=scale, method=m)
         peak = 255.0 if luma else None
         try:
             values = {

@@ -54,15 +54,15 @@ def test_dataarray_grid_and_georeferencing(scale: int) -> None:
     assert out.name == "reflectance"
     np.testing.assert_array_equal(out.band, data.band)
     np.testing.assert_array_equal(
-        out.values, dasksr.upscale(data.values, scale, "bicubic", nodata=0)
+        out.values, dasksr.upscale(data.values, scale=scale, method="bicubic", nodata=0)
     )
 
 
 def test_numpy_backed_dataarray_stays_eager_and_chunks_make_it_lazy() -> None:
     data = georeferenced()
-    eager = dasksr.upscale(data, 2, "bilinear")
+    eager = dasksr.upscale(data, scale=2, method="bilinear")
     assert isinstance(eager.data, np.ndarray)
-    lazy = dasksr.upscale(data, 2, "bilinear", chunks={"y": 10, "x": 10})
+    lazy = dasksr.upscale(data, scale=2, method="bilinear", chunks={"y": 10, "x": 10})
     assert isinstance(lazy.data, da.Array)
     np.testing.assert_array_equal(lazy.values, eager.values)
 
@@ -93,7 +93,7 @@ def test_dataset_upscales_every_spatial_variable() -> None:
 
 def test_dask_array_in_dask_array_out_with_scaled_chunks() -> None:
     x = da.ones((3, 50, 70), chunks=(1, 20, 30), dtype=np.float32)
-    out = dasksr.upscale(x, 4, "bicubic")
+    out = dasksr.upscale(x, scale=4, method="bicubic")
     assert isinstance(out, da.Array)
     assert out.chunks == ((1, 1, 1), (80, 80, 40), (120, 120, 40))
     np.testing.assert_allclose(out.compute(), 1.0, rtol=1e-6)
@@ -102,16 +102,16 @@ def test_dask_array_in_dask_array_out_with_scaled_chunks() -> None:
 @pytest.mark.parametrize("scale", [0, 1, 1.5, -2, 9, "2", True])
 def test_impossible_scales_are_refused(scale: object) -> None:
     with pytest.raises(InvalidScaleError, match="scale="):
-        dasksr.upscale(np.ones((4, 4)), scale, "bicubic")  # type: ignore[arg-type]
+        dasksr.upscale(np.ones((4, 4)), scale=scale, method="bicubic")  # type: ignore[arg-type]
 
 
 def test_float_scale_with_integer_value_is_accepted() -> None:
-    assert dasksr.upscale(np.ones((2, 2)), 2.0, "nearest").shape == (4, 4)  # type: ignore[arg-type]
+    assert dasksr.upscale(np.ones((2, 2)), scale=2.0, method="nearest").shape == (4, 4)  # type: ignore[arg-type]
 
 
 def test_unknown_method_names_the_choices() -> None:
     with pytest.raises(UnknownMethodError, match=r"choose one of .*bicubic"):
-        dasksr.upscale(np.ones((4, 4)), 2, "cubic-spline")
+        dasksr.upscale(np.ones((4, 4)), scale=2, method="cubic-spline")
 
 
 @pytest.mark.parametrize(
@@ -119,36 +119,38 @@ def test_unknown_method_names_the_choices() -> None:
 )
 def test_bad_arrays_are_refused(bad: np.ndarray) -> None:
     with pytest.raises(InvalidArgumentError):
-        dasksr.upscale(bad, 2, "bilinear")
+        dasksr.upscale(bad, scale=2, method="bilinear")
 
 
 def test_output_dtype_can_be_asked_for() -> None:
-    out = dasksr.upscale(np.array([[0, 255]], dtype=np.uint8), 2, "bilinear", dtype="float32")
+    out = dasksr.upscale(
+        np.array([[0, 255]], dtype=np.uint8), scale=2, method="bilinear", dtype="float32"
+    )
     assert out.dtype == np.float32
     np.testing.assert_allclose(out[0], [0, 63.75, 191.25, 255])
 
 
 def test_narrowing_dtype_clips_instead_of_wrapping() -> None:
     image = np.array([[300, 10], [70000 // 2, 0]], dtype=np.uint16)
-    out = dasksr.upscale(image, 2, "nearest", dtype="uint8")
+    out = dasksr.upscale(image, scale=2, method="nearest", dtype="uint8")
     np.testing.assert_array_equal(out[::2, ::2], [[255, 10], [255, 0]])
-    lazy = dasksr.upscale(da.from_array(image, chunks=1), 2, "bicubic", dtype="int16")
+    lazy = dasksr.upscale(da.from_array(image, chunks=1), scale=2, method="bicubic", dtype="int16")
     expected = np.clip(
-        np.rint(dasksr.upscale(image.astype(np.float32), 2, "bicubic")), -32768, 32767
+        np.rint(dasksr.upscale(image.astype(np.float32), scale=2, method="bicubic")), -32768, 32767
     )
     np.testing.assert_array_equal(lazy.compute(), expected.astype(np.int16))
 
 
 def test_float_to_integer_dtype_writes_nodata_for_nan() -> None:
     image = np.array([[1.4, np.nan], [3.6, 4.0]], dtype=np.float32)
-    out = dasksr.upscale(image, 2, "nearest", dtype="uint8", nodata=255)
+    out = dasksr.upscale(image, scale=2, method="nearest", dtype="uint8", nodata=255)
     np.testing.assert_array_equal(out[::2, ::2], [[1, 255], [4, 4]])
 
 
 def test_nearest_writes_nodata_for_nan_like_the_other_methods() -> None:
     image = np.array([[1.0, np.nan], [3.0, 4.0]], dtype=np.float32)
     for method in ("nearest", "bilinear"):
-        out = dasksr.upscale(image, 2, method, nodata=-9999)
+        out = dasksr.upscale(image, scale=2, method=method, nodata=-9999)
         np.testing.assert_array_equal(out[:2, 2:], -9999)
 
 
@@ -173,7 +175,7 @@ def test_nodata_that_the_dtype_cannot_hold_is_refused_up_front(
     lazy = da.ones((8, 8), chunks=4, dtype=dtype)
     for data in (lazy, georeferenced(1, 8, 8, dtype).isel(band=0)):
         with pytest.raises(InvalidArgumentError, match=match) as info:
-            dasksr.upscale(data, 2, "bicubic", nodata=nodata, dtype=out_dtype)
+            dasksr.upscale(data, scale=2, method="bicubic", nodata=nodata, dtype=out_dtype)
         assert "\n" not in str(info.value)
 
 
@@ -181,9 +183,9 @@ def test_nodata_that_the_dtype_cannot_hold_is_refused_up_front(
 def test_valid_float_pixels_never_land_on_nodata(chunks: int | None) -> None:
     # Bilinear between 0 and 4 gives exactly 1.0 at the second fine pixel of each row.
     image = np.array([[0.0, 4.0, 0.0], [0.0, 4.0, 0.0]], dtype=np.float32)
-    plain = dasksr.upscale(image, 2, "bilinear")
+    plain = dasksr.upscale(image, scale=2, method="bilinear")
     assert (plain == 1.0).sum() == 8
-    out = dasksr.upscale(image, 2, "bilinear", nodata=1.0, chunks=chunks)
+    out = dasksr.upscale(image, scale=2, method="bilinear", nodata=1.0, chunks=chunks)
     out = np.asarray(out)
     assert not (out == 1.0).any()
     moved = plain == 1.0
@@ -222,7 +224,7 @@ def test_masked_rioxarray_input_writes_back_with_the_files_nodata(tmp_path: Any)
         assert tif.nodata == 0
         assert tif.dtypes[0] == "uint8"
         written = tif.read(1)
-    expected = dasksr.upscale(pixels[0].astype(np.uint8), 2, "bilinear", nodata=0)
+    expected = dasksr.upscale(pixels[0].astype(np.uint8), scale=2, method="bilinear", nodata=0)
     np.testing.assert_array_equal(written, expected)
     # Asked for an integer dtype, the holes take the file's nodata value, unmasked.
     as_int = masked.sr.upscale(scale=2, method="bilinear", dtype="uint8")
@@ -324,10 +326,10 @@ def test_one_scale_validator_for_upscale_degrade_and_the_command_line(bad: objec
     from dasksr.cli import ScaleType
 
     image = np.ones((8, 8), np.float32)
-    for call in (
-        lambda: dasksr.upscale(image, bad, "bicubic"),  # type: ignore[arg-type]
-        lambda: dasksr.degrade_sensor(image, bad),  # type: ignore[arg-type]
-    ):
+    calls = [lambda: dasksr.degrade_sensor(image, bad)]  # type: ignore[arg-type]
+    if bad is not None:  # upscale's scale=None means "not given" (see the resolution tests)
+        calls.append(lambda: dasksr.upscale(image, scale=bad, method="bicubic"))  # type: ignore[arg-type]
+    for call in calls:
         with pytest.raises(InvalidScaleError, match=rf"scale={bad!r} is not an integer: use an"):
             call()
     with pytest.raises(InvalidScaleError, match=r"--scale '1.5' is not an integer"):
@@ -362,3 +364,52 @@ def test_per_call_parameters_reach_every_block_in_both_wirings(tmp_path: Any) ->
         np.testing.assert_allclose(lazy.compute(), whole, rtol=1e-6)
         other = upscale_block_array(array, method, 2, params={"gain": gain * 2})
         assert other.name != lazy.name
+
+
+# ----------------------------------------------------------------------------------------------
+# Target grid by resolution; scale and method are keyword-only
+# ----------------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("resolution", [10, 10.0, 5, (4, 4), 2.5])
+def test_resolution_is_the_pixel_size_divided_by_an_integer(resolution: Any) -> None:
+    data = georeferenced()  # 20 m pixels
+    size = resolution[0] if isinstance(resolution, tuple) else resolution
+    scale = round(20 / size)
+    out = dasksr.upscale(data, resolution=resolution, method="bilinear")
+    same = dasksr.upscale(data, scale=scale, method="bilinear")
+    xr.testing.assert_identical(out, same)
+    assert out.rio.resolution() == (size, -size)
+    # The accessor and Datasets take it too.
+    xr.testing.assert_identical(data.sr.upscale(resolution=resolution, method="bilinear"), same)
+    ds = dasksr.upscale(data.to_dataset(), resolution=resolution, method="bilinear")
+    assert ds["reflectance"].shape == same.shape
+
+
+@pytest.mark.parametrize(
+    ("options", "message"),
+    [
+        (
+            {"resolution": 3},
+            r"resolution=3 is not the input's x pixel size 20 divided by an integer",
+        ),
+        ({"resolution": 40}, r"ratio is 0.5"),
+        ({"resolution": (10, 5)}, r"gives x and y scales 2 and 4"),
+        ({"resolution": -5}, r"not a positive pixel size"),
+        ({"resolution": 10, "scale": 2}, r"scale=2 and resolution=10 were both given"),
+        ({}, r"no scale given: pass scale= .* or resolution="),
+    ],
+)
+def test_bad_resolutions_are_refused(options: dict[str, Any], message: str) -> None:
+    with pytest.raises(InvalidArgumentError, match=message):
+        dasksr.upscale(georeferenced(), **options)
+
+
+def test_resolution_needs_georeferencing() -> None:
+    with pytest.raises(InvalidArgumentError, match=r"needs georeferenced data .* pass scale="):
+        dasksr.upscale(np.ones((4, 4), np.float32), resolution=5)
+
+
+def test_scale_and_method_are_keyword_only() -> None:
+    with pytest.raises(TypeError, match="positional argument"):
+        dasksr.upscale(np.ones((4, 4), np.float32), 2, "bicubic")  # type: ignore[misc]

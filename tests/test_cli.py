@@ -399,7 +399,7 @@ def test_demo_writes_what_it_promises(tmp_path: Path, run: Callable[..., Run]) -
     assert result.status == 0, result.err
     assert {"scene.tif", "scene_x2.zarr", "scene_x2.tif"} <= listing(folder)
     scene = make_scene(128)
-    reference = dasksr.upscale(scene, 2, "bicubic", nodata=0)
+    reference = dasksr.upscale(scene, scale=2, method="bicubic", nodata=0)
     with rasterio.open(folder / "scene.tif") as src:
         np.testing.assert_array_equal(src.read(), scene)
         assert (src.crs.to_epsg(), src.nodata, src.count, src.dtypes[0]) == (32633, 0, 3, "uint16")
@@ -502,3 +502,134 @@ def test_kernel_cache_folder_is_the_user_cache_by_default(
     (tmp_path / "a-file").write_text("")
     assert _writable_folder(tmp_path / "a-file" / "cache") is None
     assert _writable_folder(tmp_path / "mine") == tmp_path / "mine"
+
+
+# ----------------------------------------------------------------------------------------------
+# Options that rioxarray users expect: --nodata, --dtype, --bands, --resolution, --report
+# ----------------------------------------------------------------------------------------------
+
+
+def test_nodata_marks_an_untagged_fill(
+    tmp_path: Path, make_geotiff: Any, run: Callable[..., Run]
+) -> None:
+    # As Landsat 8 files: 0-fill around the scene and no nodata tag. Bicubic blended the fill
+    # into the scene edge.
+    raster = make_geotiff(tmp_path / "landsat.tif", nodata=None)
+    pixels = raster.data.copy()
+    pixels[:, :, :20] = 0
+    with rasterio.open(raster.path, "r+") as dst:
+        dst.write(pixels)
+    plain = run("upscale", raster.path, tmp_path / "plain.tif", "--no-progress")
+    fixed = run("upscale", raster.path, tmp_path / "fixed.tif", "--nodata", "0", "--no-progress")
+    assert plain.status == 0 and fixed.status == 0, plain.err + fixed.err
+    expected = dasksr.upscale(pixels, scale=2, method="bicubic", nodata=0)
+    with rasterio.open(tmp_path / "fixed.tif") as src:
+        assert src.nodata == 0
+        np.testing.assert_array_equal(src.read(), expected)
+    with rasterio.open(tmp_path / "plain.tif") as src:
+        assert src.nodata is None
+        assert not np.array_equal(src.read(), expected)
+    bad = run("upscale", raster.path, tmp_path / "x.tif", "--nodata", "zero")
+    assert_one_line_error(bad, "--nodata 'zero' is not a number")
+
+
+def test_dtype_and_bands_pick_the_output(
+    tmp_path: Path, make_geotiff: Any, run: Callable[..., Run]
+) -> None:
+    raster = make_geotiff(tmp_path / "scene.tif", bands=4)
+    out = tmp_path / "out.tif"
+    result = run(
+        "upscale", raster.path, out, "--bands", "4,1-2", "--dtype", "float32", "--no-progress"
+    )
+    assert result.status == 0, result.err
+    expected = dasksr.upscale(
+        raster.data[[3, 0, 1]], scale=2, method="bicubic", nodata=0, dtype="float32"
+    )
+    with rasterio.open(out) as src:
+        assert src.dtypes == ("float32",) * 3
+        assert src.descriptions == ("swir", "red", "green")
+        np.testing.assert_array_equal(src.read(), expected)
+
+
+@pytest.mark.parametrize(
+    ("args", "words"),
+    [
+        (["--bands", "5"], ["--bands 5", "has 4 band(s), numbered 1..4"]),
+        (["--bands", "0"], ["bands are numbered from 1"]),
+        (["--bands", "3-1"], ["a range runs from low to high"]),
+        (["--bands", "red"], ["not a list of band numbers"]),
+        (["--dtype", "complex64"], ["--dtype 'complex64' is not an integer or floating-point"]),
+        (["--dtype", "pixels"], ["--dtype 'pixels'"]),
+        (["--resolution", "3"], ["resolution=3.0 is not the input's x pixel size 10"]),
+        (["--resolution", "-5"], ["--resolution '-5' is not a positive pixel size"]),
+        (["--resolution", "5", "--scale", "2"], ["give --scale or --resolution, not both"]),
+        (["--report", "no-such-folder/r.html"], ["no-such-folder", "does not exist"]),
+        (["--report", "r.html", "--scheduler", "threads"], ["--report needs a cluster"]),
+    ],
+)
+def test_bad_band_dtype_and_resolution_options_are_one_line(
+    tmp_path: Path, make_geotiff: Any, run: Callable[..., Run], args: list[str], words: list[str]
+) -> None:
+    raster = make_geotiff(tmp_path / "scene.tif", bands=4)
+    result = run("upscale", raster.path, tmp_path / "out.tif", *args)
+    assert_one_line_error(result, *words)
+    assert listing(tmp_path) == {"scene.tif"}
+
+
+def test_resolution_sets_the_output_pixel_size(
+    tmp_path: Path, uint16_tif: Any, run: Callable[..., Run]
+) -> None:
+    out = tmp_path / "fine.zarr"
+    result = run("upscale", uint16_tif.path, out, "--resolution", "2.5", "--no-progress")
+    assert result.status == 0, result.err
+    fine = dasksr.open_raster(out)
+    assert fine.rio.resolution() == (2.5, -2.5)
+    np.testing.assert_array_equal(
+        fine.values, dasksr.upscale(uint16_tif.data, scale=4, method="bicubic", nodata=0)
+    )
+
+
+def test_info_shows_the_stored_chunks(
+    tmp_path: Path, make_geotiff: Any, make_zarr: Any, run: Callable[..., Run]
+) -> None:
+    # A 2048 x 2048 store in 512 chunks is read in 1024 chunks; info showed 1024 as "chunks".
+    raster = make_geotiff(tmp_path / "scene.tif", height=2048, width=2048, tile=256, bands=1)
+    store = make_zarr(tmp_path / "scene.zarr", raster, chunk=512)
+    info = parse_info(run("info", store.path).out)
+    assert info["chunks"] == "1 x 512 x 512"
+    assert info["read as"] == "1 x 1024 x 1024"
+    info = parse_info(run("info", raster.path).out)
+    assert info["chunks"] == "1 x 256 x 256"
+
+
+def test_small_jobs_run_in_process_and_clusters_print_their_dashboard(
+    tmp_path: Path, uint16_tif: Any
+) -> None:
+    # In a fresh process: a small job imports neither distributed nor starts a cluster; --workers
+    # starts one and says where its dashboard is; --report writes distributed's HTML report.
+    code = (
+        "import sys; from dasksr.cli import main; status = main(sys.argv[1:]); "
+        "print('distributed' in sys.modules, file=sys.stderr); sys.exit(status)"
+    )
+
+    def dasksr_job(*args: Any) -> subprocess.CompletedProcess[str]:
+        argv = [sys.executable, "-c", code, "upscale", uint16_tif.path, *args, "--no-progress"]
+        return subprocess.run(
+            [str(a) for a in argv], capture_output=True, text=True, timeout=120, check=False
+        )
+
+    small = dasksr_job(tmp_path / "a.tif")
+    assert small.returncode == 0, small.stderr
+    assert small.stderr.splitlines() == ["False"]
+    report = tmp_path / "report.html"
+    cluster = dasksr_job(tmp_path / "b.tif", "--workers", "1", "--report", report)
+    assert cluster.returncode == 0, cluster.stderr
+    lines = cluster.stderr.splitlines()
+    assert any(line.startswith("dasksr: Dask dashboard at http://") for line in lines), lines
+    assert f"dasksr: performance report in {report}" in lines
+    assert "Dask Performance Report" in report.read_text(encoding="utf-8")
+    for name in ("a.tif", "b.tif"):
+        with rasterio.open(tmp_path / name) as src:
+            np.testing.assert_array_equal(
+                src.read(), dasksr.upscale(uint16_tif.data, scale=2, method="bicubic", nodata=0)
+            )

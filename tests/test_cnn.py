@@ -145,8 +145,10 @@ def test_chunked_equals_whole(name, dtype):
     data = data.astype(dtype)
     nodata = None if np.dtype(dtype).kind == "f" else 0
     data[:, 20:33, 10:18] = 0 if nodata is not None else np.nan
-    whole = dasksr.upscale(data, 2, name, nodata=nodata)
-    chunked = dasksr.upscale(da.from_array(data, chunks=(1, 25, 21)), 2, name, nodata=nodata)
+    whole = dasksr.upscale(data, scale=2, method=name, nodata=nodata)
+    chunked = dasksr.upscale(
+        da.from_array(data, chunks=(1, 25, 21)), scale=2, method=name, nodata=nodata
+    )
     chunked = chunked.compute()
     assert whole.dtype == chunked.dtype == dtype
     if np.dtype(dtype).kind == "f":
@@ -159,8 +161,8 @@ def test_chunked_equals_whole(name, dtype):
 def test_scale_equivariant_value_rule():
     """No hidden normalisation: the same scene in other units gives the same result in them."""
     data = _scene(dtype=np.float32)
-    once = dasksr.upscale(data, 2, "cnn")
-    scaled = dasksr.upscale(data * np.float32(0.0001), 2, "cnn")
+    once = dasksr.upscale(data, scale=2, method="cnn")
+    scaled = dasksr.upscale(data * np.float32(0.0001), scale=2, method="cnn")
     np.testing.assert_allclose(scaled, once * 0.0001, rtol=1e-4, atol=1e-6)
 
 
@@ -170,7 +172,7 @@ def test_beats_bicubic_on_a_sharp_scene():
     truth = (_scene((96, 96), dtype=np.float64) / 20).astype(np.uint8)
     small = imresize(truth, 1 / 2)
     err = {
-        m: np.abs(dasksr.upscale(small, 2, m).astype(float) - truth)[4:-4, 4:-4].mean()
+        m: np.abs(dasksr.upscale(small, scale=2, method=m).astype(float) - truth)[4:-4, 4:-4].mean()
         for m in ("bicubic", "cnn")
     }
     assert err["cnn"] < err["bicubic"]
@@ -179,10 +181,10 @@ def test_beats_bicubic_on_a_sharp_scene():
 def test_nodata_never_enters_the_network():
     data = _scene()
     data[:, 25:40, 15:30] = 0
-    a = dasksr.upscale(data, 2, "cnn", nodata=0)
+    a = dasksr.upscale(data, scale=2, method="cnn", nodata=0)
     other = data.copy()
     other[:, 25:40, 15:30] = 65535  # another fill value must not change any valid pixel
-    b = dasksr.upscale(other, 2, "cnn", nodata=65535)
+    b = dasksr.upscale(other, scale=2, method="cnn", nodata=65535)
     hole = np.zeros(data.shape, bool)
     hole[:, 25:40, 15:30] = True
     fine_hole = hole.repeat(2, axis=1).repeat(2, axis=2)
@@ -203,7 +205,7 @@ def test_fill_reaches_only_its_steps():
 
 def test_unsupported_scale_names_the_supported_ones():
     with pytest.raises(InvalidScaleError, match=r"'cnn-sensor': use an integer among 2, 4$"):
-        dasksr.upscale(np.zeros((8, 8), np.uint8), 3, "cnn-sensor")
+        dasksr.upscale(np.zeros((8, 8), np.uint8), scale=3, method="cnn-sensor")
 
 
 def test_method_identity_carries_the_weights():

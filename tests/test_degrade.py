@@ -103,7 +103,7 @@ def test_symmetric_boundary_equals_resizing_a_mirror_padded_image(factor: int) -
 def test_imresize_upscaling_is_the_bicubic_method_inside_the_image(scale: int) -> None:
     image = RNG.random((3, 14, 17))
     ours = imresize(image, scale)
-    method = dasksr.upscale(image, scale, "bicubic")
+    method = dasksr.upscale(image, scale=scale, method="bicubic")
     inner = (..., slice(3 * scale, -3 * scale), slice(3 * scale, -3 * scale))
     np.testing.assert_allclose(ours[inner], method[inner], atol=1e-9)
 

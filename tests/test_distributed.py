@@ -194,7 +194,7 @@ def test_progress_bar_on_a_scheduler(
     assert "100% Completed" in captured.err
     assert captured.out.startswith("wrote ")
     np.testing.assert_array_equal(
-        xr.open_zarr(out)["data"].values, dasksr.upscale(uint16_tif.data, 2, nodata=0)
+        xr.open_zarr(out)["data"].values, dasksr.upscale(uint16_tif.data, scale=2, nodata=0)
     )
 
 

@@ -140,6 +140,6 @@ def test_before_after_picture_panels() -> None:
     rows, cols = before_after.WINDOW["y"], before_after.WINDOW["x"]
     assert np.array_equal(shown["input (100 m pixels)"], scene[:, rows, cols])
     # The lazily upscaled window is the whole scene's result, cut at the window.
-    whole = dasksr.upscale(scene, 2, "lanczos", nodata=0)
+    whole = dasksr.upscale(scene, scale=2, method="lanczos", nodata=0)
     fine = (slice(rows.start * 2, rows.stop * 2), slice(cols.start * 2, cols.stop * 2))
     assert np.array_equal(shown["lanczos x2"], whole[:, fine[0], fine[1]])

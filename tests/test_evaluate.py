@@ -96,7 +96,7 @@ def test_evaluate_follows_the_protocol(image_set: Path) -> None:
     assert [r["name"] for r in result["images"]] == ["a", "b", "c"]
     # Recompute image "b" by hand: mod-crop, imresize down, bicubic up, Y, crop 3.
     truth = np.moveaxis(np.array(Image.open(image_set / "b_HR.png")), -1, 0)[:, :48, :60]
-    restored = dasksr.upscale(imresize(truth, 1 / 3), 3, "bicubic")
+    restored = dasksr.upscale(imresize(truth, 1 / 3), scale=3, method="bicubic")
     b = result["images"][1]
     assert b["psnr"] == psnr(truth, restored, crop=3, y_channel=True)
     assert b["ssim"] == ssim(truth, restored, crop=3, y_channel=True)

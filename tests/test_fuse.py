@@ -172,7 +172,7 @@ def test_fusion_beats_bicubic_of_the_reference() -> None:
     hr = scene(192, seed=7)
     frames, _, _ = dasksr.simulate_stack(hr, 8, 2, snr=40, seed=3)
     fused = dasksr.fuse(frames, 2).values
-    bicubic = dasksr.upscale(frames.values[0], 2, "bicubic")
+    bicubic = dasksr.upscale(frames.values[0], scale=2, method="bicubic")
     crop = (slice(16, -16), slice(16, -16))
     gain = dasksr.psnr(fused[crop], hr[crop], data_range=np.ptp(hr)) - dasksr.psnr(
         bicubic[crop], hr[crop], data_range=np.ptp(hr)

@@ -39,7 +39,7 @@ METHOD = "bicubic"
 
 def expected(raster: Any, scale: int, method: str) -> np.ndarray:
     """The reference: the whole-image result on the pixels that were written into the input."""
-    return dasksr.upscale(raster.data, scale, method, nodata=raster.nodata)
+    return dasksr.upscale(raster.data, scale=scale, method=method, nodata=raster.nodata)
 
 
 def fine_centres(transform: Affine, ny: int, nx: int, scale: int) -> tuple[np.ndarray, np.ndarray]:
@@ -281,7 +281,9 @@ def chunk_file(array: Path, index: list[str], zarr_format: int) -> Path:
 def test_interrupted_zarr_job_resumes_and_equals_a_clean_run(
     tmp_path: Path, uint16_tif: Any, zarr_format: int
 ) -> None:
-    fine = dasksr.upscale(dasksr.open_raster(uint16_tif.path, chunks=32), SCALE, "bilinear")
+    fine = dasksr.upscale(
+        dasksr.open_raster(uint16_tif.path, chunks=32), scale=SCALE, method="bilinear"
+    )
     target = tmp_path / "out.zarr"
     partial_store = tmp_path / "out.zarr.partial"
     blocks = math.prod(len(c) for c in fine.chunks)  # 1 x 3 x 3 output chunks
@@ -367,7 +369,9 @@ def test_changed_job_does_not_reuse_a_partial_store(tmp_path: Path, uint16_tif: 
 
 
 def test_failed_geotiff_job_leaves_no_file(tmp_path: Path, uint16_tif: Any) -> None:
-    fine = dasksr.upscale(dasksr.open_raster(uint16_tif.path, chunks=32), SCALE, METHOD)
+    fine = dasksr.upscale(
+        dasksr.open_raster(uint16_tif.path, chunks=32), scale=SCALE, method=METHOD
+    )
     before = listing(tmp_path)
     with dask.config.set(scheduler="threads"):
         for cog in (False, True):
@@ -377,7 +381,9 @@ def test_failed_geotiff_job_leaves_no_file(tmp_path: Path, uint16_tif: Any) -> N
 
 
 def test_failed_zarr_job_leaves_only_the_partial_store(tmp_path: Path, uint16_tif: Any) -> None:
-    fine = dasksr.upscale(dasksr.open_raster(uint16_tif.path, chunks=32), SCALE, METHOD)
+    fine = dasksr.upscale(
+        dasksr.open_raster(uint16_tif.path, chunks=32), scale=SCALE, method=METHOD
+    )
     before = listing(tmp_path)
     with dask.config.set(scheduler="threads"), pytest.raises(InjectedFailure):
         dasksr.to_zarr(flaky(fine, [], fail_at=2), tmp_path / "out.zarr")
@@ -777,7 +783,9 @@ def test_striped_geotiff_reads_as_the_whole_image(tmp_path: Path, width: int) ->
         dst.write(pixels)
     fine = dasksr.open_raster(path, chunks=32).sr.upscale(scale=2, method="lanczos")
     with dask.config.set(scheduler="threads"):
-        np.testing.assert_array_equal(fine.values, dasksr.upscale(pixels, 2, "lanczos"))
+        np.testing.assert_array_equal(
+            fine.values, dasksr.upscale(pixels, scale=2, method="lanczos")
+        )
 
 
 def test_damaged_zarr_chunk_is_a_clear_error(tmp_path: Path, uint16_zarr: Any) -> None:
@@ -820,7 +828,9 @@ def test_dataset_upscale_keeps_non_spatial_variables(uint16_tif: Any) -> None:
         out["wavelength"].drop_vars("spatial_ref"), ds["wavelength"].drop_vars("spatial_ref")
     )
     np.testing.assert_array_equal(out["reflectance"].values, expected(uint16_tif, 2, "bicubic"))
-    np.testing.assert_array_equal(out["mask"].values, dasksr.upscale(mask.values, 2, "bicubic"))
+    np.testing.assert_array_equal(
+        out["mask"].values, dasksr.upscale(mask.values, scale=2, method="bicubic")
+    )
     y, x = fine_centres(uint16_tif.transform, 70, 90, 2)
     np.testing.assert_allclose(out.x.values, x)
     np.testing.assert_allclose(out.y.values, y)
@@ -848,7 +858,7 @@ def test_sentinel2_band_upscaled_x2_via_the_cli(tmp_path: Path) -> None:
         assert tif.nodata == src.nodata == 0
         coarse = src.read(1)
         fine = tif.read(1)
-    np.testing.assert_array_equal(fine, dasksr.upscale(coarse, 2, "bicubic", nodata=0))
+    np.testing.assert_array_equal(fine, dasksr.upscale(coarse, scale=2, method="bicubic", nodata=0))
     # A fine pixel is nodata exactly where its coarse pixel is: no valid pixel became 0.
     np.testing.assert_array_equal(fine == 0, np.kron(coarse == 0, np.ones((2, 2), bool)))
 
@@ -1008,7 +1018,9 @@ def test_masked_without_nodata_only_changes_the_dtype(tmp_path: Path, make_geoti
 def test_default_zarr_store_opens_in_gdal_with_the_crs_and_transform(
     tmp_path: Path, uint16_tif: Any
 ) -> None:
-    fine = dasksr.upscale(dasksr.open_raster(uint16_tif.path, chunks=32), SCALE, METHOD)
+    fine = dasksr.upscale(
+        dasksr.open_raster(uint16_tif.path, chunks=32), scale=SCALE, method=METHOD
+    )
     store = dasksr.to_zarr(fine, tmp_path / "out.zarr")
     want = uint16_tif.transform @ Affine.scale(1 / SCALE)
     for name in (str(store), f'ZARR:"{store}":/data'):
@@ -1066,7 +1078,7 @@ def test_a_higher_compression_level_makes_a_smaller_store(tmp_path: Path) -> Non
     y, x = np.mgrid[0:256, 0:256]
     pixels = (1000 + 800 * np.sin(x / 9.0) * np.cos(y / 7.0)).astype(np.uint16)
     data = xr.DataArray(pixels[None], dims=("band", "y", "x")).chunk({"y": 128, "x": 128})
-    fine = dasksr.upscale(data, 2, "bicubic")
+    fine = dasksr.upscale(data, scale=2, method="bicubic")
     sizes = {}
     for level in (0, 1, 9):
         store = dasksr.to_zarr(fine, tmp_path / f"l{level}.zarr", compression_level=level)
@@ -1153,7 +1165,9 @@ def test_delayed_writes_create_nothing_until_computed_and_then_equal_eager_ones(
 def test_a_failed_delayed_geotiff_write_leaves_nothing_that_looks_finished(
     tmp_path: Path, uint16_tif: Any
 ) -> None:
-    fine = dasksr.upscale(dasksr.open_raster(uint16_tif.path, chunks=32), SCALE, "bilinear")
+    fine = dasksr.upscale(
+        dasksr.open_raster(uint16_tif.path, chunks=32), scale=SCALE, method="bilinear"
+    )
     delayed = dasksr.to_geotiff(flaky(fine, [], fail_at=3), tmp_path / "o.tif", compute=False)
     with dask.config.set(scheduler="synchronous"), pytest.raises(InjectedFailure):
         delayed.compute()

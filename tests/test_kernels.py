@@ -156,14 +156,15 @@ def test_leading_axes_are_processed_plane_by_plane() -> None:
 def test_compiled_loops_match_the_array_path_bit_for_bit(
     method: str, scale: int, dtype: type
 ) -> None:
-    # NumPy blocks run the compiled loops, CuPy blocks the array-at-a-time path: both must do the
-    # same arithmetic, or a cluster mixing CPUs and GPUs would give seams.
+    # NumPy blocks run the compiled loops, CuPy blocks and small NumPy ones the array-at-a-time
+    # path: both must do the same arithmetic, or a cluster mixing CPUs and GPUs would give seams.
     from dasksr.kernels import interp
+    from dasksr.kernels.loops import polyphase_rows
 
     halo = interp._KERNELS[method][1]
     rows = np.pad(smooth_image(23, 37, seed=scale), halo, mode="symmetric").astype(dtype)
     weights = interp.phase_weights(method, scale).astype(dtype)
-    compiled = interp._polyphase_rows(rows, scale, halo, weights, np.dtype(dtype))
+    compiled = polyphase_rows(rows, weights)  # the loops, whatever the size
     arrays = interp._polyphase_rows_arrays(rows, scale, halo, weights, np.dtype(dtype))
     assert compiled.dtype == arrays.dtype == dtype
     np.testing.assert_array_equal(compiled, arrays)
@@ -172,10 +173,17 @@ def test_compiled_loops_match_the_array_path_bit_for_bit(
 @pytest.mark.parametrize("method", ["bilinear", "bicubic", "lanczos"])
 @pytest.mark.parametrize("dtype", [np.uint8, np.uint16, np.int16])
 @pytest.mark.parametrize("scale", [2, 3])
-def test_compiled_rounding_matches_finalize(method: str, dtype: type, scale: int) -> None:
-    # The compiled loops round, clip and cast in the same pass; finalize() is the reference.
+@pytest.mark.parametrize("smallest", [0, None])
+def test_compiled_rounding_matches_finalize(
+    method: str, dtype: type, scale: int, smallest: int | None, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # The compiled loops round, clip and cast in the same pass; finalize() is the reference. With
+    # smallest=0 every block is compiled; by default one this small takes the array path.
     from dasksr.kernels import interp
     from dasksr.kernels.values import finalize
+
+    if smallest is not None:
+        monkeypatch.setattr(interp, "_COMPILED_MIN_PIXELS", smallest)
 
     halo = interp._KERNELS[method][1]
     info = np.iinfo(dtype)

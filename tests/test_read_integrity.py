@@ -127,7 +127,7 @@ def test_reads_leave_the_users_gdal_settings_alone(
     monkeypatch.delenv("GDAL_CACHEMAX", raising=False)
     before = get_gdal_config("GDAL_CACHEMAX")
     clear_cache()
-    open_raster(uint16_tif.path).sr.upscale(2).compute(scheduler="threads")
+    open_raster(uint16_tif.path).sr.upscale(scale=2).compute(scheduler="threads")
     assert get_gdal_config("GDAL_CACHEMAX") == before
 
 
@@ -143,5 +143,5 @@ def test_a_persisted_array_is_upscaled_from_its_persisted_blocks(
     clear_cache()  # nothing of the file is left in this process
     fine = kept.sr.upscale(scale=2, method="bicubic")
     with dask.config.set(scheduler="threads"):
-        expected = dasksr.upscale(raster.data, 2, "bicubic", nodata=raster.nodata)
+        expected = dasksr.upscale(raster.data, scale=2, method="bicubic", nodata=raster.nodata)
         np.testing.assert_array_equal(fine.values, expected)

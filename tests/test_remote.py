@@ -191,8 +191,8 @@ def test_cog_over_http_equals_the_local_read(served: RangeServer, big_cog: Path)
     np.testing.assert_array_equal(remote[:, 700:1300, 900:1500].values, big_cog_window(big_cog))
     # And through the upscaling, which reads haloed windows from the URL.
     np.testing.assert_array_equal(
-        dasksr.upscale(remote[:, :600, :700], 2, "bicubic").values,
-        dasksr.upscale(local[:, :600, :700], 2, "bicubic").values,
+        dasksr.upscale(remote[:, :600, :700], scale=2, method="bicubic").values,
+        dasksr.upscale(local[:, :600, :700], scale=2, method="bicubic").values,
     )
 
 
@@ -289,7 +289,7 @@ def test_cli_upscales_a_url_input(served: RangeServer, big_cog: Path, tmp_path: 
     assert main(["upscale", f"{served.url}/small.tif", str(out), "--scale", "2"]) == 0
     with rasterio.open(out) as tif:
         np.testing.assert_array_equal(
-            tif.read(), dasksr.upscale(raster.data, 2, "bicubic", nodata=0)
+            tif.read(), dasksr.upscale(raster.data, scale=2, method="bicubic", nodata=0)
         )
 
 
@@ -309,7 +309,8 @@ def test_zarr_in_memory_through_fsspec(uint16_zarr: Any) -> None:
     assert remote.rio.crs == on_disk.rio.crs
     assert remote.rio.transform() == on_disk.rio.transform()
     np.testing.assert_array_equal(
-        dasksr.upscale(remote, 2, "bicubic").values, dasksr.upscale(on_disk, 2, "bicubic").values
+        dasksr.upscale(remote, scale=2, method="bicubic").values,
+        dasksr.upscale(on_disk, scale=2, method="bicubic").values,
     )
     # A changed chunk is seen: the listing of the array (names, sizes, times) has changed.
     clear_cache()

@@ -81,7 +81,9 @@ def split(files: list[str], every: int = 25) -> tuple[list[str], list[str]]:
 
 
 def _bicubic(lr: np.ndarray, scale: int) -> np.ndarray:
-    return np.asarray(upscale(lr.astype(np.float32), scale, "bicubic"), dtype=np.float32)
+    return np.asarray(
+        upscale(lr.astype(np.float32), scale=scale, method="bicubic"), dtype=np.float32
+    )
 
 
 def bicubic_pair(y: np.ndarray, scale: int) -> Pair:

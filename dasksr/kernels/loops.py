@@ -19,11 +19,11 @@ from __future__ import annotations
 import os
 import sys
 import tempfile
+import threading
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-import numba
 import numpy as np
 
 __all__ = ["polyphase_rows", "kernel_cache_dir", "CACHE_DIR_ENV"]
@@ -71,6 +71,8 @@ def _compiled(**options: Any) -> Callable[[Any], Any]:
     numba would otherwise fall back to the package's own ``__pycache__``.
     """
 
+    import numba
+
     def decorate(function: Any) -> Any:
         folder = _writable_folder(kernel_cache_dir() / "numba")
         if folder is None:
@@ -86,7 +88,6 @@ def _compiled(**options: Any) -> Callable[[Any], Any]:
     return decorate
 
 
-@_compiled(nogil=True)
 def _polyphase_rows(
     rows: Any, weights: Any, out: Any, rounding: bool, low: float, high: float
 ) -> None:  # pragma: no cover - compiled
@@ -130,7 +131,6 @@ def _polyphase_rows(
                 _sum_rows(across, i, weights[p], out[i * scale + p])
 
 
-@numba.njit(inline="always")
 def _sum_rows(rows: Any, first_row: int, weights: Any, dst: Any) -> None:  # pragma: no cover
     """``dst = sum_k weights[k] * rows[first_row + k]`` over the non-zero taps, in order."""
     first = True
@@ -176,5 +176,23 @@ def polyphase_rows(
     low, high = clip if clip is not None else (0.0, 0.0)
     if not out.flags.c_contiguous:
         raise ValueError("out must be C-contiguous")
-    _polyphase_rows(rows, np.ascontiguousarray(weights), out, rounding, low, high)
+    _kernel()(rows, np.ascontiguousarray(weights), out, rounding, low, high)
     return out
+
+
+_kernel_lock = threading.Lock()
+_kernel_compiled: list[Any] = []
+
+
+def _kernel() -> Any:
+    """``_polyphase_rows`` compiled, on first use: importing Numba and loading the cached machine
+    code cost about 0.5 s, which a job whose blocks all take the array path never pays."""
+    if not _kernel_compiled:
+        with _kernel_lock:  # Dask's threads reach here together
+            if not _kernel_compiled:
+                import numba
+
+                # Numba resolves the inner loop by its global name when it compiles the outer.
+                globals()["_sum_rows"] = numba.njit(inline="always")(_sum_rows)
+                _kernel_compiled.append(_compiled(nogil=True)(_polyphase_rows))
+    return _kernel_compiled[0]

@@ -38,11 +38,11 @@ def compute(size: int = 240, chunk: int = 53, scale: int = 4, method: str = "lan
     """Upscale the demo scene chunked, whole and naively tiled; return the differences."""
     scene = dasksr.demo.make_scene(size, bands=3, seed=1)
     lazy = da.from_array(scene, chunks=(3, chunk, chunk))
-    fine = np.asarray(dasksr.upscale(lazy, scale, method, nodata=0).compute())
-    whole = dasksr.upscale(scene, scale, method, nodata=0)
+    fine = np.asarray(dasksr.upscale(lazy, scale=scale, method=method, nodata=0).compute())
+    whole = dasksr.upscale(scene, scale=scale, method=method, nodata=0)
 
     def alone(block: np.ndarray) -> np.ndarray:
-        return dasksr.upscale(block, scale, method, nodata=0)
+        return dasksr.upscale(block, scale=scale, method=method, nodata=0)
 
     out_chunks = (lazy.chunks[0], *(tuple(n * scale for n in c) for c in lazy.chunks[1:]))
     naive = lazy.map_blocks(alone, chunks=out_chunks, dtype=scene.dtype).compute()

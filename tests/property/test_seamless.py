@@ -102,7 +102,7 @@ def whole_image(
     data: np.ndarray, method: str, scale: int, nodata: float | None, out_dtype: np.dtype | None
 ) -> np.ndarray:
     """The reference: the whole image as one block (NumPy in, NumPy out)."""
-    return dasksr.upscale(data, scale, method, nodata=nodata, dtype=out_dtype)
+    return dasksr.upscale(data, scale=scale, method=method, nodata=nodata, dtype=out_dtype)
 
 
 def chunked_result(lazy: da.Array) -> np.ndarray:
@@ -132,7 +132,7 @@ def test_chunked_equals_whole_image(method: str, wiring: str, draw: st.DataObjec
     else:
         array = da.from_array(data, chunks=chunks)
         kept = dasksr.blockwise.merge_small_chunks(chunks[-2], halo)
-    lazy = dasksr.upscale(array, scale, method, nodata=nodata, dtype=out_dtype)
+    lazy = dasksr.upscale(array, scale=scale, method=method, nodata=nodata, dtype=out_dtype)
     assert lazy.chunks[-2] == tuple(c * scale for c in kept)
     assert_seamless(whole, chunked_result(lazy))
 
@@ -208,7 +208,7 @@ def test_files_read_through_the_source_wiring_equal_the_whole_image(
         array = opened.data
         assert array.chunks[-2:] == chunks[-2:]
         assert source_of(array) is not None
-        lazy = dasksr.upscale(array, scale, method, nodata=nodata, dtype=out_dtype)
+        lazy = dasksr.upscale(array, scale=scale, method=method, nodata=nodata, dtype=out_dtype)
         assert_seamless(whole, chunked_result(lazy))
 
 
@@ -224,7 +224,10 @@ def test_large_irregular_chunks_with_threads(method: str) -> None:
     scale = 3 if 3 in scales else min(scales)
     whole = upscale_numpy(data, get_method(method), scale, nodata=0)
     chunked = dasksr.upscale(
-        da.from_array(data, chunks=((50, 1, 60, 46), (2, 100, 109))), scale, method, nodata=0
+        da.from_array(data, chunks=((50, 1, 60, 46), (2, 100, 109))),
+        scale=scale,
+        method=method,
+        nodata=0,
     ).compute(scheduler="threads")
     assert_seamless(whole, chunked)
 
