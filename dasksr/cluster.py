@@ -51,12 +51,20 @@ def connect(
         and output_pixels is not None
         and output_pixels <= SMALL_JOB_PIXELS
     ):
+        from concurrent.futures import ThreadPoolExecutor
+
         from dask.threaded import get as threaded_get
 
-        # The function, not the name "threads": for a name, dask imports distributed (0.25 s) to
-        # look for a client first.
-        with dask.config.set(scheduler=threaded_get):
-            yield None
+        pool = ThreadPoolExecutor(threads_per_worker or os.cpu_count() or 1)
+        try:
+            # The function, not the name "threads": for a name, dask imports distributed
+            # (0.25 s) to look for a client first.
+            with dask.config.set(scheduler=threaded_get, pool=pool):
+                yield None
+        finally:
+            # A failed job leaves its other running blocks behind: they end here, not while the
+            # interpreter exits (zarr's abandoned writes would print tracebacks then).
+            pool.shutdown(wait=True, cancel_futures=True)
         return
 
     from distributed import Client, LocalCluster
