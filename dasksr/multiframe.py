@@ -11,6 +11,7 @@ from __future__ import annotations
 import dataclasses
 import math
 import warnings
+from collections.abc import Hashable
 from functools import partial
 from typing import Any
 
@@ -324,7 +325,7 @@ def _check_iterations(iterations: Any) -> int:
     return int(iterations)
 
 
-def _frames(stack: xr.DataArray, dim: str) -> tuple[xr.DataArray, str | None]:
+def _frames(stack: xr.DataArray, dim: str) -> tuple[xr.DataArray, Hashable | None]:
     """``stack`` as ``(dim, band, y, x)`` and the name of its band dim (None when it has none)."""
     if dim not in stack.dims:
         raise InvalidArgumentError(

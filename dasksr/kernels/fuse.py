@@ -396,7 +396,7 @@ def register_frames(
     stack = np.asarray(window, dtype=np.float64)
     bad = ~np.isfinite(stack) if invalid is None else (invalid | ~np.isfinite(stack))
     valid = ~bad
-    plane_valid = valid.all(axis=1)
+    plane_valid = np.asarray(valid.all(axis=1))  # (time, y, x); asarray: an array, not a scalar
     mean = np.where(valid, stack, 0).sum(axis=1) / max(stack.shape[1], 1)
     ref, ref_valid = mean[reference], plane_valid[reference]
     found = []
@@ -600,7 +600,7 @@ def _fuse_steps(
     scale = params.scale
     work = np.dtype(work)
     y, valid = _normalised(frames, invalid, params, nodata, work)
-    shifts = [tuple(float(v) for v in s) for s in params.shifts]
+    shifts = [(float(dy), float(dx)) for dy, dx in params.shifts]
     weights = _robust_weights(y, valid, shifts, params, work)
     y = np.where(valid, y, 0).astype(work, copy=False)
 
