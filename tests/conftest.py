@@ -6,15 +6,19 @@ tests read dasksr's outputs against files it did not make.
 
 from __future__ import annotations
 
+import importlib.util
 import re
-from collections.abc import Callable
+import sys
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from types import ModuleType
 
 import numpy as np
 import pytest
 from affine import Affine
 
+ROOT = Path(__file__).resolve().parents[1]
 CRS = "EPSG:32633"
 #: 10 m pixels, UTM 33N; the top-left corner of the raster.
 TRANSFORM = Affine(10.0, 0.0, 399960.0, 0.0, -10.0, 5000040.0)
@@ -194,3 +198,29 @@ def uint16_tif(tmp_path: Path) -> Raster:
 def uint16_zarr(tmp_path: Path, uint16_tif: Raster) -> Raster:
     """The same pixels as ``uint16_tif`` in a Zarr store (32 x 32 chunks), CRS on spatial_ref."""
     return write_zarr(tmp_path / "scene.zarr", uint16_tif)
+
+
+@pytest.fixture(scope="module")
+def load_script() -> Iterator[Callable[[str], ModuleType]]:
+    """``load_script("benchmarks/speed.py")``: a script of the repository as a module.
+
+    The benchmarks and docs/figures are scripts, not packages. Each module is registered in
+    ``sys.modules`` while the test module runs (dataclasses look their module up by name) and
+    removed after it.
+    """
+    loaded: list[str] = []
+
+    def load(relative: str) -> ModuleType:
+        path = ROOT / relative
+        name = "dasksr_script_" + "_".join(path.relative_to(ROOT).with_suffix("").parts)
+        spec = importlib.util.spec_from_file_location(name, path)
+        assert spec is not None and spec.loader is not None, f"no script at {path}"
+        module = importlib.util.module_from_spec(spec)
+        sys.modules[name] = module
+        loaded.append(name)
+        spec.loader.exec_module(module)
+        return module
+
+    yield load
+    for name in loaded:
+        sys.modules.pop(name, None)

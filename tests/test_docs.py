@@ -6,11 +6,11 @@ other checks need only the ``test`` extra.
 
 from __future__ import annotations
 
-import importlib.util
 import os
 import re
 import subprocess
 import sys
+from collections.abc import Callable
 from pathlib import Path
 from types import ModuleType
 
@@ -21,18 +21,6 @@ import dasksr
 
 ROOT = Path(__file__).resolve().parents[1]
 DOCS = ROOT / "docs"
-
-
-def load_script(name: str) -> ModuleType:
-    """A script of docs/figures as a module (they are scripts, not a package)."""
-    spec = importlib.util.spec_from_file_location(
-        f"docs_figures_{name}", DOCS / "figures" / f"{name}.py"
-    )
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module  # dataclasses look their module up
-    spec.loader.exec_module(module)
-    return module
 
 
 @pytest.mark.slow
@@ -82,9 +70,9 @@ def test_api_reference_covers_the_public_api() -> None:
     assert documented == set(dasksr.__all__)
 
 
-def test_cluster_estimate_is_current() -> None:
+def test_cluster_estimate_is_current(load_script: Callable[[str], ModuleType]) -> None:
     """docs/cluster.md's table is what the script computes from docs/benchmarks.md today."""
-    estimate = load_script("cluster_estimate")
+    estimate = load_script("docs/figures/cluster_estimate.py")
     page = (DOCS / "cluster.md").read_text(encoding="utf-8")
     between = page.split(estimate.START, 1)[1].split(estimate.END, 1)[0].strip()
     table = estimate.estimate((DOCS / "benchmarks.md").read_text(encoding="utf-8"))
@@ -92,9 +80,9 @@ def test_cluster_estimate_is_current() -> None:
     assert "| `bicubic` | Zarr |" in table and "121 tasks" in table
 
 
-def test_seamless_figure_computation() -> None:
+def test_seamless_figure_computation(load_script: Callable[[str], ModuleType]) -> None:
     """The figure's numbers: zero difference chunked, and seams for the naive tiling."""
-    seamless = load_script("seamless")
+    seamless = load_script("docs/figures/seamless.py")
     seams = seamless.compute(size=96, chunk=29, scale=3, method="bicubic")
     assert seams.fine.shape == (3, 288, 288)
     assert seams.chunked_error.max() == 0
@@ -122,14 +110,14 @@ def test_readme_links_and_picture() -> None:
 
 
 @pytest.mark.data
-def test_before_after_picture_panels() -> None:
+def test_before_after_picture_panels(load_script: Callable[[str], ModuleType]) -> None:
     """The README picture's panels: the window, and each method's fine pixels over it."""
     import rasterio
 
     folder = dasksr.data.data_path("rasters", "sentinel2_l2a_29RKH_20200219")
     if folder is None:
         pytest.skip("shared data absent: set DASKSR_DATA")
-    before_after = load_script("before_after")
+    before_after = load_script("docs/figures/before_after.py")
     shown, _ = before_after.panels(2)
     assert list(shown)[:3] == ["input (100 m pixels)", "bicubic x2", "lanczos x2"]
     rgb = []
