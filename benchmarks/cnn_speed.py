@@ -46,6 +46,8 @@ def _time(fn, runs: int) -> float:
 
 
 def matmul_gflops(runs: int) -> float:
+    """NumPy's float32 matrix product on the cores this process may use (the BLAS's own kernel:
+    run without OPENBLAS_CORETYPE, which pins OpenBLAS to an older one on some machines)."""
     from threadpoolctl import threadpool_limits
 
     a = np.random.default_rng(0).random((2048, 2048), dtype=np.float32)
@@ -70,7 +72,7 @@ def bench_threads(threads: int, size: int, runs: int, method: str, scale: int) -
     halo = record.layers
     padded = np.pad(band, halo, mode="symmetric")[None]
     with dask.config.set(num_workers=threads, scheduler="threads"):
-        session = record.session()
+        session = record.session(threads)
         engine = _time(lambda: cnn.run_network(session, padded, halo, scale), runs)
         lazy = dasksr.upscale(da.from_array(band, chunks=512), scale=scale, method=method)
         chunked = _time(lambda: lazy.compute(), runs)
@@ -129,9 +131,13 @@ def main() -> None:
     ap.add_argument("--scene", type=int, default=0, help="edge of the end-to-end scene (0: skip)")
     ap.add_argument("--workdir", type=Path, default=Path("/tmp/dasksr-cnn-bench"))
     args = ap.parse_args()
+    from threadpoolctl import threadpool_info
+
+    blas = ", ".join(f"{i['internal_api']} {i.get('architecture', '')}" for i in threadpool_info())
     print(
         f"{args.method} x{args.scale}, {args.size} x {args.size} float32 band, "
-        f"median of {args.runs} runs; CPU: {os.cpu_count()} cores"
+        f"median of {args.runs} runs; CPU: {os.cpu_count()} cores; BLAS: {blas}; "
+        f"OPENBLAS_CORETYPE={os.environ.get('OPENBLAS_CORETYPE', 'unset')}"
     )
     header = (
         "threads",

@@ -224,14 +224,22 @@ def test_tasks_do_not_carry_the_session():
     assert clone.key == "k" and clone.get() is resource.get()
 
 
-def test_intra_op_threads_leave_room_for_dask(monkeypatch):
+def test_intra_op_threads_leave_room_for_dask():
+    import os
+    from concurrent.futures import ThreadPoolExecutor
+
     import dask
 
-    cores = len(__import__("os").sched_getaffinity(0))
-    with dask.config.set(num_workers=cores):
-        assert cnn._intra_threads() == 1
-    with dask.config.set(num_workers=1):
-        assert cnn._intra_threads() == cores
+    cores = len(os.sched_getaffinity(0))
+    assert cnn._intra_threads() == cores  # the main thread runs alone
+
+    def in_a_task(workers):
+        with dask.config.set(num_workers=workers):
+            return cnn._intra_threads()
+
+    with ThreadPoolExecutor(1) as pool:
+        assert pool.submit(in_a_task, cores).result() == 1
+        assert pool.submit(in_a_task, 1).result() == cores
 
 
 def _copy_weights(tmp_path: Path) -> Path:

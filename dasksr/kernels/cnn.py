@@ -27,7 +27,9 @@ import hashlib
 import json
 import os
 import sys
+import threading
 from dataclasses import dataclass, field
+from functools import partial
 from importlib import resources
 from pathlib import Path
 from typing import Any
@@ -56,20 +58,25 @@ class ModelRecord:
     layers: int
     record: dict[str, Any] = field(compare=False, hash=False, repr=False)
 
-    def session(self) -> Any:
-        """The process's onnxruntime session for this file (created once, checked first)."""
-        return ProcessResource(f"onnx:{self.sha256}:{_intra_threads()}", self._open).get()
+    def session(self, threads: int | None = None) -> Any:
+        """The process's onnxruntime session for this file (created once, checked first).
+
+        ``threads`` is its intra-op thread count; by default the cores left to each of dask's
+        threads (see `_intra_threads`).
+        """
+        n = threads or _intra_threads()
+        return ProcessResource(f"onnx:{self.sha256}:{n}", partial(self._open, n)).get()
 
     def check(self) -> None:
         """Raise `ModelError` unless the file exists and its SHA-256 matches the record."""
         _read_checked(self.path, self.sha256)
 
-    def _open(self) -> Any:
+    def _open(self, threads: int) -> Any:
         import onnxruntime as ort
 
         content = _read_checked(self.path, self.sha256)
         options = ort.SessionOptions()
-        options.intra_op_num_threads = _intra_threads()
+        options.intra_op_num_threads = threads
         options.inter_op_num_threads = 1
         options.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
         # All optimisations (blocked NCHWc convolutions, twice the basic level's speed here): their
@@ -108,11 +115,18 @@ def _read_checked(path: str, sha256: str) -> bytes:
 
 
 def _intra_threads() -> int:
-    """onnxruntime threads per call, so that dask's threads times these stay within the cores."""
+    """onnxruntime threads per call, so that dask's threads times these stay within the cores.
+
+    In a distributed worker, dask runs the worker's thread count of tasks at once; in the threaded
+    scheduler, ``num_workers`` (default: one per core). A call from the main thread (a NumPy
+    array upscaled whole, or the synchronous scheduler) runs alone and takes every core.
+    """
     try:
         cores = len(os.sched_getaffinity(0))
     except AttributeError:  # not on Linux
         cores = os.cpu_count() or 1
+    if threading.current_thread() is threading.main_thread():
+        return cores
     threads = cores
     if "distributed" in sys.modules:
         from distributed import get_worker
