@@ -17,8 +17,14 @@ run() {
   echo "== $name $(date -u +%FT%TZ)"; $T "$@" > "$L/$name.log" 2>&1
 }
 run cnn_x2        --model cnn        --scale 2 --steps 6000 --out $C/cnn_x2.npz
-run cnn-sensor_x2 --model cnn-sensor --scale 2 --steps 2000 --init $C/cnn_x2-best.npz --out $C/cnn-sensor_x2.npz
-run cnn_x4        --model cnn        --scale 4 --steps 1500 --batch 64 --init $C/cnn_x2-best.npz --out $C/cnn_x4.npz
-run cnn-sensor_x4 --model cnn-sensor --scale 4 --steps 1500 --batch 64 --init $C/cnn_x4-best.npz --out $C/cnn-sensor_x4.npz
-run cnn_x3        --model cnn        --scale 3 --steps 1200 --batch 36 --init $C/cnn_x2-best.npz --out $C/cnn_x3.npz
+# The first run was stopped at step 3500 of 6000 (lr 3.8e-4) to fit the session; it was
+# annealed by a second, shorter cosine cycle from there.
+run cnn_x2_anneal --model cnn        --scale 2 --steps 1000 --lr 3.8e-4 --resume $C/cnn_x2.npz --out $C/cnn_x2.npz
+run cnn-sensor_x2 --model cnn-sensor --scale 2 --steps 1200 --init $C/cnn_x2-best.npz --out $C/cnn-sensor_x2.npz
+run cnn_x4        --model cnn        --scale 4 --steps 800 --batch 64 --init $C/cnn_x2-best.npz --out $C/cnn_x4.npz
+run cnn-sensor_x4 --model cnn-sensor --scale 4 --steps 800 --batch 64 --init $C/cnn_x4-best.npz --out $C/cnn-sensor_x4.npz
+run cnn_x3        --model cnn        --scale 3 --steps 600 --batch 36 --init $C/cnn_x2-best.npz --out $C/cnn_x3.npz
+# Second cycles, once the machine was quieter (same session).
+run cnn_x2_cycle2 --model cnn --scale 2 --steps 3000 --lr 3e-4 --resume $C/cnn_x2-best.npz --out $C/cnn_x2.npz
+run cnn_x3_cycle2 --model cnn --scale 3 --steps 1500 --batch 36 --lr 3e-4 --resume $C/cnn_x3-best.npz --out $C/cnn_x3.npz
 echo "== done $(date -u +%FT%TZ)"

@@ -178,10 +178,12 @@ def main(argv=None):
     elif args.init:
         arrays, init_meta = load(args.init)
         model.load_arrays({k[2:]: v for k, v in arrays.items() if k.startswith("w/")}, strict=False)
+        # Totals along the whole chain of initialisations (x2 -> x4 -> sensor x4, say).
+        before = init_meta.get("init") or {"steps": 0, "wall_s": 0.0}
         meta["init"] = {
             "from": args.init.name,
-            "steps": init_meta["steps"],
-            "wall_s": init_meta["wall_s"],
+            "steps": init_meta["steps"] + before["steps"],
+            "wall_s": init_meta["wall_s"] + before["wall_s"],
         }
     args.out.parent.mkdir(parents=True, exist_ok=True)
     best_path = args.out.with_name(args.out.stem + "-best.npz")
