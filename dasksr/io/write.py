@@ -9,12 +9,14 @@ each finished chunk once its data is on disk; rerunning the same job finishes th
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import itertools
 import json
 import math
 import os
 import shutil
+import sys
 import uuid
 import warnings
 from collections.abc import Iterable, Iterator
@@ -558,6 +560,7 @@ def _write_zarr_block(
         reason = _cause(exc)
     else:
         return np.ones((1,) * block.ndim, dtype=np.uint8)
+    _settle_zarr_writes()
     # Raised outside the handler: distributed pickles the chained exceptions with the error.
     raise _write_failed(shown, reason)
 
@@ -913,6 +916,32 @@ def _output_errors(shown: str) -> Iterator[None]:
     else:
         return
     raise _write_failed(shown, reason)
+
+
+def _settle_zarr_writes(timeout: float = 5.0) -> None:
+    """Wait for the chunk writes zarr still runs on its event loop after one of them failed.
+
+    zarr gathers a chunk's writes on its own loop; when one fails, the others are left pending,
+    and at interpreter exit asyncio reports each of them ("Task was destroyed but it is
+    pending!") after dasksr's one-line error.
+    """
+    if "zarr" not in sys.modules:
+        return
+    import asyncio
+
+    try:
+        from zarr.core.sync import _get_loop
+    except ImportError:  # another zarr layout: nothing to settle
+        return
+
+    async def settle() -> None:
+        me = asyncio.current_task()
+        others = [t for t in asyncio.all_tasks() if t is not me and not t.done()]
+        if others:
+            await asyncio.wait(others, timeout=timeout)
+
+    with contextlib.suppress(Exception):
+        asyncio.run_coroutine_threadsafe(settle(), _get_loop()).result(timeout + 1)
 
 
 def _check_tiles(path: Path, shown: str) -> None:
