@@ -91,33 +91,20 @@ def bench_threads(threads: int, size: int, runs: int, method: str, scale: int) -
     }
 
 
-def bench_scene(size: int, workdir: Path, method: str, scale: int) -> dict:
+def bench_scene(size: int, workdir: Path, method: str) -> dict:
+    """`dasksr upscale` of speed.py's scene with ``method`` and bicubic, at speed.py's scale."""
     sys.path.insert(0, str(HERE))
-    from speed import make_input
+    from speed import SCALE, _dasksr, make_input
 
     workdir.mkdir(parents=True, exist_ok=True)
     src = make_input(workdir / f"scene_{size}.tif", size)
     out = {}
     for m in (method, "bicubic"):
-        dst = workdir / f"out_{m}.zarr"
-        argv = [
-            sys.executable,
-            "-m",
-            "dasksr.cli",
-            "upscale",
-            str(src),
-            str(dst),
-            "--scale",
-            str(scale),
-            "--method",
-            m,
-            "--no-progress",
-            "--overwrite",
-        ]
+        argv = _dasksr(m)(src, workdir / f"out_{m}.zarr", size)
         t = time.perf_counter()
         subprocess.run(argv, check=True, capture_output=True)
         seconds = time.perf_counter() - t
-        out[m] = {"seconds": seconds, "mpix_s": 3 * (size * scale) ** 2 / seconds / 1e6}
+        out[m] = {"seconds": seconds, "mpix_s": 3 * (size * SCALE) ** 2 / seconds / 1e6}
     return out
 
 
@@ -160,8 +147,8 @@ def main() -> None:
             flush=True,
         )
     if args.scene:
-        r = bench_scene(args.scene, args.workdir, args.method, args.scale)
-        print(f"\n`dasksr upscale` 3 x {args.scene}^2 uint16 -> x{args.scale} Zarr, one run each:")
+        r = bench_scene(args.scene, args.workdir, args.method)
+        print(f"\n`dasksr upscale` 3 x {args.scene}^2 uint16 -> x2 Zarr, one run each:")
         for m, v in r.items():
             print(f"- {m}: {v['seconds']:.1f} s, {v['mpix_s']:.1f} output MPix/s")
 
