@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable
+from pathlib import Path
 from types import ModuleType
 
 import pytest
@@ -85,3 +86,18 @@ def test_targets_table_marks_missing_numbers(speed):
 def test_parse_args(speed):
     args = speed.parse_args(["--quick", "--runs", "2", "--jobs", "dasksr-zarr,gdalwarp"])
     assert args.quick and args.runs == 2 and args.jobs == ["dasksr-zarr", "gdalwarp"]
+
+
+def test_cnn_speed_script_runs(tmp_path: Path) -> None:
+    """benchmarks/cnn_speed.py end to end on a tiny band (in a subprocess: it pins its cores)."""
+    import subprocess
+    import sys
+
+    script = Path(__file__).resolve().parents[1] / "benchmarks" / "cnn_speed.py"
+    args = ["--threads", "1", "--size", "64", "--runs", "1", "--workdir", str(tmp_path)]
+    proc = subprocess.run(
+        [sys.executable, str(script), *args], capture_output=True, text=True, timeout=300
+    )
+    assert proc.returncode == 0, proc.stderr
+    row = [line for line in proc.stdout.splitlines() if line.startswith("| 1 |")]
+    assert len(row) == 1 and len(row[0].split("|")) == 10
