@@ -7,12 +7,14 @@ tests read dasksr's outputs against files it did not make.
 from __future__ import annotations
 
 import importlib.util
+import os
 import re
 import sys
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from types import ModuleType
+from typing import Any
 
 import numpy as np
 import pytest
@@ -224,3 +226,21 @@ def load_script() -> Iterator[Callable[[str], ModuleType]]:
     yield load
     for name in loaded:
         sys.modules.pop(name, None)
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) -> Any:
+    """Under ``CI=true`` a test that skips for want of the shared data fails instead.
+
+    Outside CI, tests that read ``../shared/data`` (marked ``data``, or skipping with a reason
+    that names ``DASKSR_DATA``) skip cleanly when it is absent; CI always has it beside the clone,
+    so there a missing folder must not pass unnoticed as a skip.
+    """
+    outcome = yield
+    report = outcome.get_result()
+    if os.environ.get("CI", "").lower() != "true" or not report.skipped:
+        return
+    reason = str(report.longrepr[-1]) if isinstance(report.longrepr, tuple) else ""
+    if item.get_closest_marker("data") is not None or "DASKSR_DATA" in reason:
+        report.outcome = "failed"
+        report.longrepr = f"CI=true but the shared data is missing: {reason}"

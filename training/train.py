@@ -61,12 +61,12 @@ def validate(model, pairs, scale):
     model.eval()
     values = []
     for p in pairs:
+        if p.valid is not None:  # scenes with fill are not validation images
+            continue
         x = torch.from_numpy(p.lr)[None, None]
         out = (model.residual(x)[0, 0].numpy() + p.bicubic).clip(0, 1)
         c = scale
         err = (out - p.hr)[c:-c, c:-c]
-        if p.valid is not None:
-            continue
         mse = float(np.mean((err * 255) ** 2))
         values.append(10 * math.log10(255**2 / max(mse, 1e-12)))
     model.train()
