@@ -37,6 +37,7 @@ from typing import Any
 import numpy as np
 
 from dasksr.errors import ModelError
+from dasksr.kernels.interp import upsample_nearest
 from dasksr.kernels.registry import Method, ProcessResource, register
 from dasksr.kernels.values import finalize, invalid_mask, work_dtype
 
@@ -211,7 +212,7 @@ class _LearnedBlock:
         fine_invalid = None
         if invalid is not None:
             core = invalid[:, 2 * layers : ny - 2 * layers, 2 * layers : nx - 2 * layers]
-            fine_invalid = core.repeat(scale, axis=1).repeat(scale, axis=2)
+            fine_invalid = upsample_nearest(core, scale)  # the interpolation methods' footprint
         # Wide integers round and clip in float64: float32 cannot hold int32's limits exactly.
         values = fine.astype(work_dtype(host.dtype), copy=False)
         out = finalize(values, host.dtype, nodata, fine_invalid)
