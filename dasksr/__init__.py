@@ -83,11 +83,18 @@ class _AccessorOnXarrayImport:
     needs only ``find_spec``, and ``importlib.abc`` would cost ``dasksr --help`` 6 ms.)
     """
 
+    _busy = False  # True while it asks the other finders (they come back here first)
+
     def find_spec(self, fullname: str, path: Any = None, target: Any = None) -> ModuleSpec | None:
-        if fullname != "xarray":
+        if fullname != "xarray" or self._busy:
             return None
-        _retire_hook()
-        spec = importlib.util.find_spec("xarray")
+        # A probe (importlib.util.find_spec("xarray")) must not retire the hook: it retires only
+        # once xarray's module has really run.
+        self._busy = True
+        try:
+            spec = importlib.util.find_spec("xarray")
+        finally:
+            self._busy = False
         loader = None if spec is None else spec.loader
         if spec is None or loader is None or not hasattr(loader, "exec_module"):
             return spec
@@ -95,6 +102,7 @@ class _AccessorOnXarrayImport:
 
         def exec_module(module: Any) -> None:
             run(module)
+            _retire_hook()
             try:
                 _register_accessor()
             except Exception as exc:  # never break the user's `import xarray`

@@ -93,6 +93,8 @@ def test_unknown_names_are_attribute_errors() -> None:
         "import dasksr; import rioxarray; import xarray as xr",
         "from dasksr import cli; import xarray as xr",
         "import dasksr; from xarray import DataArray; import xarray as xr",
+        # An optional-dependency probe must not use up the hook before the real import.
+        "import dasksr, importlib.util; importlib.util.find_spec('xarray'); import xarray as xr",
     ],
 )
 def test_accessor_is_registered_whatever_comes_first(imports: str) -> None:
