@@ -837,8 +837,6 @@ class _WriteLock:
 
 def _lock(name: str) -> Any:
     """A `distributed.Lock` in a task on a distributed worker, else a process-wide lock."""
-    import sys
-
     if "distributed" in sys.modules:  # never imported just to learn that there is no worker
         from distributed import Lock, get_worker
 

@@ -36,6 +36,7 @@ whole-image result.
 from __future__ import annotations
 
 import math
+import warnings
 from collections import deque
 from dataclasses import dataclass
 from typing import Any
@@ -715,21 +716,16 @@ def _robust_weights(
     weights = valid.astype(work)
     if len(shifts) == 1:
         return weights
-    # The fallback anchor where the reference is invalid: the median of all registered frames.
-    registered = np.stack([cubic_shift(y[k], -dy, -dx) for k, (dy, dx) in enumerate(shifts)])
-    with np.errstate(all="ignore"):
-        import warnings
-
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore", RuntimeWarning)
-            median = np.nanmedian(registered, axis=0)
     noise = np.asarray(params.noise, dtype=work)
+    median = None  # the fallback anchor, made only for blocks where the reference is invalid
     for k, (dy, dx) in enumerate(shifts):
         if k == ref:
             continue
         anchor = cubic_shift(y[ref], dy, dx)
-        fallback = cubic_shift(median, dy, dx)
-        anchor = np.where(np.isfinite(anchor), anchor, fallback)
+        if not np.isfinite(anchor).all():
+            if median is None:
+                median = _registered_median(y, shifts)
+            anchor = np.where(np.isfinite(anchor), anchor, cubic_shift(median, dy, dx))
         smooth = _nan_box(y[k] - anchor, _SMOOTH)
         scale = params.kappa * noise[k][:, None, None]
         with np.errstate(all="ignore"):
@@ -737,3 +733,11 @@ def _robust_weights(
         robust = np.where(np.isfinite(robust), robust, 1.0)
         weights[k] *= np.maximum(robust, _MIN_WEIGHT).astype(work)
     return weights
+
+
+def _registered_median(y: np.ndarray, shifts: Any) -> np.ndarray:
+    """The median of all frames moved onto the reference (NaN where none is valid)."""
+    registered = np.stack([cubic_shift(y[k], -dy, -dx) for k, (dy, dx) in enumerate(shifts)])
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)  # all-NaN pixels
+        return np.nanmedian(registered, axis=0)
