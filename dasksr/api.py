@@ -133,6 +133,10 @@ def scale_for_resolution(data: Any, resolution: float | tuple[float, float]) -> 
             "transform or x/y coordinates): pass scale= instead"
         )
     wanted = resolution if isinstance(resolution, (tuple, list)) else (resolution, resolution)
+    if len(wanted) != 2:
+        raise InvalidArgumentError(
+            f"resolution={resolution!r} has {len(wanted)} value(s): give one number or (x, y)"
+        )
     pixel = (float(np.hypot(transform.a, transform.d)), float(np.hypot(transform.b, transform.e)))
     scales = []
     for axis, have, want in zip("xy", pixel, wanted, strict=True):
@@ -176,19 +180,25 @@ def _checked(
                 f"{kind_of} has dtype {np.dtype(dt)}: use integer or floating-point pixels"
             )
     target = None if dtype is None else np.dtype(dtype)
-    if nodata is not None:
-        for kind_of, dt in (("data", array.dtype), ("output", target)):
-            if dt is not None and not nodata_fits(nodata, dt):
-                raise InvalidArgumentError(
-                    f"nodata={nodata!r} does not fit the {kind_of} dtype {np.dtype(dt)}"
-                    f"{_range_of(dt)}: pass a nodata value that {np.dtype(dt)} can hold"
-                    + (", or a wider dtype=" if kind_of == "output" else "")
-                )
+    check_nodata_fits(nodata, array.dtype, target)
     if target is None or target == array.dtype:
         return np.dtype(array.dtype), None
     if target.kind == "f":
         return target, None
     return work_dtype(array.dtype), target
+
+
+def check_nodata_fits(nodata: float | None, data_dtype: Any, output_dtype: Any = None) -> None:
+    """`InvalidArgumentError` when ``nodata`` does not fit the data (or output) dtype."""
+    if nodata is None:
+        return
+    for kind_of, dt in (("data", data_dtype), ("output", output_dtype)):
+        if dt is not None and not nodata_fits(nodata, dt):
+            raise InvalidArgumentError(
+                f"nodata={nodata!r} does not fit the {kind_of} dtype {np.dtype(dt)}"
+                f"{_range_of(dt)}: pass a nodata value that {np.dtype(dt)} can hold"
+                + (", or a wider dtype=" if kind_of == "output" else "")
+            )
 
 
 def _range_of(dtype: Any) -> str:

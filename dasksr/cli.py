@@ -621,6 +621,10 @@ def _open_stack(
             raise InvalidArgumentError(
                 f"--mask-band {mask_band} is not a band of the frames ({bands} band(s))"
             )
+        if bands < 2:
+            raise InvalidArgumentError(
+                f"--mask-band {mask_band}: the frames need a band besides the mask band"
+            )
         masks = stack.isel(band=mask_band - 1, drop=True) != 0
         stack = stack.drop_isel(band=mask_band - 1)
     if mask_paths:
@@ -630,13 +634,21 @@ def _open_stack(
                 "per frame"
             )
         opened = [open_raster(m, chunks=chunks) for m in mask_paths]
+        squeezed = []
         for path, m in zip(mask_paths, opened, strict=True):
             if m.shape[-2:] != stack.shape[-2:]:
                 raise InvalidArgumentError(
                     f"mask {path} is {m.shape[-1]} x {m.shape[-2]} pixels but the frames are "
                     f"{stack.shape[-1]} x {stack.shape[-2]}: give masks on the frames' grid"
                 )
-        from_files = xr.concat([m.isel(band=0, drop=True) != 0 for m in opened], dim="time")
+            if "band" in m.dims:
+                if m.sizes["band"] != 1:
+                    raise InvalidArgumentError(
+                        f"mask {path} has {m.sizes['band']} bands: give single-band masks"
+                    )
+                m = m.squeeze("band", drop=True)
+            squeezed.append(m)
+        from_files = xr.concat([m != 0 for m in squeezed], dim="time")
         from_files = from_files.assign_coords(time=stack["time"].values)
         masks = from_files if masks is None else masks | from_files
     return stack, masks

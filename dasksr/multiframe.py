@@ -20,7 +20,7 @@ import numpy as np
 import xarray as xr
 from dask.base import tokenize
 
-from dasksr.api import fine_dataarray, spatial_dims
+from dasksr.api import check_nodata_fits, fine_dataarray, spatial_dims
 from dasksr.blockwise import map_with_halo, merge_small_chunks, pad_block
 from dasksr.errors import InvalidArgumentError
 from dasksr.kernels.fuse import (
@@ -170,6 +170,7 @@ def fuse(
         )
     if nodata is None:
         nodata = stack.rio.nodata
+    check_nodata_fits(nodata, frames.dtype)
     pixels = _as_dask(frames.data)
     invalid = _mask_array(masks, frames, dim)
     labels = [_label(v) for v in frames[dim].values]
@@ -274,7 +275,7 @@ def _fuse_array(
     scale = params.scale
     target = list(pixels.chunks)
     if chunks is not None:
-        ys, xs = (chunks, chunks) if isinstance(chunks, int) else chunks
+        ys, xs = _spatial_chunks(chunks)
         target[2:] = list(da.core.normalize_chunks((ys, xs), pixels.shape[2:]))
     target[0] = (pixels.shape[0],)
     target[1] = (pixels.shape[1],)
@@ -311,6 +312,21 @@ def _fuse_task(
     nodata: float | None,
 ) -> np.ndarray:
     return _fuse_padded(frames, invalid, params=params, halo=halo, nodata=nodata)
+
+
+def _spatial_chunks(chunks: Any) -> tuple[int, int]:
+    """``chunks`` as a ``(y, x)`` pair of ints: it must be an int or a 2-tuple of ints."""
+
+    def whole(v: Any) -> bool:
+        return isinstance(v, int | np.integer) and not isinstance(v, bool)
+
+    if whole(chunks):
+        return int(chunks), int(chunks)
+    if isinstance(chunks, tuple) and len(chunks) == 2 and all(whole(v) for v in chunks):
+        return int(chunks[0]), int(chunks[1])
+    raise InvalidArgumentError(
+        f"chunks={chunks!r} is not spatial chunks: give an int or a (y, x) pair of ints"
+    )
 
 
 def _check_iterations(iterations: Any) -> int:

@@ -396,6 +396,7 @@ def test_resolution_is_the_pixel_size_divided_by_an_integer(resolution: Any) -> 
         ({"resolution": 40}, r"ratio is 0.5"),
         ({"resolution": (10, 5)}, r"gives x and y scales 2 and 4"),
         ({"resolution": -5}, r"not a positive pixel size"),
+        ({"resolution": (10, 10, 10)}, r"has 3 value\(s\): give one number or \(x, y\)"),
         ({"resolution": 10, "scale": 2}, r"scale=2 and resolution=10 were both given"),
         ({}, r"no scale given: pass scale= .* or resolution="),
     ],

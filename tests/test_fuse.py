@@ -431,3 +431,46 @@ def test_cli_mask_band_drops_an_entirely_masked_frame(tmp_path: Path, capsys: An
     assert "frame0 (" in captured.out and "frame1 (" not in captured.out
     with rasterio.open(out) as src:
         assert src.count == 1 and src.shape == (128, 128)
+
+
+def test_cli_mask_band_on_single_band_frames_is_refused(tmp_path: Path, capsys: Any) -> None:
+    paths = _write_frames(tmp_path, _frames(2).astype(np.uint16))
+    status = main(["fuse", *map(str, paths), str(tmp_path / "o.tif"), "--mask-band", "1"])
+    err = capsys.readouterr().err
+    assert status == 2
+    assert "the frames need a band besides the mask band" in err
+
+
+def test_cli_multiband_mask_is_refused(tmp_path: Path, capsys: Any) -> None:
+    paths = _write_frames(tmp_path, _frames(2).astype(np.uint16))
+    mask = tmp_path / "mask.tif"
+    with rasterio.open(
+        mask,
+        "w",
+        driver="GTiff",
+        width=64,
+        height=64,
+        count=2,
+        dtype="uint8",
+        crs="EPSG:32633",
+        transform=Affine(10, 0, 500000, 0, -10, 4000000),
+    ) as dst:
+        dst.write(np.zeros((2, 64, 64), np.uint8))
+    args = ["fuse", *map(str, paths), str(tmp_path / "o.tif"), f"--masks={mask}", f"--masks={mask}"]
+    status = main(args)
+    lines = [x for x in capsys.readouterr().err.splitlines() if x.startswith("dasksr: error")]
+    assert status == 2 and len(lines) == 1
+    assert "mask.tif has 2 bands" in lines[0]
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "match"),
+    [
+        ({"nodata": -1}, "does not fit"),
+        ({"chunks": {"y": 32, "x": 32}}, "chunks="),
+        ({"chunks": (32, 32, 32)}, "chunks="),
+    ],
+)
+def test_bad_nodata_and_chunks(kwargs: dict[str, Any], match: str) -> None:
+    with pytest.raises(InvalidArgumentError, match=match):
+        dasksr.fuse(_frames(2).astype(np.uint16), 2, **kwargs)
