@@ -37,6 +37,8 @@ class RangeServer:
         self.sent: dict[str, int] = {}
         self.requests: list[tuple[str, str, str | None]] = []
         self.lock = threading.Lock()
+        #: HEAD answers 405, as servers of presigned URLs may.
+        self.refuse_head = False
         server = self
 
         class Handler(BaseHTTPRequestHandler):
@@ -44,6 +46,9 @@ class RangeServer:
                 pass
 
             def do_HEAD(self) -> None:
+                if server.refuse_head:
+                    self.send_error(405, "Method Not Allowed")
+                    return
                 self._serve(body=False)
 
             def do_GET(self) -> None:
@@ -241,6 +246,41 @@ def test_a_remote_file_changed_after_opening_fails_the_read(
     with pytest.raises(InputError, match="changed after it was opened"):
         remote.values  # noqa: B018
     assert raster.path.exists()
+
+
+def test_a_server_refusing_head_warns_and_does_not_stamp(served: RangeServer) -> None:
+    from conftest import write_geotiff
+
+    from dasksr.io.read import _remote_stamp
+
+    write_geotiff(served.folder / "nohead.tif", height=16, width=16)
+    served.refuse_head = True
+    try:
+        with pytest.warns(RuntimeWarning, match="HTTP 405"):
+            assert _remote_stamp(f"{served.url}/nohead.tif") is None
+    finally:
+        served.refuse_head = False
+    with pytest.raises(InputError, match="HTTP 404"):  # a missing file still fails at once
+        _remote_stamp(f"{served.url}/missing.tif")
+
+
+def test_a_gs_url_is_stamped_again_by_its_url(monkeypatch: pytest.MonkeyPatch) -> None:
+    from dasksr.io import read
+
+    stamp = (10, "etag", "when")
+    monkeypatch.setattr(read, "_remote_stamp", lambda url: stamp if url == "gs://b/k" else None)
+    windows = read._RasterWindows(
+        gdal_path("gs://b/k"),
+        (1, 4, 4),
+        np.dtype("uint8"),
+        (4, 4),
+        stamp=stamp,
+        shown="gs://b/k",
+        remote=True,
+        url="gs://b/k",
+    )
+    assert windows.path == "/vsigs/b/k"
+    windows._verify([])  # not "changed after it was opened"
 
 
 @pytest.mark.parametrize(

@@ -18,6 +18,7 @@ from dask.base import tokenize
 
 from dasksr.blockwise import from_source, source_of
 from dasksr.errors import InputError, InvalidArgumentError
+from dasksr.kernels.values import work_dtype
 from dasksr.windows import WindowArray
 
 __all__ = [
@@ -241,7 +242,14 @@ def _open_gdal(path: Path | str, chunks: Any) -> xr.DataArray:
     name = "open_raster-" + tokenize(source, stamp, block_chunks)
     # A source: upscaling reads each block's haloed window straight from the file.
     reader = _RasterWindows(
-        source, shape, dtype, (bh, bw), stamp=stamp, shown=str(path), remote=remote
+        source,
+        shape,
+        dtype,
+        (bh, bw),
+        stamp=stamp,
+        shown=str(path),
+        remote=remote,
+        url=path if remote else None,
     )
     pixels = from_source(reader, block_chunks, name=name, meta=np.empty((0, 0, 0), dtype=dtype))
     return _tidy_attrs(meta.copy(data=pixels))
@@ -293,7 +301,7 @@ def _info_stamp(info: dict[str, Any]) -> tuple[Any, ...]:
     )
 
 
-def _http_stamp(url: str, *, shown: str) -> tuple[Any, ...]:
+def _http_stamp(url: str, *, shown: str) -> tuple[Any, ...] | None:
     import urllib.error
     import urllib.request
 
@@ -302,9 +310,16 @@ def _http_stamp(url: str, *, shown: str) -> tuple[Any, ...]:
         with urllib.request.urlopen(request, timeout=_HTTP_TIMEOUT) as response:
             headers = response.headers
     except urllib.error.HTTPError as exc:
-        raise InputError(
-            f"input {shown!r} cannot be fetched (HTTP {exc.code} {exc.reason}): check the URL"
-        ) from None
+        if exc.code in (404, 410):
+            raise InputError(
+                f"input {shown!r} cannot be fetched (HTTP {exc.code} {exc.reason}): check the URL"
+            ) from None
+        # Servers may refuse HEAD (403/405 on presigned URLs) and still serve GET: GDAL may
+        # still read it, unstamped.
+        warnings.warn(
+            f"cannot stamp {shown!r} (HTTP {exc.code} {exc.reason})", RuntimeWarning, stacklevel=4
+        )
+        return None
     except (urllib.error.URLError, OSError, ValueError) as exc:
         reason = getattr(exc, "reason", None) or exc
         raise InputError(
@@ -459,7 +474,6 @@ def clear_cache() -> None:
         _listings.clear()
         _checked_remote.clear()
         _generation += 1
-    _local.__dict__.pop("handles", None)
 
 
 def _file_stamp(path: str | os.PathLike[str]) -> tuple[int, int, int] | None:
@@ -484,9 +498,13 @@ class _RasterWindows(_BlockWindows):
         stamp: Any,
         shown: str,
         remote: bool = False,
+        url: str | None = None,
     ):
         self.path = path
         self.remote = remote
+        # The URL as given (``gs://b/k``), stamped again as it was at open: its GDAL name
+        # (``/vsigs/b/k``) cannot always be mapped back.
+        self.url = url
         self.shape = shape
         self.dtype = dtype
         # Cache blocks of whole tiles, at least 256 pixels a side (strips are grouped), and at
@@ -525,7 +543,7 @@ class _RasterWindows(_BlockWindows):
             # in each process, at its first read (docs/conventions.md, "Remote inputs").
             key = (self.path, self.stamp)
             if key not in _checked_remote:
-                if _remote_stamp(self.path) != self.stamp:
+                if _remote_stamp(self.url or self.path) != self.stamp:
                     raise self._changed()
                 _checked_remote.add(key)
             return
@@ -875,9 +893,7 @@ def _masked(data: xr.DataArray) -> xr.DataArray:
 
     nodata = data.rio.nodata
     dtype = np.dtype(data.dtype)
-    work = (
-        dtype if dtype.kind == "f" else np.dtype(np.float32 if dtype.itemsize <= 2 else np.float64)
-    )
+    work = work_dtype(dtype)
     raw = data.data
     source = source_of(raw)
     if source is not None:
