@@ -249,7 +249,7 @@ def _open_gdal(path: Path | str, chunks: Any) -> xr.DataArray:
         stamp=stamp,
         shown=str(path),
         remote=remote,
-        url=path if remote else None,
+        url=str(path) if remote else None,
     )
     pixels = from_source(reader, block_chunks, name=name, meta=np.empty((0, 0, 0), dtype=dtype))
     return _tidy_attrs(meta.copy(data=pixels))
