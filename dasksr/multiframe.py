@@ -8,10 +8,12 @@ the declared halo, ``time`` in one chunk and reduced away.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import math
 import warnings
-from collections.abc import Hashable
+from collections.abc import Hashable, Iterator
+from concurrent.futures import ThreadPoolExecutor
 from functools import partial
 from typing import Any
 
@@ -176,7 +178,10 @@ def fuse(
     labels = [_label(v) for v in frames[dim].values]
 
     window, window_invalid = _window(pixels, invalid, nodata)
-    found = register_frames(window, window_invalid, reference=reference, upsample=100, refine=True)
+    with _eager_mapper() as mapper:
+        found = register_frames(
+            window, window_invalid, reference=reference, upsample=100, refine=True, mapper=mapper
+        )
     keep = _kept_frames(found, labels, reference, max_shift, min_correlation)
     ref_pos = keep.index(reference)
     params = FuseParams(
@@ -195,14 +200,16 @@ def fuse(
             # Leave out the best-covered frame other than the reference (the last of equals).
             others = [i for i in range(len(keep)) if i != ref_pos]
             held_out = max(others, key=lambda i: (found[keep[i]].valid_fraction, i))
-            iterations, _ = choose_iterations(
-                window[keep],
-                window_invalid[keep],
-                params,
-                held_out=held_out,
-                max_iterations=MAX_ITERATIONS,
-                nodata=None,  # nodata is already in window_invalid
-            )
+            with _eager_mapper() as mapper:
+                iterations, _ = choose_iterations(
+                    window[keep],
+                    window_invalid[keep],
+                    params,
+                    held_out=held_out,
+                    max_iterations=MAX_ITERATIONS,
+                    nodata=None,  # nodata is already in window_invalid
+                    mapper=mapper,
+                )
         params = dataclasses.replace(params, iterations=_check_iterations(iterations))
     pixels = pixels[keep]
     invalid = None if invalid is None else invalid[keep]
@@ -410,6 +417,34 @@ def _window(
         bad = bad | invalid[..., cut[0], cut[1]]
     window, mask = da.compute(values, bad)
     return np.asarray(window), np.asarray(mask)
+
+
+def eager_threads() -> int:
+    """Threads of the eager steps (registration, the choice of iterations) in this process: dask's
+    ``num_workers`` setting where one is made (``dask.config.set(num_workers=...)``), else the
+    machine's cores. Their results do not depend on it."""
+    import dask
+    from dask.system import CPU_COUNT
+
+    value = dask.config.get("num_workers", None)
+    return max(1, int(value)) if value else max(1, CPU_COUNT)
+
+
+@contextlib.contextmanager
+def _eager_mapper() -> Iterator[Any]:
+    """``map`` over the frames in :func:`eager_threads` threads (NumPy and SciPy release the GIL),
+    the BLAS held to one thread meanwhile so that the threads do not oversubscribe the cores."""
+    threads = eager_threads()
+    if threads == 1:
+        yield map
+        return
+    from threadpoolctl import threadpool_limits
+
+    with (
+        threadpool_limits(1, user_api="blas"),
+        ThreadPoolExecutor(threads, thread_name_prefix="dasksr-fuse") as pool,
+    ):
+        yield pool.map
 
 
 def _kept_frames(

@@ -238,6 +238,30 @@ def test_clouds_do_not_print_through(cloudy: Any, with_masks: bool, limit: float
     assert np.percentile(np.abs(error), 95) < 3 * limit + 30
 
 
+@pytest.mark.parametrize("reference", [0, 1])
+def test_eager_threads_do_not_change_the_result(cloudy: Any, reference: int) -> None:
+    """Registration and the choice of iterations run in a thread pool sized by dask's num_workers;
+    the per-frame results are combined in frame order, so any pool gives the same bits (also on
+    the fallback anchor, taken where the reference is masked: reference=1 is clouded)."""
+    import dask
+
+    from dasksr.multiframe import eager_threads
+
+    (frames, _, masks), _ = cloudy
+    results = []
+    for threads in (1, 3):
+        with dask.config.set(scheduler="threads", num_workers=threads):
+            assert eager_threads() == threads
+            fused = dasksr.fuse(
+                frames.chunk({"y": 96, "x": 96}), 2, masks=masks, reference=reference
+            )
+            results.append((fused.values, fused.attrs))
+    (one, attrs_one), (three, attrs_three) = results
+    np.testing.assert_array_equal(one, three)
+    assert attrs_one == attrs_three
+    assert attrs_one["fuse_iterations"] >= 1
+
+
 def test_pixels_masked_in_every_frame_are_nodata() -> None:
     hr = scene(128)
     frames, _, _ = dasksr.simulate_stack(hr.astype(np.float32), 3, 2, snr=40, seed=1)

@@ -38,6 +38,7 @@ from __future__ import annotations
 import math
 import warnings
 from collections import deque
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from typing import Any
 
@@ -67,6 +68,11 @@ _TRUNCATE = 3.0
 _SMOOTH = 3
 #: Robust weights never fall below this, so that a fine pixel with valid samples is never 0 / 0.
 _MIN_WEIGHT = 1e-6
+
+#: ``map``-like: applies a function to each item and yields the results in order. The per-frame
+#: loops take one (the builtin ``map``, or a thread pool's ``map`` for the eager window); results
+#: are always combined in frame order, so they do not depend on it.
+Mapper = Callable[[Callable[[Any], Any], Iterable[Any]], Iterator[Any]]
 
 
 # --------------------------------------------------------------------------------------------------
@@ -386,13 +392,15 @@ def register_frames(
     reference: int = 0,
     refine: bool = True,
     upsample: int = 100,
+    mapper: Mapper = map,
 ) -> list[RegisteredFrame]:
     """Register every frame of ``window`` ``(time, band, y, x)`` against frame ``reference``.
 
     Shifts are found on the band mean; gains, offsets and the residual noise scale of the robust
     weights per band. ``invalid`` marks pixels to ignore (same shape). A frame whose correlation with
     the reference (after registration and normalisation, over the valid overlap) is NaN has no usable
-    overlap; the caller decides what is too low.
+    overlap; the caller decides what is too low. ``mapper`` maps the per-frame work (for example a
+    thread pool's ``map``); the result does not depend on it.
     """
     stack = np.asarray(window, dtype=np.float64)
     bad = ~np.isfinite(stack) if invalid is None else (invalid | ~np.isfinite(stack))
@@ -400,26 +408,23 @@ def register_frames(
     plane_valid = np.asarray(valid.all(axis=1))  # (time, y, x); asarray: an array, not a scalar
     mean = np.where(valid, stack, 0).sum(axis=1) / max(stack.shape[1], 1)
     ref, ref_valid = mean[reference], plane_valid[reference]
-    found = []
-    for k in range(stack.shape[0]):
+    bands = stack.shape[1]
+
+    def one(k: int) -> RegisteredFrame:
         fraction = float(plane_valid[k].mean())
         if k == reference:
-            found.append(
-                RegisteredFrame(
-                    (0.0, 0.0),
-                    (0.0, 0.0),
-                    (1.0,) * stack.shape[1],
-                    (0.0,) * stack.shape[1],
-                    (0.0,) * stack.shape[1],
-                    1.0,
-                    fraction,
-                )
+            return RegisteredFrame(
+                (0.0, 0.0),
+                (0.0, 0.0),
+                (1.0,) * bands,
+                (0.0,) * bands,
+                (0.0,) * bands,
+                1.0,
+                fraction,
             )
-            continue
         both = ref_valid.any() and plane_valid[k].any()
         if not both or fraction == 0:
-            found.append(_unregistered(stack.shape[1], fraction))
-            continue
+            return _unregistered(bands, fraction)
         pc = phase_shift(
             ref,
             mean[k],
@@ -433,13 +438,12 @@ def register_frames(
                 ref, mean[k], pc, reference_valid=ref_valid, moving_valid=plane_valid[k]
             )
         gains, offsets, noises, corrs = [], [], [], []
-        for b in range(stack.shape[1]):
+        for b in range(bands):
             ref_b = np.where(valid[reference, b], stack[reference, b], np.nan)
             anchor = cubic_shift(ref_b, d[0], d[1])
             ok = valid[k, b] & np.isfinite(anchor)
             if ok.sum() < 16:
-                found.append(_unregistered(stack.shape[1], fraction))
-                break
+                return _unregistered(bands, fraction)
             # Normalisation maps the frame onto the reference: reference ~ gain * frame + offset.
             # Both are averaged over 5 x 5 pixels first: the resampled reference is smoother than
             # the frame, and noise in the frame would bias the slope towards 0 (regression
@@ -457,19 +461,17 @@ def register_frames(
             offsets.append(offset)
             noises.append(noise)
             corrs.append(float(np.corrcoef(stack[k, b][ok], anchor[ok])[0, 1]))
-        else:
-            found.append(
-                RegisteredFrame(
-                    (float(d[0]), float(d[1])),
-                    (float(pc[0]), float(pc[1])),
-                    tuple(gains),
-                    tuple(offsets),
-                    tuple(noises),
-                    float(np.nanmin(corrs)),
-                    fraction,
-                )
-            )
-    return found
+        return RegisteredFrame(
+            (float(d[0]), float(d[1])),
+            (float(pc[0]), float(pc[1])),
+            tuple(gains),
+            tuple(offsets),
+            tuple(noises),
+            float(np.nanmin(corrs)),
+            fraction,
+        )
+
+    return list(mapper(one, range(stack.shape[0])))
 
 
 def _unregistered(bands: int, fraction: float) -> RegisteredFrame:
@@ -596,27 +598,33 @@ def _fuse_steps(
     *,
     nodata: float | None,
     work: Any,
+    mapper: Mapper = map,
 ) -> Any:
     """Yield ``(estimate, nodata)`` on the whole block after 0, 1, ... ``iterations`` iterations."""
     scale = params.scale
     work = np.dtype(work)
     y, valid = _normalised(frames, invalid, params, nodata, work)
     shifts = [(float(dy), float(dx)) for dy, dx in params.shifts]
-    weights = _robust_weights(y, valid, shifts, params, work)
+    weights = _robust_weights(y, valid, shifts, params, work, mapper)
     y = np.where(valid, y, 0).astype(work, copy=False)
 
     d = params.shift_max
     radius = _kernel_radius(params.kernel_sigma, d)
     near = _kernel_radius(0.0, d)
     sigma = params.kernel_sigma
+
+    def spread(k: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        wk, shift = weights[k], shifts[k]
+        return (
+            shifted_upsample(wk * y[k], scale, shift, sigma, radius),
+            shifted_upsample(wk, scale, shift, sigma, radius),
+            shifted_upsample(valid[k].astype(work), scale, shift, 0.0, near),
+        )
+
     seen = None
     num = None
     den = None
-    for k, shift in enumerate(shifts):
-        wk = weights[k]
-        n_k = shifted_upsample(wk * y[k], scale, shift, sigma, radius)
-        d_k = shifted_upsample(wk, scale, shift, sigma, radius)
-        s_k = shifted_upsample(valid[k].astype(work), scale, shift, 0.0, near)
+    for n_k, d_k, s_k in mapper(spread, range(len(shifts))):  # summed in frame order
         num = n_k if num is None else num + n_k
         den = d_k if den is None else den + d_k
         seen = s_k if seen is None else seen + s_k
@@ -627,12 +635,16 @@ def _fuse_steps(
     nodata_fine = (seen <= 0) | empty
     yield estimate, nodata_fine
     step = work.type(params.step)
+
+    def back_project(k: int) -> np.ndarray:
+        shift = shifts[k]
+        residual = weights[k] * (y[k] - _simulate(estimate, scale, shift, params.psf_sigma))
+        return shifted_upsample(residual, scale, shift, sigma, radius)
+
     for _ in range(params.iterations):
         update = None
-        for k, shift in enumerate(shifts):
-            residual = weights[k] * (y[k] - _simulate(estimate, scale, shift, params.psf_sigma))
-            spread = shifted_upsample(residual, scale, shift, sigma, radius)
-            update = spread if update is None else update + spread
+        for spread_k in mapper(back_project, range(len(shifts))):
+            update = spread_k if update is None else update + spread_k
         assert update is not None
         estimate = estimate + step * update / den
         yield estimate, nodata_fine
@@ -646,6 +658,7 @@ def choose_iterations(
     held_out: int,
     max_iterations: int = 16,
     nodata: float | None = None,
+    mapper: Mapper = map,
 ) -> tuple[int, list[float]]:
     """The number of back-projection iterations that best predicts a frame left out of the fusion.
 
@@ -654,7 +667,7 @@ def choose_iterations(
     iterations recover more detail but amplify noise: the count with the smallest prediction error
     (the mean square over the best 95 % of the interior samples, so that clouds do not count) is
     the one noise allows on this scene (the fewest within 0.5 % of the smallest error). Returns it
-    and the errors.
+    and the errors. ``mapper`` maps the per-frame work; the result does not depend on it.
     """
     keep = [k for k in range(window.shape[0]) if k != held_out]
     pick = lambda values: tuple(values[k] for k in keep)  # noqa: E731
@@ -694,7 +707,7 @@ def choose_iterations(
     errors = []
     rest = window[keep]
     masks = None if invalid is None else invalid[keep]
-    for estimate, _ in _fuse_steps(rest, masks, sub, nodata=nodata, work=work):
+    for estimate, _ in _fuse_steps(rest, masks, sub, nodata=nodata, work=work, mapper=mapper):
         simulated = _simulate(estimate, params.scale, params.shifts[held_out], params.psf_sigma)
         squares = np.sort(((target[0] - simulated)[use]) ** 2)
         errors.append(float(squares[: max(int(0.95 * squares.size), 1)].mean()))
@@ -709,6 +722,7 @@ def _robust_weights(
     shifts: list[tuple[float, float]],
     params: FuseParams,
     work: np.dtype[Any],
+    mapper: Mapper = map,
 ) -> np.ndarray:
     """Per-sample weights: 0 where invalid, 1 on the reference, a Gaussian of the anchored residual
     elsewhere (see the module notes)."""
@@ -717,21 +731,24 @@ def _robust_weights(
     if len(shifts) == 1:
         return weights
     noise = np.asarray(params.noise, dtype=work)
-    median = None  # the fallback anchor, made only for blocks where the reference is invalid
-    for k, (dy, dx) in enumerate(shifts):
-        if k == ref:
-            continue
+    # The fallback anchor where the reference is invalid (a NaN in it reaches every anchor).
+    median = None if np.isfinite(y[ref]).all() else _registered_median(y, shifts)
+
+    def robust(k: int) -> np.ndarray:
+        dy, dx = shifts[k]
         anchor = cubic_shift(y[ref], dy, dx)
-        if not np.isfinite(anchor).all():
-            if median is None:
-                median = _registered_median(y, shifts)
+        if median is not None:
             anchor = np.where(np.isfinite(anchor), anchor, cubic_shift(median, dy, dx))
         smooth = _nan_box(y[k] - anchor, _SMOOTH)
         scale = params.kappa * noise[k][:, None, None]
         with np.errstate(all="ignore"):
-            robust = np.exp(-0.5 * (smooth / scale) ** 2)
-        robust = np.where(np.isfinite(robust), robust, 1.0)
-        weights[k] *= np.maximum(robust, _MIN_WEIGHT).astype(work)
+            value = np.exp(-0.5 * (smooth / scale) ** 2)
+        value = np.where(np.isfinite(value), value, 1.0)
+        return np.maximum(value, _MIN_WEIGHT).astype(work)
+
+    others = [k for k in range(len(shifts)) if k != ref]
+    for k, factor in zip(others, mapper(robust, others), strict=True):
+        weights[k] *= factor
     return weights
 
 
