@@ -184,7 +184,16 @@ def upscale_block_array(
     if source is not None:
         windows = _UpscaledWindows(source, kernel, scale, halo, method.boundary, dtype)
         return da.from_array(
-            windows, chunks=out_chunks, name=name, lock=False, asarray=False, fancy=False, meta=meta
+            windows,
+            chunks=out_chunks,
+            name=name,
+            lock=False,
+            asarray=False,
+            fancy=False,
+            meta=meta,
+            # Each task holds the (small) source itself: no shared key to fetch first, so every
+            # worker process starts at once.
+            inline_array=True,
         )
     return map_with_halo(
         kernel,

@@ -171,10 +171,7 @@ def _run_upscale(
     bands: list[int] | None = None,
     report: str | None = None,
 ) -> tuple[Path, tuple[int, ...], str, float]:
-    from dasksr.api import upscale
-    from dasksr.cluster import THREADS
-    from dasksr.io import open_raster
-    from dasksr.io.write import check_not_an_input, prepare_output
+    from dasksr.cluster import THREADS, starting
     from dasksr.kernels import get_method
 
     kind = _output_kind(output)
@@ -184,35 +181,42 @@ def _run_upscale(
         get_method(method).check_scale(scale)
     if report is not None:
         _check_report(report, scheduler, THREADS)
-    if Path(source).exists():  # a missing input is reported by open_raster
-        check_not_an_input([source], output)
-    prepare_output(output, overwrite=overwrite)
     if cog and kind != "tif":
         raise InvalidArgumentError("--cog needs a .tif output: change the output extension")
     zarr_options = {k: v for k, v in (zarr_options or {}).items() if v is not None}
     if zarr_options and kind != "zarr":
         flags = ", ".join("--" + k.replace("_", "-") for k in zarr_options)
         raise InvalidArgumentError(f"{flags} needs a .zarr output: change the output extension")
-    data = _checked_raster(open_raster(source, chunks=chunks, variable=variable), source)
-    if bands is not None:
-        data = _select_bands(data, bands, source)
-    if resolution is None:
-        options: dict[str, Any] = {"scale": 2 if scale is None else scale}
-    else:
-        options = {"resolution": resolution}
-    fine = upscale(data, method=method, nodata=nodata, dtype=dtype, **options)
-    return _write(
-        fine,
-        output,
-        kind=kind,
-        scheduler=scheduler,
-        workers=workers,
-        overwrite=overwrite,
-        cog=cog,
-        progress=progress,
-        zarr_options=zarr_options,
-        report=report,
-    )
+    # Worker processes start while the readers are imported, the input is opened and the graph
+    # is built.
+    with starting(scheduler, workers=workers):
+        from dasksr.api import upscale
+        from dasksr.io import open_raster
+        from dasksr.io.write import check_not_an_input, prepare_output
+
+        if Path(source).exists():  # a missing input is reported by open_raster
+            check_not_an_input([source], output)
+        prepare_output(output, overwrite=overwrite)
+        data = _checked_raster(open_raster(source, chunks=chunks, variable=variable), source)
+        if bands is not None:
+            data = _select_bands(data, bands, source)
+        if resolution is None:
+            options: dict[str, Any] = {"scale": 2 if scale is None else scale}
+        else:
+            options = {"resolution": resolution}
+        fine = upscale(data, method=method, nodata=nodata, dtype=dtype, **options)
+        return _write(
+            fine,
+            output,
+            kind=kind,
+            scheduler=scheduler,
+            workers=workers,
+            overwrite=overwrite,
+            cog=cog,
+            progress=progress,
+            zarr_options=zarr_options,
+            report=report,
+        )
 
 
 def _write(
@@ -230,17 +234,22 @@ def _write(
 ) -> tuple[Path, tuple[int, ...], str, float]:
     """Compute and write the lazy ``fine`` on the chosen scheduler; the summary's figures."""
     from dasksr.cluster import connect
-    from dasksr.io import to_geotiff, to_zarr
+    from dasksr.io import to_geotiff
+    from dasksr.io.write import zarr_job
 
     # A report needs a distributed scheduler: the job then never runs on local threads.
     pixels = None if report is not None else math.prod(fine.shape)
+    start = time.perf_counter()
+    # The store's metadata is written while worker processes may still be starting.
+    job = (
+        zarr_job(fine, output, overwrite=overwrite, **(zarr_options or {}))
+        if kind == "zarr"
+        else None
+    )
     with connect(scheduler, workers=workers, output_pixels=pixels, on_start=_show_dashboard):
-        start = time.perf_counter()
         with _performance_report(report):
-            if kind == "zarr":
-                path = to_zarr(
-                    fine, output, overwrite=overwrite, progress=progress, **(zarr_options or {})
-                )
+            if job is not None:
+                path = job.run(progress=progress)
             else:
                 path = to_geotiff(fine, output, overwrite=overwrite, cog=cog, progress=progress)
         wall = time.perf_counter() - start
@@ -538,6 +547,7 @@ def fuse(
     """Fuse frames of the same ground (GeoTIFFs, or one Zarr with a time dim) into OUTPUT."""
     import warnings
 
+    from dasksr.cluster import starting
     from dasksr.io.write import check_not_an_input, prepare_output
     from dasksr.multiframe import FrameDroppedWarning
     from dasksr.multiframe import fuse as fuse_stack
@@ -548,26 +558,28 @@ def fuse(
     kind = _output_kind(output)
     check_not_an_input([p for p in (*frames, *mask_paths) if Path(p).exists()], output)
     prepare_output(output, overwrite=overwrite)
-    stack, masks = _open_stack(frames, mask_paths, mask_band, chunks=chunks, variable=variable)
-    with warnings.catch_warnings(record=True) as caught:
-        warnings.simplefilter("always", FrameDroppedWarning)
-        try:
-            fine = fuse_stack(stack, scale, masks=masks, reference=reference, method=method)
-        finally:  # the dropped frames are named before an error that they cause
-            for w in caught:
-                if issubclass(w.category, FrameDroppedWarning):
-                    click.echo(f"dasksr: warning: {_one_line(str(w.message))}", err=True)
-    show = sys.stderr.isatty() if progress is None else progress
-    result = _write(
-        fine,
-        output,
-        kind=kind,
-        scheduler=scheduler,
-        workers=workers,
-        overwrite=overwrite,
-        cog=False,
-        progress=show,
-    )
+    # Worker processes start while the frames are opened and registered.
+    with starting(scheduler, workers=workers):
+        stack, masks = _open_stack(frames, mask_paths, mask_band, chunks=chunks, variable=variable)
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always", FrameDroppedWarning)
+            try:
+                fine = fuse_stack(stack, scale, masks=masks, reference=reference, method=method)
+            finally:  # the dropped frames are named before an error that they cause
+                for w in caught:
+                    if issubclass(w.category, FrameDroppedWarning):
+                        click.echo(f"dasksr: warning: {_one_line(str(w.message))}", err=True)
+        show = sys.stderr.isatty() if progress is None else progress
+        result = _write(
+            fine,
+            output,
+            kind=kind,
+            scheduler=scheduler,
+            workers=workers,
+            overwrite=overwrite,
+            cog=False,
+            progress=show,
+        )
     shifts = ", ".join(
         f"{label} ({dy:+.3f}, {dx:+.3f})"
         for label, dy, dx in zip(

@@ -19,8 +19,9 @@ import shutil
 import sys
 import uuid
 import warnings
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
+from dataclasses import dataclass
 from functools import partial as partial_function
 from pathlib import Path
 from typing import Any, cast
@@ -33,7 +34,7 @@ from dasksr.cluster import compute as cluster_compute
 from dasksr.errors import DasksrError, InvalidArgumentError, OutputError, OutputExistsError
 from dasksr.io.read import _reason
 
-__all__ = ["to_zarr", "to_geotiff", "prepare_output", "check_not_an_input"]
+__all__ = ["to_zarr", "to_geotiff", "prepare_output", "check_not_an_input", "zarr_job", "WriteJob"]
 
 _PROGRESS = ".dasksr-progress"
 _GTIFF_LARGE = 4 * 2**30 - 2**26  # bytes at which a GeoTIFF must be BigTIFF
@@ -311,6 +312,55 @@ def to_zarr(
     pathlib.Path or dask.delayed.Delayed
         The path of the finished store, or (``compute=False``) a Delayed that returns it.
     """
+    job = zarr_job(
+        data,
+        path,
+        name=name,
+        overwrite=overwrite,
+        zarr_format=zarr_format,
+        codec=codec,
+        compression_level=compression_level,
+    )
+    if not compute:
+        import dask
+
+        # The last task installs the store once every chunk task has run.
+        return dask.delayed(_after, pure=False)(
+            job.tasks, job.finish, dask_key_name=f"to_zarr-{job.name}"
+        )
+    return job.run(progress=progress)
+
+
+@dataclass(frozen=True)
+class WriteJob:
+    """A write made ready: its tasks (dask collections) and what installs the output after them.
+
+    The command line makes the job before its cluster is up (the output's metadata is written
+    meanwhile) and runs it there.
+    """
+
+    name: str
+    tasks: list[Any]
+    finish: Callable[[], Path]
+
+    def run(self, *, progress: bool = False) -> Path:
+        """Compute the tasks on the active scheduler, then install the output; its path."""
+        if self.tasks:
+            cluster_compute(self.tasks, progress=progress)
+        return self.finish()
+
+
+def zarr_job(
+    data: xr.DataArray | xr.Dataset,
+    path: str | os.PathLike[str],
+    *,
+    name: str | None = None,
+    overwrite: bool = False,
+    zarr_format: int = DEFAULT_ZARR_FORMAT,
+    codec: str = "zstd",
+    compression_level: int = 1,
+) -> WriteJob:
+    """The job of `to_zarr` with these arguments: the partial store is made now, chunks later."""
     compressor = _compressor(codec, compression_level, zarr_format)
     if isinstance(data, xr.Dataset):
         rasters = _spatial_variables(data)
@@ -354,14 +404,7 @@ def to_zarr(
             if _marker_name(var, idx) not in done
         ]
     finish = partial_function(_finish_zarr, partial, target, list(rasters), str(path))
-    if not compute:
-        import dask
-
-        # The last task installs the store once every chunk task has run.
-        return dask.delayed(_after, pure=False)(pending, finish, dask_key_name=f"to_zarr-{job}")
-    if pending:
-        cluster_compute(pending, progress=progress)
-    return finish()
+    return WriteJob(job, pending, finish)
 
 
 def _after(_done: Any, then: Any) -> Any:
