@@ -1,15 +1,20 @@
-"""Output sizes of each Zarr codec and compression level (sizes only, no timings).
+"""Size and write speed of each Zarr codec and compression level, beside the default GeoTIFF.
 
 Makes the generated demo scene (``dasksr.demo.make_scene``: 3-band uint16, nodata 0), upscales
 it x2 with bicubic once into memory, then writes that result as Zarr with each codec and level
-(format 2 and 3) and as the default DEFLATE GeoTIFF, and prints a Markdown table of the stored
-bytes. Run: ``nice -n 10 python benchmarks/zarr_sizes.py [--size 2048]``.
+(format 2 and 3) and as the default DEFLATE GeoTIFF, every choice ``--runs`` times round-robin on
+the threaded scheduler (all cores), and prints a Markdown table of the stored bytes and the
+median write time. Run on a quiet machine: ``python benchmarks/zarr_sizes.py [--size 2048]``.
 """
 
 from __future__ import annotations
 
 import argparse
+import os
+import shutil
+import statistics
 import tempfile
+import time
 from pathlib import Path
 
 import dask
@@ -42,6 +47,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--size", type=int, default=2048, help="input edge in pixels")
     parser.add_argument("--chunks", type=int, default=1024, help="output chunk edge")
+    parser.add_argument("--runs", type=int, default=3, help="writes per choice (median time)")
     args = parser.parse_args()
     from affine import Affine
 
@@ -65,23 +71,40 @@ def main() -> None:
     with dask.config.set(scheduler="threads"):
         result = fine.copy(data=fine.data.compute()).chunk({"y": args.chunks, "x": args.chunks})
     raw = result.nbytes
-    rows = []
-    with tempfile.TemporaryDirectory() as folder, dask.config.set(scheduler="threads"):
-        for zarr_format, codec, level in CHOICES:
-            path = Path(folder) / f"{zarr_format}-{codec}-{level}.zarr"
-            dasksr.to_zarr(
+    writers = {
+        (f"Zarr {zarr_format}", codec, str(level)): (
+            lambda path, zarr_format=zarr_format, codec=codec, level=level: dasksr.to_zarr(
                 result, path, zarr_format=zarr_format, codec=codec, compression_level=level
             )
-            rows.append((f"Zarr {zarr_format}", codec, str(level), folder_bytes(path)))
-        tif = dasksr.to_geotiff(result, Path(folder) / "out.tif")
-        rows.append(("GeoTIFF", "DEFLATE (default)", "6", folder_bytes(tif)))
+        )
+        for zarr_format, codec, level in CHOICES
+    }
+    writers[("GeoTIFF", "DEFLATE (default)", "6")] = lambda path: dasksr.to_geotiff(result, path)
+    sizes: dict[tuple[str, str, str], int] = {}
+    times: dict[tuple[str, str, str], list[float]] = {key: [] for key in writers}
+    with tempfile.TemporaryDirectory() as folder, dask.config.set(scheduler="threads"):
+        for _ in range(args.runs):
+            for key, write in writers.items():
+                path = Path(folder) / ("out.tif" if key[0] == "GeoTIFF" else "out.zarr")
+                start = time.perf_counter()
+                write(path)
+                times[key].append(time.perf_counter() - start)
+                sizes[key] = folder_bytes(path)
+                shutil.rmtree(path) if path.is_dir() else path.unlink()
     shape = " x ".join(map(str, result.shape))
-    print(f"output {shape} uint16, {raw / 2**20:.1f} MiB raw, chunks {args.chunks}")
+    print(
+        f"output {shape} uint16, {raw / 2**20:.1f} MiB raw, chunks {args.chunks}; write time: "
+        f"median of {args.runs}, threaded scheduler, {os.cpu_count()} cores"
+    )
     print()
-    print("| output | codec | level | MiB | ratio to raw |")
-    print("|---|---|---|---|---|")
-    for kind, codec, level, size in rows:
-        print(f"| {kind} | {codec} | {level} | {size / 2**20:.1f} | {size / raw:.3f} |")
+    print("| output | codec | level | MiB | ratio to raw | write s | raw MiB/s written |")
+    print("|---|---|---|---|---|---|---|")
+    for (kind, codec, level), size in sizes.items():
+        median = statistics.median(times[(kind, codec, level)])
+        print(
+            f"| {kind} | {codec} | {level} | {size / 2**20:.1f} | {size / raw:.3f} | "
+            f"{median:.2f} | {raw / 2**20 / median:.0f} |"
+        )
 
 
 if __name__ == "__main__":
