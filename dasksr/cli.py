@@ -515,6 +515,13 @@ def upscale(
     help="Robust fusion then back-projection (ibp), or the fusion alone (kernel).",
 )
 @click.option(
+    "--iterations",
+    type=click.IntRange(min=0, max=64),
+    default=None,
+    help="Back-projection iterations of ibp [default: chosen per scene, 0-16, by leaving one "
+    "frame out].",
+)
+@click.option(
     "--masks",
     "mask_paths",
     multiple=True,
@@ -535,6 +542,7 @@ def fuse(
     scale: int,
     reference: int,
     method: str,
+    iterations: int | None,
     mask_paths: tuple[str, ...],
     mask_band: int | None,
     variable: str | None,
@@ -554,6 +562,8 @@ def fuse(
 
     if len(paths) < 2:
         raise InvalidArgumentError("give the frames and then the output: FRAME... OUTPUT")
+    if iterations is not None and method != "ibp":
+        raise InvalidArgumentError("--iterations is for --method ibp: drop it, or use ibp")
     *frames, output = paths
     kind = _output_kind(output)
     check_not_an_input([p for p in (*frames, *mask_paths) if Path(p).exists()], output)
@@ -564,7 +574,14 @@ def fuse(
         with warnings.catch_warnings(record=True) as caught:
             warnings.simplefilter("always", FrameDroppedWarning)
             try:
-                fine = fuse_stack(stack, scale, masks=masks, reference=reference, method=method)
+                fine = fuse_stack(
+                    stack,
+                    scale,
+                    masks=masks,
+                    reference=reference,
+                    method=method,
+                    iterations=iterations,
+                )
             finally:  # the dropped frames are named before an error that they cause
                 for w in caught:
                     if issubclass(w.category, FrameDroppedWarning):
@@ -589,7 +606,10 @@ def fuse(
             strict=True,
         )
     )
-    click.echo(f"{_summary(*result)}; shifts (dy, dx) in input px: {shifts}")
+    done = fine.attrs["fuse_method"]
+    if done == "ibp":
+        done += f", {fine.attrs['fuse_iterations']} iterations"
+    click.echo(f"{_summary(*result)} by {done}; shifts (dy, dx) in input px: {shifts}")
 
 
 def _open_stack(

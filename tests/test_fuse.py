@@ -374,6 +374,22 @@ def test_cli_fuses_frames_and_prints_each_shift(tmp_path: Path, capsys: Any) -> 
         assert src.transform == Affine(5, 0, 500000, 0, -5, 4000000)
 
 
+def test_cli_iterations_are_used_and_reported(tmp_path: Path, capsys: Any) -> None:
+    paths = _write_frames(tmp_path, _frames(3).astype(np.uint16))
+    base = ["fuse", *map(str, paths), "--scale", "2", "--chunks", "128", "--no-progress"]
+    outputs = {}
+    for iterations in ("0", "3"):
+        out = tmp_path / f"fused{iterations}.tif"
+        assert main([*base[:4], str(out), *base[4:], "--iterations", iterations]) == 0
+        assert f"by ibp, {iterations} iterations;" in capsys.readouterr().out
+        with rasterio.open(out) as src:
+            outputs[iterations] = src.read(1)
+    assert not np.array_equal(outputs["0"], outputs["3"])
+    status = main([*base[:4], str(tmp_path / "k.tif"), *base[4:], "-m", "kernel", "--iterations", "2"])
+    assert status == 2
+    assert "--iterations is for --method ibp" in capsys.readouterr().err
+
+
 @pytest.mark.parametrize("case", ["one-frame", "other-grid", "mask-shape", "all-masked"])
 def test_cli_bad_input_is_one_line_and_status_2(tmp_path: Path, capsys: Any, case: str) -> None:
     frames = _frames(2).astype(np.uint16)

@@ -110,6 +110,13 @@ def main(argv=None):
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--variants", type=int, default=3, help="sensor degradations per band")
+    ap.add_argument(
+        "--scene-share",
+        type=float,
+        default=0.0,
+        help="cnn-sensor: fraction of the patches drawn from the shared satellite/aerial scenes "
+        "(default 0: every pixel alike, about 4%% from the scenes)",
+    )
     ap.add_argument("--save-every", type=int, default=250)
     ap.add_argument("--val-every", type=int, default=500)
     ap.add_argument(
@@ -145,6 +152,12 @@ def main(argv=None):
         )
     areas = np.array([p.lr.size for p in train], dtype=float)
     weights = areas / areas.sum()
+    if args.model == "cnn-sensor" and args.scene_share > 0:
+        # The scenes' pairs come first in `train` (``variants`` per band): scale them to the share.
+        from_scenes = np.zeros(len(train), bool)
+        from_scenes[: len(scenes) * args.variants] = True
+        weights[from_scenes] *= args.scene_share / weights[from_scenes].sum()
+        weights[~from_scenes] *= (1 - args.scene_share) / weights[~from_scenes].sum()
     print(
         f"{len(train)} training, {len(val)} validation images, prepared in "
         f"{time.time() - t_prep:.0f} s",
@@ -194,6 +207,7 @@ def main(argv=None):
         "batch": args.batch,
         "patch": patch,
         "seed": args.seed,
+        **({"scene_share": args.scene_share} if args.scene_share else {}),
         "start": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
     }
     meta["runs"].append(run)
