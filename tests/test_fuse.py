@@ -385,7 +385,9 @@ def test_cli_iterations_are_used_and_reported(tmp_path: Path, capsys: Any) -> No
         with rasterio.open(out) as src:
             outputs[iterations] = src.read(1)
     assert not np.array_equal(outputs["0"], outputs["3"])
-    status = main([*base[:4], str(tmp_path / "k.tif"), *base[4:], "-m", "kernel", "--iterations", "2"])
+    status = main(
+        [*base[:4], str(tmp_path / "k.tif"), *base[4:], "-m", "kernel", "--iterations", "2"]
+    )
     assert status == 2
     assert "--iterations is for --method ibp" in capsys.readouterr().err
 
