@@ -63,12 +63,27 @@ def _onnx_weights(path: str) -> list[np.ndarray]:
     return [numpy_helper.to_array(t) for t in model.graph.initializer]
 
 
+def _slopes(path: str) -> list[np.ndarray]:
+    """The PReLU slopes of the graph, layer by layer. Exported graphs hold them negated as the
+    weights of a 1x1 depthwise convolution (``training/model.py: prelu_as_depthwise``) named
+    ``*_ma``; a graph with ``PRelu`` nodes holds them as such."""
+    onnx = pytest.importorskip("onnx")
+    from onnx import numpy_helper
+
+    model = onnx.load(path)
+    tensors = {t.name: numpy_helper.to_array(t) for t in model.graph.initializer}
+    if any(n.op_type == "PRelu" for n in model.graph.node):
+        return [tensors[n.input[1]].reshape(-1) for n in model.graph.node if n.op_type == "PRelu"]
+    return [-t.reshape(-1) for name, t in tensors.items() if name.endswith("_ma")]
+
+
 def _reference_network(path: str, image: np.ndarray, scale: int) -> np.ndarray:
     """The network written out in NumPy: valid 3x3 convolutions, PReLU, depth-to-space, plus
     dasksr's bicubic (computed by the interpolation method, not by the graph's skip filters)."""
     tensors = _onnx_weights(path)
     convs = [t for t in tensors if t.ndim == 4 and t.shape[-1] == 3]
-    slopes = [t.reshape(-1) for t in tensors if t.ndim in (1, 3) and t.size > 1]
+    slopes = _slopes(path)
+    assert len(slopes) == len(convs) - 1
     x = image[None].astype(np.float64)
     for i, w in enumerate(convs):
         out = np.zeros((w.shape[0], x.shape[1] - 2, x.shape[2] - 2))
@@ -112,7 +127,7 @@ def test_onnx_equals_pytorch(record):
     model = CompactSR(record.scale, arch["channels"], arch["layers"], padding=0)
     weights = _onnx_weights(record.path)
     convs = [w for w in weights if w.ndim == 4 and w.shape[-1] == 3]
-    slopes = [w.reshape(-1) for w in weights if w.ndim in (1, 3) and w.size > 1]
+    slopes = _slopes(record.path)
     with torch.no_grad():
         for conv, w in zip(
             [m for m in model.body if isinstance(m, torch.nn.Conv2d)], convs, strict=True
@@ -331,3 +346,49 @@ def test_command_line_and_accessor_keep_the_raster_rules(tmp_path, make_geotiff,
     np.testing.assert_array_equal(ours.values == raster.nodata, ref.values == raster.nodata)
     lazy = dasksr.open_raster(raster.path).sr.upscale(scale=2, method="cnn-sensor")
     np.testing.assert_array_equal(lazy.values, ours.values)
+
+
+def test_prelu_rewrite_gives_the_same_bits():
+    """The shipped graphs hold PReLU as two 1x1 depthwise convolutions (onnxruntime's PRelu kernel
+    took half the network's time); the rewrite must give PRelu's bits for any slope."""
+    onnx = pytest.importorskip("onnx")
+    import onnxruntime as ort
+    from onnx import TensorProto, helper, numpy_helper
+
+    sys.path.insert(0, str(TRAINING))
+    try:
+        from graph import prelu_as_depthwise
+    finally:
+        sys.path.remove(str(TRAINING))
+    rng = np.random.default_rng(3)
+    c = 16
+    slope = np.concatenate([rng.uniform(-0.5, 2.5, c - 2), [0.0, 1.0]]).astype(np.float32)
+    weight = rng.standard_normal((c, 1, 3, 3)).astype(np.float32)
+    graph = helper.make_graph(
+        [
+            helper.make_node("Conv", ["x", "w"], ["y"]),
+            helper.make_node("PRelu", ["y", "a"], ["z"]),
+        ],
+        "g",
+        [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 1, None, None])],
+        [helper.make_tensor_value_info("z", TensorProto.FLOAT, [1, c, None, None])],
+        [
+            numpy_helper.from_array(weight, "w"),
+            numpy_helper.from_array(slope.reshape(c, 1, 1), "a"),
+        ],
+    )
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+    rewritten = onnx.load_from_string(model.SerializeToString())
+    assert prelu_as_depthwise(rewritten) == 1
+    assert not [n for n in rewritten.graph.node if n.op_type == "PRelu"]
+    onnx.checker.check_model(rewritten)
+    x = (rng.standard_normal((1, 1, 67, 45)) * 1e3).astype(np.float32)
+    outputs = [
+        ort.InferenceSession(m.SerializeToString(), providers=["CPUExecutionProvider"]).run(
+            None, {"x": x}
+        )[0]
+        for m in (model, rewritten)
+    ]
+    np.testing.assert_array_equal(outputs[0], outputs[1])
+    for record in RECORDS:  # every shipped graph is rewritten
+        assert not [n for n in onnx.load(record.path).graph.node if n.op_type == "PRelu"]

@@ -9,8 +9,6 @@ pass, with no padding: every convolution is "valid" and the halo is the number o
 
 from __future__ import annotations
 
-from typing import Any
-
 import numpy as np
 import torch
 from torch import nn
@@ -80,45 +78,6 @@ class CompactSR(nn.Module):
                 own[k].copy_(torch.from_numpy(np.asarray(v)))
             elif strict:
                 raise KeyError(f"checkpoint tensor {k} {v.shape} does not fit the model")
-
-
-def prelu_as_max(proto: Any) -> int:
-    """Rewrite every ``PRelu`` node of an ONNX graph as ``Max(x, Mul(x, slope))``; the count.
-
-    For slopes at most 1, ``max(x, a * x)`` is ``x`` where ``x > 0`` and ``a * x`` elsewhere: the
-    same float32 operations, so the same bits. onnxruntime's ``PRelu`` kernel with per-channel
-    slopes took 52 % of the network's time on this CPU (40 ms for a 32 x 532 x 532 tensor, where
-    ``LeakyRelu`` takes 2 ms); ``Mul`` and ``Max`` make the whole network 1.7x as fast. A graph
-    with a slope above 1 is left as it is.
-    """
-    from onnx import helper, numpy_helper
-
-    graph = proto.graph
-    values = {i.name: numpy_helper.to_array(i) for i in graph.initializer}
-    prelus = [n for n in graph.node if n.op_type == "PRelu"]
-    if not prelus or any(
-        n.input[1] not in values or float(values[n.input[1]].max()) > 1 for n in prelus
-    ):
-        return 0
-    nodes = []
-    for node in graph.node:
-        if node.op_type != "PRelu":
-            nodes.append(node)
-            continue
-        scaled = node.output[0] + "_scaled"
-        nodes.append(
-            helper.make_node(
-                "Mul", [node.input[0], node.input[1]], [scaled], name=node.name + "_mul"
-            )
-        )
-        nodes.append(
-            helper.make_node(
-                "Max", [node.input[0], scaled], list(node.output), name=node.name + "_max"
-            )
-        )
-    del graph.node[:]
-    graph.node.extend(nodes)
-    return len(prelus)
 
 
 def export_onnx(model: CompactSR, path: str) -> None:
