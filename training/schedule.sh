@@ -27,4 +27,7 @@ run cnn_x3        --model cnn        --scale 3 --steps 600 --batch 36 --init $C/
 # Second cycles, once the machine was quieter (same session).
 run cnn_x2_cycle2 --model cnn --scale 2 --steps 3000 --lr 3e-4 --resume $C/cnn_x2-best.npz --out $C/cnn_x2.npz
 run cnn_x3_cycle2 --model cnn --scale 3 --steps 1500 --batch 36 --lr 3e-4 --resume $C/cnn_x3-best.npz --out $C/cnn_x3.npz
+# Later sessions: more cosine cycles for x3 (2026-11-30).
+run cnn_x3_cycle3 --model cnn --scale 3 --steps 8000 --batch 36 --lr 3e-4 --resume $C/cnn_x3-best.npz --out $C/cnn_x3.npz
+run cnn_x3_cycle4 --model cnn --scale 3 --steps 6000 --batch 36 --lr 2e-4 --resume $C/cnn_x3-best.npz --out $C/cnn_x3.npz
 echo "== done $(date -u +%FT%TZ)"
