@@ -30,4 +30,12 @@ run cnn_x3_cycle2 --model cnn --scale 3 --steps 1500 --batch 36 --lr 3e-4 --resu
 # Later sessions: more cosine cycles for x3 (2026-11-30).
 run cnn_x3_cycle3 --model cnn --scale 3 --steps 8000 --batch 36 --lr 3e-4 --resume $C/cnn_x3-best.npz --out $C/cnn_x3.npz
 run cnn_x3_cycle4 --model cnn --scale 3 --steps 6000 --batch 36 --lr 2e-4 --resume $C/cnn_x3-best.npz --out $C/cnn_x3.npz
+run cnn_x3_cycle5 --model cnn --scale 3 --steps 3000 --batch 36 --lr 1.5e-4 --threads 1 --resume $C/cnn_x3-best.npz --out $C/cnn_x3.npz
+run cnn_x3_cycle6 --model cnn --scale 3 --steps 2000 --batch 36 --lr 1e-4 --threads 1 --resume $C/cnn_x3-best.npz --out $C/cnn_x3.npz
+# The sensor models fine-tuned with half of the patches from the shared scenes; the last step of
+# each fixed schedule is shipped (the validation tiles are AID aerial tiles, not the scenes).
+run cnn-sensor_x2_scenes --model cnn-sensor --scale 2 --steps 3000 --lr 3e-4 --threads 1 --scene-share 0.5 --init $C/cnn-sensor_x2-best.npz --out $C/cnn-sensor_x2_scenes.npz
+[[ $go == 1 ]] && cp $C/cnn-sensor_x2_scenes.npz $C/cnn-sensor_x2-best.npz
+run cnn-sensor_x4_scenes --model cnn-sensor --scale 4 --steps 1500 --batch 64 --lr 3e-4 --scene-share 0.5 --init $C/cnn-sensor_x4-best.npz --out $C/cnn-sensor_x4_scenes.npz
+[[ $go == 1 ]] && cp $C/cnn-sensor_x4_scenes.npz $C/cnn-sensor_x4-best.npz
 echo "== done $(date -u +%FT%TZ)"
