@@ -9,8 +9,8 @@ onnxruntime, NumPy's BLAS and dask all see T cores, and measured (median of ``--
 
 - the float32 matrix-product rate (NumPy ``matmul`` of 2048 x 2048 matrices), the machine's
   reference;
-- the engine: the network on the whole 2048 x 2048 band in one call sequence
-  (``dasksr.kernels.cnn.run_network``), as output MPix/s and GFLOP/s (2 x multiply-adds per
+- the engine: the network on the whole 2048 x 2048 band (``ModelRecord.run``: its row strips on
+  T one-thread onnxruntime calls at once), as output MPix/s and GFLOP/s (2 x multiply-adds per
   low-resolution pixel x pixels / time), and that rate as a fraction of the matrix-product rate;
 - the same band upscaled through dask (``dasksr.upscale`` on 512-pixel chunks, threaded scheduler,
   T threads), and its time over the engine's whole-image time.
@@ -72,8 +72,7 @@ def bench_threads(threads: int, size: int, runs: int, method: str, scale: int) -
     halo = record.layers
     padded = np.pad(band, halo, mode="symmetric")[None]
     with dask.config.set(num_workers=threads, scheduler="threads"):
-        session = record.session(threads)
-        engine = _time(lambda: cnn.run_network(session, padded, halo, scale), runs)
+        engine = _time(lambda: record.run(padded), runs)
         lazy = dasksr.upscale(da.from_array(band, chunks=512), scale=scale, method=method)
         chunked = _time(lambda: lazy.compute(), runs)
     macs = record.record["macs_per_lr_pixel"]

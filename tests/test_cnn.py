@@ -392,3 +392,16 @@ def test_prelu_rewrite_gives_the_same_bits():
     np.testing.assert_array_equal(outputs[0], outputs[1])
     for record in RECORDS:  # every shipped graph is rewritten
         assert not [n for n in onnx.load(record.path).graph.node if n.op_type == "PRelu"]
+
+
+def test_whole_image_strips_on_threads_give_the_same_bits():
+    """A call that may use every core (the main thread) runs its row strips at once on one-thread
+    calls; the result is that of one strip after the other."""
+    record = cnn.load_records()["cnn"][2]
+    n = record.layers
+    planes = (np.random.default_rng(5).random((2, 900 + 2 * n, 700 + 2 * n)) * 4000).astype(
+        np.float32
+    )
+    assert len(cnn._strips(2, 900, 700)) > 2
+    one_by_one = cnn.run_network(record.session(1), planes, n, 2)
+    np.testing.assert_array_equal(record.run(planes), one_by_one)

@@ -28,6 +28,7 @@ import json
 import os
 import sys
 import threading
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from functools import partial
 from importlib import resources
@@ -67,6 +68,27 @@ class ModelRecord:
         """
         n = threads or _intra_threads()
         return ProcessResource(f"onnx:{self.sha256}:{n}", partial(self._open, n)).get()
+
+    def run(self, planes: np.ndarray) -> np.ndarray:
+        """`run_network` with this file on ``planes``, with the threads this caller may use.
+
+        Where it may use several (`_intra_threads`, e.g. a whole image upscaled from the main
+        thread), the strips run at once on that many one-thread calls of one session: on this
+        2-core CPU the 2048 x 2048 band took 2.2 s so, against 2.55 s as one two-thread call per
+        strip. Both give the same bits (onnxruntime's per-pixel arithmetic depends neither on a
+        strip's size nor on the thread count).
+        """
+        threads = _intra_threads()
+        n, ny, nx = planes.shape
+        count = len(_strips(n, ny - 2 * self.layers, nx - 2 * self.layers))
+        if threads > 1 and count > 1:
+            session = self.session(1)
+            if "CUDAExecutionProvider" not in session.get_providers():
+                with ThreadPoolExecutor(
+                    min(threads, count), thread_name_prefix="dasksr-cnn"
+                ) as pool:
+                    return run_network(session, planes, self.layers, self.scale, mapper=pool.map)
+        return run_network(self.session(), planes, self.layers, self.scale)
 
     def check(self) -> None:
         """Raise `ModelError` unless the file exists and its SHA-256 matches the record."""
@@ -171,23 +193,35 @@ def _box3(a: np.ndarray) -> np.ndarray:
     return rows[..., :-2] + rows[..., 1:-1] + rows[..., 2:]
 
 
-def run_network(session: Any, planes: np.ndarray, layers: int, scale: int) -> np.ndarray:
+def run_network(
+    session: Any, planes: np.ndarray, layers: int, scale: int, *, mapper: Any = map
+) -> np.ndarray:
     """The network on ``(n, y + 2 layers, x + 2 layers)`` float32 planes: ``(n, y s, x s)``.
 
     Planes are cut into row strips (each with its own ``layers`` rows of halo) so that memory stays
     bounded; "valid" convolutions make the strips' results exactly those of the whole plane.
+    ``mapper`` maps the strips: a thread pool's ``map`` runs several at once (onnxruntime sessions
+    may be run from several threads; each strip writes its own rows of the result).
     """
     n, ny, nx = planes.shape
     rows, cols = ny - 2 * layers, nx - 2 * layers
     out = np.empty((n, rows * scale, cols * scale), dtype=np.float32)
-    step = max(1, _STRIP_PIXELS // max(cols, 1))
-    for i in range(n):
-        for r0 in range(0, rows, step):
-            r1 = min(rows, r0 + step)
-            strip = planes[i, r0 : r1 + 2 * layers][None, None]
-            (result,) = session.run(None, {"lr": np.ascontiguousarray(strip)})
-            out[i, r0 * scale : r1 * scale] = result[0, 0]
+
+    def one(strip: tuple[int, int, int]) -> None:
+        i, r0, r1 = strip
+        lr = np.ascontiguousarray(planes[i, r0 : r1 + 2 * layers][None, None])
+        (result,) = session.run(None, {"lr": lr})
+        out[i, r0 * scale : r1 * scale] = result[0, 0]
+
+    for _ in mapper(one, _strips(n, rows, cols)):
+        pass
     return out
+
+
+def _strips(n: int, rows: int, cols: int) -> list[tuple[int, int, int]]:
+    """``(plane, first row, end row)`` of the strips of `run_network`."""
+    step = max(1, _STRIP_PIXELS // max(cols, 1))
+    return [(i, r0, min(rows, r0 + step)) for i in range(n) for r0 in range(0, rows, step)]
 
 
 class _LearnedBlock:
@@ -208,7 +242,7 @@ class _LearnedBlock:
         if invalid is not None:
             work = fill_invalid(work, invalid, layers)
         inner = work[:, layers : ny - layers, layers : nx - layers]
-        fine = run_network(model.session(), inner, layers, scale)
+        fine = model.run(inner)
         fine_invalid = None
         if invalid is not None:
             core = invalid[:, 2 * layers : ny - 2 * layers, 2 * layers : nx - 2 * layers]
