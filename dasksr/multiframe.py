@@ -178,29 +178,29 @@ def fuse(
     labels = [_label(v) for v in frames[dim].values]
 
     window, window_invalid = _window(pixels, invalid, nodata)
+    # Registration and the choice of iterations: one thread pool for both (see eager_threads).
     with _eager_mapper() as mapper:
         found = register_frames(
             window, window_invalid, reference=reference, upsample=100, refine=True, mapper=mapper
         )
-    keep = _kept_frames(found, labels, reference, max_shift, min_correlation)
-    ref_pos = keep.index(reference)
-    params = FuseParams(
-        scale=scale,
-        shifts=tuple(found[k].shift for k in keep),
-        gains=tuple(found[k].gain for k in keep),
-        offsets=tuple(found[k].offset for k in keep),
-        noise=tuple(found[k].noise for k in keep),
-        reference=ref_pos,
-        kernel_sigma=default_kernel_sigma(len(keep)),
-        psf_sigma=float(psf_sigma),
-        iterations=0,
-    )
-    if method == "ibp":
-        if iterations is None:
-            # Leave out the best-covered frame other than the reference (the last of equals).
-            others = [i for i in range(len(keep)) if i != ref_pos]
-            held_out = max(others, key=lambda i: (found[keep[i]].valid_fraction, i))
-            with _eager_mapper() as mapper:
+        keep = _kept_frames(found, labels, reference, max_shift, min_correlation)
+        ref_pos = keep.index(reference)
+        params = FuseParams(
+            scale=scale,
+            shifts=tuple(found[k].shift for k in keep),
+            gains=tuple(found[k].gain for k in keep),
+            offsets=tuple(found[k].offset for k in keep),
+            noise=tuple(found[k].noise for k in keep),
+            reference=ref_pos,
+            kernel_sigma=default_kernel_sigma(len(keep)),
+            psf_sigma=float(psf_sigma),
+            iterations=0,
+        )
+        if method == "ibp":
+            if iterations is None:
+                # Leave out the best-covered frame other than the reference (the last of equals).
+                others = [i for i in range(len(keep)) if i != ref_pos]
+                held_out = max(others, key=lambda i: (found[keep[i]].valid_fraction, i))
                 iterations, _ = choose_iterations(
                     window[keep],
                     window_invalid[keep],
@@ -210,7 +210,7 @@ def fuse(
                     nodata=None,  # nodata is already in window_invalid
                     mapper=mapper,
                 )
-        params = dataclasses.replace(params, iterations=_check_iterations(iterations))
+            params = dataclasses.replace(params, iterations=_check_iterations(iterations))
     pixels = pixels[keep]
     invalid = None if invalid is None else invalid[keep]
     fine = _fuse_array(pixels, invalid, params, nodata=nodata, chunks=chunks)

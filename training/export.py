@@ -75,6 +75,8 @@ def main(argv=None):
         "initialised_from": init,
         "runs": meta["runs"],
         "best_validation_psnr": meta.get("best_val_psnr"),
+        # The exported weights' own figure: a shipped last step need not be the best one.
+        "validation_psnr": _own_validation(meta),
         "trained_on": "2-core AMD EPYC CPU, torch 2.13.0, 1 process, 2 threads",
         "date": time.strftime("%Y-%m-%d", time.gmtime()),
         "evaluation": {},
@@ -90,6 +92,14 @@ def main(argv=None):
             indent=1,
         )
     )
+
+
+def _own_validation(meta: dict) -> float | None:
+    """The validation PSNR logged at the checkpoint's own step, if its last run logged one."""
+    for step, psnr in meta["runs"][-1].get("val", []) if meta.get("runs") else []:
+        if step == meta["steps"]:
+            return psnr
+    return None
 
 
 def evaluate(name: str, scale: int, folder: Path) -> dict:
