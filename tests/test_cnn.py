@@ -64,9 +64,9 @@ def _onnx_weights(path: str) -> list[np.ndarray]:
 
 
 def _slopes(path: str) -> list[np.ndarray]:
-    """The PReLU slopes of the graph, layer by layer. Exported graphs hold them negated as the
-    weights of a 1x1 depthwise convolution (``training/model.py: prelu_as_depthwise``) named
-    ``*_ma``; a graph with ``PRelu`` nodes holds them as such."""
+    """The PReLU slopes of the graph, layer by layer. Exported graphs hold ``1 - a`` as the
+    weights of a 1x1 depthwise convolution (``training/graph.py: prelu_as_depthwise``) named
+    ``*_1ma``; a graph with ``PRelu`` nodes holds them as such."""
     onnx = pytest.importorskip("onnx")
     from onnx import numpy_helper
 
@@ -74,7 +74,7 @@ def _slopes(path: str) -> list[np.ndarray]:
     tensors = {t.name: numpy_helper.to_array(t) for t in model.graph.initializer}
     if any(n.op_type == "PRelu" for n in model.graph.node):
         return [tensors[n.input[1]].reshape(-1) for n in model.graph.node if n.op_type == "PRelu"]
-    return [-t.reshape(-1) for name, t in tensors.items() if name.endswith("_ma")]
+    return [1 - t.reshape(-1) for name, t in tensors.items() if name.endswith("_1ma")]
 
 
 def _reference_network(path: str, image: np.ndarray, scale: int) -> np.ndarray:
@@ -348,9 +348,10 @@ def test_command_line_and_accessor_keep_the_raster_rules(tmp_path, make_geotiff,
     np.testing.assert_array_equal(lazy.values, ours.values)
 
 
-def test_prelu_rewrite_gives_the_same_bits():
+def test_prelu_rewrite_matches_prelu():
     """The shipped graphs hold PReLU as two 1x1 depthwise convolutions (onnxruntime's PRelu kernel
-    took half the network's time); the rewrite must give PRelu's bits for any slope."""
+    took half the network's time): the rewrite gives PRelu's bits where ``y >= 0`` and ``a y`` to
+    two float32 roundings elsewhere, for any slope."""
     onnx = pytest.importorskip("onnx")
     import onnxruntime as ort
     from onnx import TensorProto, helper, numpy_helper
@@ -389,7 +390,24 @@ def test_prelu_rewrite_gives_the_same_bits():
         )[0]
         for m in (model, rewritten)
     ]
-    np.testing.assert_array_equal(outputs[0], outputs[1])
+    reference, ours = outputs
+    y = ort.InferenceSession(
+        helper.make_model(
+            helper.make_graph(
+                graph.node[:1],
+                "c",
+                graph.input,
+                [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, c, None, None])],
+                graph.initializer,
+            ),
+            opset_imports=[helper.make_opsetid("", 17)],
+        ).SerializeToString(),
+        providers=["CPUExecutionProvider"],
+    ).run(None, {"x": x})[0]
+    positive = y >= 0
+    np.testing.assert_array_equal(ours[positive], reference[positive])
+    # Three roundings of at most 2**-24 of |y| (1 - a, its product with -y, the sum) for |a| <= 2.5.
+    assert np.all(np.abs(ours - reference) <= 4e-7 * np.abs(y))
     for record in RECORDS:  # every shipped graph is rewritten
         assert not [n for n in onnx.load(record.path).graph.node if n.op_type == "PRelu"]
 
@@ -405,3 +423,33 @@ def test_whole_image_strips_on_threads_give_the_same_bits():
     assert len(cnn._strips(2, 900, 700)) > 2
     one_by_one = cnn.run_network(record.session(1), planes, n, 2)
     np.testing.assert_array_equal(record.run(planes), one_by_one)
+
+
+@pytest.mark.parametrize("context", [0, 3])
+def test_training_patches_carry_their_context(context):
+    """`train.py --valid`: each LR patch has ``context`` real pixels around the part the HR patch
+    covers, through every flip and rotation, and valid convolutions give exactly the HR patch's size."""
+    torch = pytest.importorskip("torch")
+    sys.path.insert(0, str(TRAINING))
+    try:
+        from data import Pair
+        from model import CompactSR
+        from train import sample
+    finally:
+        sys.path.remove(str(TRAINING))
+    scale, patch = 2, 5
+    lr = np.arange(30 * 24, dtype=np.float32).reshape(30, 24)
+    hr = np.repeat(np.repeat(lr, scale, 0), scale, 1)  # each LR pixel's value on its fine pixels
+    pairs = [Pair(hr, lr, hr + 0.5)]
+    x, bic, y = sample(pairs, np.ones(1), 64, patch, scale, np.random.default_rng(0), context)
+    assert x.shape == (64, 1, patch + 2 * context, patch + 2 * context)
+    assert y.shape == bic.shape == (64, 1, patch * scale, patch * scale)
+    c = context
+    inner = x[:, :, c : c + patch, c : c + patch]
+    fine = inner.repeat_interleave(scale, -2).repeat_interleave(scale, -1)
+    assert torch.equal(fine, y) and torch.equal(y + 0.5, bic)
+    # Every patch lies inside the image with its context (the rim is never padding).
+    assert set(np.unique(x.numpy())) <= set(lr.ravel().tolist())
+    if c:
+        model = CompactSR(scale, channels=4, layers=c, padding=0)
+        assert model.residual(x).shape == y.shape

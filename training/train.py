@@ -30,22 +30,28 @@ import data as datasets
 from model import CompactSR
 
 
-def sample(pairs, weights, batch, patch, scale, rng):
-    """A batch of aligned (lr, bicubic, hr) patches, with random flips and transposes."""
-    lr_b = np.empty((batch, 1, patch, patch), np.float32)
+def sample(pairs, weights, batch, patch, scale, rng, context=0):
+    """A batch of aligned (lr, bicubic, hr) patches, with random flips and transposes.
+
+    ``context`` more low-resolution pixels on every side of each LR patch (the network's halo, for
+    valid convolutions): the HR and bicubic patches cover the central ``patch`` pixels only.
+    """
+    c = context
+    lr_b = np.empty((batch, 1, patch + 2 * c, patch + 2 * c), np.float32)
     hr_b = np.empty((batch, 1, patch * scale, patch * scale), np.float32)
     bic_b = np.empty_like(hr_b)
     i = 0
     while i < batch:
         p = pairs[rng.choice(len(pairs), p=weights)]
         h, w = p.lr.shape
-        if h < patch or w < patch:
+        if h < patch + 2 * c or w < patch + 2 * c:
             continue
-        y, x = int(rng.integers(h - patch + 1)), int(rng.integers(w - patch + 1))
-        if p.valid is not None and not p.valid[y : y + patch, x : x + patch].all():
+        y = int(rng.integers(c, h - patch - c + 1))
+        x = int(rng.integers(c, w - patch - c + 1))
+        lr = p.lr[y - c : y + patch + c, x - c : x + patch + c]
+        if p.valid is not None and not p.valid[y - c : y + patch + c, x - c : x + patch + c].all():
             continue
         ys, xs = slice(y * scale, (y + patch) * scale), slice(x * scale, (x + patch) * scale)
-        lr = p.lr[y : y + patch, x : x + patch]
         hr, bic = p.hr[ys, xs], p.bicubic[ys, xs]
         k, flip = int(rng.integers(4)), bool(rng.integers(2))
         trio = [np.rot90(a, k) for a in (lr, hr, bic)]
@@ -63,7 +69,10 @@ def validate(model, pairs, scale):
     for p in pairs:
         if p.valid is not None:  # scenes with fill are not validation images
             continue
-        x = torch.from_numpy(p.lr)[None, None]
+        lr = p.lr
+        if model.padding == 0:  # valid convolutions: extend the image as dasksr does
+            lr = np.pad(lr, model.layers, mode="symmetric")
+        x = torch.from_numpy(np.ascontiguousarray(lr))[None, None]
         out = (model.residual(x)[0, 0].numpy() + p.bicubic).clip(0, 1)
         c = scale
         err = (out - p.hr)[c:-c, c:-c]
@@ -107,6 +116,12 @@ def main(argv=None):
     ap.add_argument("--batch", type=int, default=16)
     ap.add_argument("--patch", type=int, default=0, help="LR patch size (default 96 // scale)")
     ap.add_argument("--lr", type=float, default=1e-3)
+    ap.add_argument(
+        "--valid",
+        action="store_true",
+        help="valid convolutions on LR patches with the network's real context around them, "
+        "as at inference (default: zero-padded convolutions on the patch alone)",
+    )
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--variants", type=int, default=3, help="sensor degradations per band")
@@ -164,7 +179,8 @@ def main(argv=None):
         flush=True,
     )
 
-    model = CompactSR(scale, args.channels, args.layers)
+    model = CompactSR(scale, args.channels, args.layers, padding=0 if args.valid else 1)
+    context = args.layers if args.valid else 0
     opt = torch.optim.Adam(model.parameters(), lr=args.lr)
     meta = {
         "model": args.model,
@@ -201,11 +217,16 @@ def main(argv=None):
     args.out.parent.mkdir(parents=True, exist_ok=True)
     best_path = args.out.with_name(args.out.stem + "-best.npz")
     best = meta.get("best_val_psnr")
+    if meta["runs"] and args.valid != bool(meta["runs"][-1].get("valid")):
+        # Validation pads differently in the two modes (zeros / dasksr's symmetric rule): the
+        # figures do not compare, so the best checkpoint starts afresh with this run.
+        best = None
     run = {
         "steps": 0,
         "lr": args.lr,
         "batch": args.batch,
         "patch": patch,
+        **({"valid": True} if args.valid else {}),
         "seed": args.seed,
         **({"scene_share": args.scene_share} if args.scene_share else {}),
         "start": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
@@ -218,7 +239,7 @@ def main(argv=None):
         lr_now = args.lr * (0.01 + 0.99 * 0.5 * (1 + math.cos(math.pi * (step - 1) / args.steps)))
         for g in opt.param_groups:
             g["lr"] = lr_now
-        x, bic, hr = sample(train, weights, args.batch, patch, scale, rng)
+        x, bic, hr = sample(train, weights, args.batch, patch, scale, rng, context)
         loss = (model.residual(x) + bic - hr).abs().mean()
         opt.zero_grad()
         loss.backward()
