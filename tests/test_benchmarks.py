@@ -101,3 +101,26 @@ def test_cnn_speed_script_runs(tmp_path: Path) -> None:
     assert proc.returncode == 0, proc.stderr
     row = [line for line in proc.stdout.splitlines() if line.startswith("| 1 |")]
     assert len(row) == 1 and len(row[0].split("|")) == 10
+
+
+def test_sensor_linear_bound_recovers_a_linear_truth(load_script: Callable[[str], ModuleType]):
+    """The oracle of ``sensor_eval.py --linear-bound`` fits the best linear filter on the truth:
+    where the truth is a linear function of the input (bicubic of it, reach 2 <= radius), it is
+    recovered to rounding, and on any truth it scores at least as well as bicubic."""
+    import numpy as np
+
+    import dasksr
+
+    sensor_eval = load_script("benchmarks/sensor_eval.py")
+    rng = np.random.default_rng(0)
+    small = rng.random((2, 24, 20)) * 1000
+    truth = np.asarray(dasksr.upscale(small, scale=2, method="bicubic"))
+    mask = np.ones(truth.shape, bool)
+    bound = sensor_eval.linear_bound(truth, small, mask, 2)
+    np.testing.assert_allclose(bound, truth, atol=1e-6)
+    noisy_truth = truth + rng.normal(0, 50, truth.shape)
+    mask[0, :6] = False  # pixels outside the mask are neither fitted nor scored
+    bound = sensor_eval.linear_bound(noisy_truth, small, mask, 2)
+    assert sensor_eval.scene_psnr(noisy_truth, bound, mask, 2) >= sensor_eval.scene_psnr(
+        noisy_truth, truth, mask, 2
+    )
