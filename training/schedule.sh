@@ -38,4 +38,7 @@ run cnn-sensor_x2_scenes --model cnn-sensor --scale 2 --steps 3000 --lr 3e-4 --t
 [[ $go == 1 ]] && cp $C/cnn-sensor_x2_scenes.npz $C/cnn-sensor_x2-best.npz
 run cnn-sensor_x4_scenes --model cnn-sensor --scale 4 --steps 1500 --batch 64 --lr 3e-4 --scene-share 0.5 --init $C/cnn-sensor_x4-best.npz --out $C/cnn-sensor_x4_scenes.npz
 [[ $go == 1 ]] && cp $C/cnn-sensor_x4_scenes.npz $C/cnn-sensor_x4-best.npz
+# Later session (2026-11-30): x2 trained on patches with their real context and valid convolutions,
+# as at inference (--valid), one long cosine cycle of batch 32.
+run cnn_x2_valid --model cnn --scale 2 --steps 22000 --batch 32 --lr 5e-4 --valid --val-every 1000 --resume $C/cnn_x2-best.npz --out $C/cnn_x2.npz
 echo "== done $(date -u +%FT%TZ)"

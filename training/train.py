@@ -1,7 +1,7 @@
 """Train a compact super-resolution network (``cnn`` or ``cnn-sensor``) on this machine's CPU.
 
-Seeded; a run takes ``--steps`` Adam steps with a cosine learning-rate schedule from ``--lr`` down to
-``--lr / 100`` and writes a checkpoint (weights and optimiser moments in a NumPy ``.npz``, no pickle)
+Seeded; a run takes ``--steps`` Adam steps (L1 loss, or L2 with ``--loss l2``) with a cosine
+learning-rate schedule from ``--lr`` down to ``--lr / 100`` and writes a checkpoint (weights and optimiser moments in a NumPy ``.npz``, no pickle)
 every ``--save-every`` steps and at the end. ``--resume`` continues a checkpoint of the same model (a
 new cosine cycle over ``--steps`` more steps); ``--init`` starts from another checkpoint's weights
 (for example x3 from x2), keeping every tensor whose shape fits. The validation PSNR (Y, border =
@@ -117,6 +117,13 @@ def main(argv=None):
     ap.add_argument("--patch", type=int, default=0, help="LR patch size (default 96 // scale)")
     ap.add_argument("--lr", type=float, default=1e-3)
     ap.add_argument(
+        "--loss",
+        choices=["l1", "l2"],
+        default="l1",
+        help="l1 (mean absolute error) or l2 (mean squared error, what PSNR measures: for a "
+        "last fine-tuning)",
+    )
+    ap.add_argument(
         "--valid",
         action="store_true",
         help="valid convolutions on LR patches with the network's real context around them, "
@@ -227,6 +234,7 @@ def main(argv=None):
         "batch": args.batch,
         "patch": patch,
         **({"valid": True} if args.valid else {}),
+        **({"loss": args.loss} if args.loss != "l1" else {}),
         "seed": args.seed,
         **({"scene_share": args.scene_share} if args.scene_share else {}),
         "start": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
@@ -240,7 +248,8 @@ def main(argv=None):
         for g in opt.param_groups:
             g["lr"] = lr_now
         x, bic, hr = sample(train, weights, args.batch, patch, scale, rng, context)
-        loss = (model.residual(x) + bic - hr).abs().mean()
+        err = model.residual(x) + bic - hr
+        loss = err.abs().mean() if args.loss == "l1" else err.square().mean()
         opt.zero_grad()
         loss.backward()
         opt.step()
