@@ -41,4 +41,6 @@ run cnn-sensor_x4_scenes --model cnn-sensor --scale 4 --steps 1500 --batch 64 --
 # Later session (2026-11-30): x2 trained on patches with their real context and valid convolutions,
 # as at inference (--valid), one long cosine cycle of batch 32.
 run cnn_x2_valid --model cnn --scale 2 --steps 22000 --batch 32 --lr 5e-4 --valid --val-every 1000 --resume $C/cnn_x2-best.npz --out $C/cnn_x2.npz
+# Then a short L2 fine-tuning (the loss PSNR measures); the best validation step is shipped.
+run cnn_x2_l2 --model cnn --scale 2 --steps 7000 --batch 32 --lr 1.5e-4 --loss l2 --valid --val-every 1000 --resume $C/cnn_x2-best.npz --out $C/cnn_x2.npz
 echo "== done $(date -u +%FT%TZ)"
