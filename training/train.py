@@ -1,8 +1,8 @@
 """Train a compact super-resolution network (``cnn`` or ``cnn-sensor``) on this machine's CPU.
 
 Seeded; a run takes ``--steps`` Adam steps (L1 loss, or L2 with ``--loss l2``) with a cosine
-learning-rate schedule from ``--lr`` down to ``--lr / 100`` and writes a checkpoint (weights and optimiser moments in a NumPy ``.npz``, no pickle)
-every ``--save-every`` steps and at the end. ``--resume`` continues a checkpoint of the same model (a
+learning-rate schedule from ``--lr`` down to ``--lr / 100`` and writes a checkpoint (weights and
+optimiser moments in a NumPy ``.npz``, no pickle) every ``--save-every`` steps and at the end. ``--resume`` continues a checkpoint of the same model (a
 new cosine cycle over ``--steps`` more steps); ``--init`` starts from another checkpoint's weights
 (for example x3 from x2), keeping every tensor whose shape fits. The validation PSNR (Y, border =
 scale, on the held-out split of the training images) is logged; the checkpoint with the best one is
@@ -28,6 +28,9 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import data as datasets
 from model import CompactSR
+
+from dasksr.blockwise import pad_block
+from dasksr.kernels.registry import get_method
 
 
 def sample(pairs, weights, batch, patch, scale, rng, context=0):
@@ -63,15 +66,15 @@ def sample(pairs, weights, batch, patch, scale, rng, context=0):
 
 
 @torch.no_grad()
-def validate(model, pairs, scale):
+def validate(model, pairs, scale, boundary="reflect"):
     model.eval()
     values = []
     for p in pairs:
         if p.valid is not None:  # scenes with fill are not validation images
             continue
         lr = p.lr
-        if model.padding == 0:  # valid convolutions: extend the image as dasksr does
-            lr = np.pad(lr, model.layers, mode="symmetric")
+        if model.padding == 0:  # valid convolutions: extend the image as dasksr's method does
+            lr = pad_block(lr, model.layers, boundary)
         x = torch.from_numpy(np.ascontiguousarray(lr))[None, None]
         out = (model.residual(x)[0, 0].numpy() + p.bicubic).clip(0, 1)
         c = scale
@@ -260,7 +263,7 @@ def main(argv=None):
         out_of_time = (time.time() - t0) / 60 > args.minutes
         last = step == args.steps or out_of_time
         if step % args.val_every == 0 or last:
-            psnr = validate(model, val, scale)
+            psnr = validate(model, val, scale, get_method(args.model).boundary)
             run.setdefault("val", []).append([meta["steps"], round(psnr, 3)])
             print(
                 f"step {meta['steps']} loss {loss_avg:.5f} lr {lr_now:.2e} val {psnr:.3f} dB "

@@ -81,14 +81,13 @@ class ModelRecord:
         threads = _intra_threads()
         n, ny, nx = planes.shape
         count = len(_strips(n, ny - 2 * self.layers, nx - 2 * self.layers))
-        if threads > 1 and count > 1:
-            session = self.session(1)
-            if "CUDAExecutionProvider" not in session.get_providers():
-                with ThreadPoolExecutor(
-                    min(threads, count), thread_name_prefix="dasksr-cnn"
-                ) as pool:
-                    return run_network(session, planes, self.layers, self.scale, mapper=pool.map)
-        return run_network(self.session(), planes, self.layers, self.scale)
+        if threads == 1 or count == 1:
+            return run_network(self.session(), planes, self.layers, self.scale)
+        session = self.session(1)
+        if "CUDAExecutionProvider" in session.get_providers():  # one device: strip after strip
+            return run_network(session, planes, self.layers, self.scale)
+        with ThreadPoolExecutor(min(threads, count), thread_name_prefix="dasksr-cnn") as pool:
+            return run_network(session, planes, self.layers, self.scale, mapper=pool.map)
 
     def check(self) -> None:
         """Raise `ModelError` unless the file exists and its SHA-256 matches the record."""
