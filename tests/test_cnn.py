@@ -453,3 +453,43 @@ def test_training_patches_carry_their_context(context):
     if c:
         model = CompactSR(scale, channels=4, layers=c, padding=0)
         assert model.residual(x).shape == y.shape
+
+
+@pytest.mark.parametrize("scale", [2, 3])
+@pytest.mark.parametrize("extra", [1, 2, 3])
+def test_deepening_keeps_the_function(scale, extra):
+    # Net2net deepening (train.py --resume with more --layers): the deeper network's output on one
+    # more pixel of context per new layer is the shallower one's, and the new layers are trainable.
+    torch = pytest.importorskip("torch")
+    sys.path.insert(0, str(TRAINING))
+    try:
+        from model import CompactSR, deepen
+    finally:
+        sys.path.remove(str(TRAINING))
+    torch.manual_seed(scale + extra)
+    shallow = CompactSR(scale, channels=6, layers=5, padding=0)
+    with torch.no_grad():
+        for p in shallow.parameters():
+            p.add_(0.1 * torch.randn_like(p))  # PReLU slopes away from their 0.25 start
+    arrays = {f"w/{k}": v for k, v in shallow.state_arrays().items()}
+    arrays["m/body.2.weight"] = np.full((6, 6, 3, 3), 7, np.float32)  # an optimiser moment
+    deeper_arrays = deepen(arrays, 5, 5 + extra, prefix="w/")
+    moments = [k for k in deeper_arrays if k.startswith("m/")]
+    assert len(moments) == 1
+    np.testing.assert_array_equal(deeper_arrays[moments[0]], arrays["m/body.2.weight"])
+    # The moment moved with its layer (the second convolution), which keeps its weights.
+    np.testing.assert_array_equal(
+        deeper_arrays[moments[0].replace("m/", "w/")], arrays["w/body.2.weight"]
+    )
+    deep = CompactSR(scale, channels=6, layers=5 + extra, padding=0)
+    deep.load_arrays({k[2:]: v for k, v in deeper_arrays.items() if k.startswith("w/")})
+    assert len(deeper_arrays) == len(arrays) + 2 * extra
+    x = torch.rand(2, 1, 2 * (5 + extra) + 7, 2 * (5 + extra) + 4)
+    with torch.no_grad():
+        e = extra
+        assert torch.allclose(deep(x), shallow(x[..., e:-e, e:-e]), rtol=0, atol=1e-6)
+    deep(x).square().mean().backward()
+    grads = [p.grad for p in deep.parameters()]
+    assert all(g is not None and bool(g.abs().sum() > 0) for g in grads)
+    with pytest.raises(ValueError, match="cannot deepen"):
+        deepen(arrays, 5, 4)

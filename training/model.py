@@ -9,6 +9,8 @@ pass, with no padding: every convolution is "valid" and the halo is the number o
 
 from __future__ import annotations
 
+import re
+
 import numpy as np
 import torch
 from torch import nn
@@ -78,6 +80,51 @@ class CompactSR(nn.Module):
                 own[k].copy_(torch.from_numpy(np.asarray(v)))
             elif strict:
                 raise KeyError(f"checkpoint tensor {k} {v.shape} does not fit the model")
+
+
+def deepen(
+    arrays: dict[str, np.ndarray], layers: int, new_layers: int, prefix: str = ""
+) -> dict[str, np.ndarray]:
+    """Checkpoint tensors of a ``layers``-deep network as a ``new_layers``-deep one computing the same.
+
+    Each inserted hidden layer is an identity 3x3 convolution followed by a PReLU of slope 1, placed
+    at evenly spaced depths among the hidden layers (net2net deepening). In valid mode it only trims
+    one more pixel from each side, so the deeper network gives the same output for one more pixel
+    of context per layer. Tensors under prefixes (``w/``, ``m/``, ``v/`` of a training checkpoint)
+    are renamed alike; the new layers' weights get ``prefix`` and no optimiser moments.
+    """
+    extra = new_layers - layers
+    if extra < 0:
+        raise ValueError(f"cannot deepen {layers} layers to {new_layers}")
+    hidden = layers - 1  # convolutions followed by a PReLU
+    # After which old hidden layers the identities go: evenly spread, the last before the output.
+    after = [hidden - 1 - (i * hidden) // extra for i in range(extra)][::-1] if extra else []
+    where = {}  # old layer index -> new layer index
+    new = 0
+    inserted = []
+    for old in range(layers):
+        where[old] = new
+        new += 1
+        while after and old == after[0]:
+            inserted.append(new)
+            after.pop(0)
+            new += 1
+    out: dict[str, np.ndarray] = {}
+    for key, value in arrays.items():
+        m = re.fullmatch(r"(.*body\.)(\d+)\.weight", key)
+        if not m:
+            out[key] = value
+            continue
+        index = int(m.group(2))
+        layer, is_prelu = index // 2, index % 2
+        out[f"{m.group(1)}{2 * where[layer] + is_prelu}.weight"] = value
+    channels = arrays[f"{prefix}body.0.weight"].shape[0]
+    identity = np.zeros((channels, channels, 3, 3), np.float32)
+    identity[np.arange(channels), np.arange(channels), 1, 1] = 1
+    for layer in inserted:
+        out[f"{prefix}body.{2 * layer}.weight"] = identity.copy()
+        out[f"{prefix}body.{2 * layer + 1}.weight"] = np.ones(channels, np.float32)
+    return out
 
 
 def export_onnx(model: CompactSR, path: str) -> None:

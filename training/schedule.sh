@@ -43,4 +43,9 @@ run cnn-sensor_x4_scenes --model cnn-sensor --scale 4 --steps 1500 --batch 64 --
 run cnn_x2_valid --model cnn --scale 2 --steps 22000 --batch 32 --lr 5e-4 --valid --val-every 1000 --resume $C/cnn_x2-best.npz --out $C/cnn_x2.npz
 # Then a short L2 fine-tuning (the loss PSNR measures); the best validation step is shipped.
 run cnn_x2_l2 --model cnn --scale 2 --steps 7000 --batch 32 --lr 1.5e-4 --loss l2 --valid --val-every 1000 --resume $C/cnn_x2-best.npz --out $C/cnn_x2.npz
+# Later session (2026-11-30): the x2 network deepened from 10 to 12 layers (94 k multiply-adds)
+# with identity layers (net2net), then one cosine cycle; the best validation step is shipped.
+# The run was stopped after step 18,300 of 21,000 (lr 1.6e-5) to fit the session; its best
+# validation step, 18,000 (52,500 in all), is the shipped checkpoint.
+run cnn_x2_deep12 --model cnn --scale 2 --steps 21000 --batch 32 --lr 3e-4 --layers 12 --valid --val-every 1000 --resume $C/cnn_x2-best.npz --out $C/cnn_x2.npz
 echo "== done $(date -u +%FT%TZ)"

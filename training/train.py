@@ -4,7 +4,8 @@ Seeded; a run takes ``--steps`` Adam steps (L1 loss, or L2 with ``--loss l2``) w
 learning-rate schedule from ``--lr`` down to ``--lr / 100`` and writes a checkpoint (weights and
 optimiser moments in a NumPy ``.npz``, no pickle) every ``--save-every`` steps and at the end. ``--resume`` continues a checkpoint of the same model (a
 new cosine cycle over ``--steps`` more steps); ``--init`` starts from another checkpoint's weights
-(for example x3 from x2), keeping every tensor whose shape fits. The validation PSNR (Y, border =
+(for example x3 from x2), keeping every tensor whose shape fits; ``--resume`` with more ``--layers`` than the checkpoint
+deepens it (identity layers, the same function to start from). The validation PSNR (Y, border =
 scale, on the held-out split of the training images) is logged; the checkpoint with the best one is
 kept beside the last as ``*-best.npz``.
 
@@ -27,7 +28,7 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import data as datasets
-from model import CompactSR
+from model import CompactSR, deepen
 
 from dasksr.blockwise import pad_block
 from dasksr.kernels.registry import get_method
@@ -115,7 +116,12 @@ def main(argv=None):
     ap.add_argument("--resume", type=Path)
     ap.add_argument("--init", type=Path)
     ap.add_argument("--channels", type=int, default=32)
-    ap.add_argument("--layers", type=int, default=10)
+    ap.add_argument(
+        "--layers",
+        type=int,
+        help="3x3 layers (default 10, or the resumed checkpoint's; more than it deepens it with "
+        "identity layers that start out computing the same function)",
+    )
     ap.add_argument("--batch", type=int, default=16)
     ap.add_argument("--patch", type=int, default=0, help="LR patch size (default 96 // scale)")
     ap.add_argument("--lr", type=float, default=1e-3)
@@ -189,6 +195,9 @@ def main(argv=None):
         flush=True,
     )
 
+    resumed = load(args.resume) if args.resume else None
+    if args.layers is None:
+        args.layers = resumed[1]["layers"] if resumed else 10
     model = CompactSR(scale, args.channels, args.layers, padding=0 if args.valid else 1)
     context = args.layers if args.valid else 0
     opt = torch.optim.Adam(model.parameters(), lr=args.lr)
@@ -204,8 +213,12 @@ def main(argv=None):
         "degradation": degradation,
         "sources": sources,
     }
-    if args.resume:
-        arrays, meta = load(args.resume)
+    deepened_from = None
+    if resumed:
+        arrays, meta = resumed
+        if args.layers != meta["layers"]:
+            arrays = deepen(arrays, meta["layers"], args.layers, prefix="w/")
+            deepened_from, meta["layers"] = meta["layers"], args.layers
         model.load_arrays({k[2:]: v for k, v in arrays.items() if k.startswith("w/")})
         for name, param in model.named_parameters():
             if f"m/{name}" in arrays:
@@ -240,6 +253,7 @@ def main(argv=None):
         **({"loss": args.loss} if args.loss != "l1" else {}),
         "seed": args.seed,
         **({"scene_share": args.scene_share} if args.scene_share else {}),
+        **({"deepened_from_layers": deepened_from} if deepened_from else {}),
         "start": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
     }
     meta["runs"].append(run)
