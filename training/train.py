@@ -2,12 +2,13 @@
 
 Seeded; a run takes ``--steps`` Adam steps (L1 loss, or L2 with ``--loss l2``) with a cosine
 learning-rate schedule from ``--lr`` down to ``--lr / 100`` and writes a checkpoint (weights and
-optimiser moments in a NumPy ``.npz``, no pickle) every ``--save-every`` steps and at the end. ``--resume`` continues a checkpoint of the same model (a
-new cosine cycle over ``--steps`` more steps); ``--init`` starts from another checkpoint's weights
-(for example x3 from x2), keeping every tensor whose shape fits; ``--resume`` with more ``--layers`` than the checkpoint
-deepens it (identity layers, the same function to start from). The validation PSNR (Y, border =
-scale, on the held-out split of the training images) is logged; the checkpoint with the best one is
-kept beside the last as ``*-best.npz``.
+optimiser moments in a NumPy ``.npz``, no pickle) every ``--save-every`` steps and at the end.
+``--resume`` continues a checkpoint of the same model (a new cosine cycle over ``--steps`` more
+steps); with more ``--layers`` than the checkpoint it deepens it first (identity layers, the same
+function to start from). ``--init`` starts from another checkpoint's weights (for example x3 from
+x2), keeping every tensor whose shape fits. The validation PSNR (Y, border = scale, on the
+held-out split of the training images) is logged; the checkpoint with the best one is kept beside
+the last as ``*-best.npz``.
 
 Example::
 
