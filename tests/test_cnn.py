@@ -351,7 +351,7 @@ def test_command_line_and_accessor_keep_the_raster_rules(tmp_path, make_geotiff,
 def test_prelu_rewrite_matches_prelu():
     """The shipped graphs hold PReLU as two 1x1 depthwise convolutions (onnxruntime's PRelu kernel
     took half the network's time): the rewrite gives PRelu's bits where ``y >= 0`` and ``a y`` to
-    two float32 roundings elsewhere, for any slope."""
+    three float32 roundings elsewhere, for any slope."""
     onnx = pytest.importorskip("onnx")
     import onnxruntime as ort
     from onnx import TensorProto, helper, numpy_helper
