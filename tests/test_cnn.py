@@ -3,6 +3,7 @@ rules, the seamless contract through dask, per-process sessions and bad model fi
 
 from __future__ import annotations
 
+import argparse
 import json
 import pickle
 import shutil
@@ -493,3 +494,27 @@ def test_deepening_keeps_the_function(scale, extra):
     assert all(g is not None and bool(g.abs().sum() > 0) for g in grads)
     with pytest.raises(ValueError, match="cannot deepen"):
         deepen(arrays, 5, 4)
+
+
+def test_scene_weights_share_the_scene_patches():
+    """`train.py --scene-weights`: each named scene gets its weight's share of the scenes' patches,
+    split evenly among its bands; a name matching no scene or several, or a scene left out, fails."""
+    pytest.importorskip("torch")
+    sys.path.insert(0, str(TRAINING))
+    try:
+        from train import scene_shares, scene_weights
+    finally:
+        sys.path.remove(str(TRAINING))
+    names = [f"sentinel2_x/B0{b}.tif:1" for b in (2, 3, 4, 8)]
+    names += ["landsat8_y/B8.TIF:1"] + [f"aerial_z/a.tif:{b}" for b in (1, 2, 3)]
+    weights = scene_weights("sentinel2=1, landsat8=2,aerial=1")
+    assert weights == {"sentinel2": 1.0, "landsat8": 2.0, "aerial": 1.0}
+    shares = scene_shares(names, weights)
+    np.testing.assert_allclose(shares, [1 / 16] * 4 + [1 / 2] + [1 / 12] * 3)
+    for bad in ("sentinel2", "landsat8=x", "=1", "aerial=-1"):
+        with pytest.raises(argparse.ArgumentTypeError, match="NAME=WEIGHT"):
+            scene_weights(bad)
+    with pytest.raises(SystemExit, match="matches 3 scenes"):
+        scene_shares(names, {"_": 1.0})
+    with pytest.raises(SystemExit, match="no weight for aerial_z"):
+        scene_shares(names, {"sentinel2": 1.0, "landsat8": 1.0})

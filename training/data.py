@@ -97,10 +97,18 @@ def natural_pairs(scale: int, files: list[str]) -> list[Pair]:
     return [bicubic_pair(luma(f), scale) for f in files]
 
 
-def sensor_bands() -> list[tuple[str, np.ndarray]]:
-    """Training bands for the sensor model: (name, raw band), top part of each scene only."""
+def sensor_bands(held_out_of: str | None = None) -> list[tuple[str, np.ndarray]]:
+    """Training bands for the sensor model: (name, raw band), top part of each scene only.
+
+    A scene band is named ``folder/file:band`` (``sentinel2_l2a_29RKH_20200219/B02.tif:1``), an
+    AID tile by its path. ``held_out_of`` (a diagnostic, never for shipped weights) gives instead
+    the held-out bottom part of the scenes whose folder name contains it, the evaluation's own
+    pixels, and the AID tiles.
+    """
     bands: list[tuple[str, np.ndarray]] = []
     for parts in SCENES:
+        if held_out_of is not None and held_out_of not in parts[-2]:
+            continue
         path = data_path(*parts)
         if path is None:
             raise SystemExit(f"the shared raster {'/'.join(parts)} is missing: set DASKSR_DATA")
@@ -108,7 +116,8 @@ def sensor_bands() -> list[tuple[str, np.ndarray]]:
             data = src.read()
         rows = int(data.shape[1] * TRAIN_ROWS)
         for b in range(data.shape[0]):
-            bands.append((f"{parts[-1]}:{b + 1}", data[b, :rows]))
+            part = data[b, rows:] if held_out_of is not None else data[b, :rows]
+            bands.append((f"{parts[-2]}/{parts[-1]}:{b + 1}", part))
     for f in _files(("rs-tiles/AID-150px-subset/*/*.jpg",)):
         bands.append((f, luma(f)))
     return bands

@@ -36,6 +36,12 @@ def main(argv=None):
     ap.add_argument("--no-eval", action="store_true")
     args = ap.parse_args(argv)
     arrays, meta = load(args.checkpoint)
+    oracle = [r["oracle_held_out_of"] for r in meta["runs"] if "oracle_held_out_of" in r]
+    if oracle and args.out.resolve() == WEIGHTS.resolve():
+        raise SystemExit(
+            f"{args.checkpoint} was trained on the held-out rows of {oracle[0]!r} (--oracle): "
+            "export it with --out elsewhere, never into the package"
+        )
     name, scale = meta["model"], int(meta["scale"])
     model = CompactSR(scale, meta["channels"], meta["layers"])
     model.load_arrays({k[2:]: v for k, v in arrays.items() if k.startswith("w/")})

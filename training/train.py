@@ -35,6 +35,40 @@ from dasksr.blockwise import pad_block
 from dasksr.kernels.registry import get_method
 
 
+def scene_weights(text: str) -> dict[str, float]:
+    """``'sentinel2=1,landsat8=2'`` as ``{'sentinel2': 1.0, 'landsat8': 2.0}`` (argparse type)."""
+    out = {}
+    for item in text.split(","):
+        name, sep, value = item.partition("=")
+        try:
+            out[name.strip()] = float(value)
+        except ValueError:
+            sep = ""
+        if not sep or not name.strip() or out[name.strip()] < 0:
+            raise argparse.ArgumentTypeError(f"expected NAME=WEIGHT pairs, got {item!r}")
+    return out
+
+
+def scene_shares(names: list[str], weights: dict[str, float]) -> list[float]:
+    """Each scene band's share of the scenes' patches: a scene's weight, split among its bands.
+
+    ``names`` are ``folder/file:band``; every weight must name exactly one scene folder and every
+    folder must be named.
+    """
+    folders = [n.split("/")[0] for n in names]
+    chosen = {}
+    for key in weights:
+        hits = {f for f in folders if key in f}
+        if len(hits) != 1:
+            raise SystemExit(f"--scene-weights: {key!r} matches {len(hits)} scenes, not one")
+        chosen[hits.pop()] = weights[key]
+    missing = sorted(set(folders) - set(chosen))
+    if missing:
+        raise SystemExit(f"--scene-weights: no weight for {', '.join(missing)}")
+    total = sum(chosen.values())
+    return [chosen[f] / total / folders.count(f) for f in folders]
+
+
 def sample(pairs, weights, batch, patch, scale, rng, context=0):
     """A batch of aligned (lr, bicubic, hr) patches, with random flips and transposes.
 
@@ -149,12 +183,28 @@ def main(argv=None):
         help="cnn-sensor: fraction of the patches drawn from the shared satellite/aerial scenes "
         "(default 0: every pixel alike, about 4%% from the scenes)",
     )
+    ap.add_argument(
+        "--scene-weights",
+        type=scene_weights,
+        help="cnn-sensor, with --scene-share: how the scenes' patches are shared among the scenes, "
+        "as NAME=W pairs where NAME is part of a scene's folder name, for example "
+        "'sentinel2=1,landsat8=1,aerial=1' (default: by area, every pixel alike)",
+    )
+    ap.add_argument(
+        "--oracle",
+        metavar="SCENE",
+        help="cnn-sensor diagnostic: train only on the held-out rows of the scenes whose folder "
+        "name contains SCENE (the pixels benchmarks/sensor_eval.py scores), to measure the most a "
+        "network of this size can gain there; export.py refuses to ship such weights",
+    )
     ap.add_argument("--save-every", type=int, default=250)
     ap.add_argument("--val-every", type=int, default=500)
     ap.add_argument(
         "--minutes", type=float, default=float("inf"), help="stop (and save) after this"
     )
     args = ap.parse_args(argv)
+    if args.model != "cnn-sensor" and (args.oracle or args.scene_weights or args.scene_share):
+        ap.error("--oracle, --scene-share and --scene-weights are for --model cnn-sensor")
 
     torch.set_num_threads(args.threads)
     torch.manual_seed(args.seed)
@@ -169,7 +219,11 @@ def main(argv=None):
         degradation = "bicubic (MATLAB imresize, antialiased), Y channel, /255"
         sources = "T91, BSDS200, BSDS500-test200 (every 25th image held out for validation)"
     else:
-        bands = datasets.sensor_bands()
+        bands = datasets.sensor_bands(held_out_of=args.oracle)
+        if args.oracle:
+            if not any("/" in name for name, _ in bands):
+                raise SystemExit(f"--oracle: no shared scene matches {args.oracle!r}")
+            args.scene_share = 1.0
         aid = [b for b in bands if b[0].endswith(".jpg")]
         aid_train = [b for i, b in enumerate(aid) if i % 25]
         aid_val = [b for i, b in enumerate(aid) if not i % 25]
@@ -188,6 +242,10 @@ def main(argv=None):
         # The scenes' pairs come first in `train` (``variants`` per band): scale them to the share.
         from_scenes = np.zeros(len(train), bool)
         from_scenes[: len(scenes) * args.variants] = True
+        if args.scene_weights:
+            for i, w in enumerate(scene_shares([name for name, _ in scenes], args.scene_weights)):
+                part = slice(i * args.variants, (i + 1) * args.variants)
+                weights[part] *= w / weights[part].sum()
         weights[from_scenes] *= args.scene_share / weights[from_scenes].sum()
         weights[~from_scenes] *= (1 - args.scene_share) / weights[~from_scenes].sum()
     print(
@@ -254,6 +312,8 @@ def main(argv=None):
         **({"loss": args.loss} if args.loss != "l1" else {}),
         "seed": args.seed,
         **({"scene_share": args.scene_share} if args.scene_share else {}),
+        **({"scene_weights": args.scene_weights} if args.scene_weights else {}),
+        **({"oracle_held_out_of": args.oracle} if args.oracle else {}),
         **({"deepened_from_layers": deepened_from} if deepened_from else {}),
         "start": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
     }
