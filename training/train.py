@@ -205,6 +205,8 @@ def main(argv=None):
     args = ap.parse_args(argv)
     if args.model != "cnn-sensor" and (args.oracle or args.scene_weights or args.scene_share):
         ap.error("--oracle, --scene-share and --scene-weights are for --model cnn-sensor")
+    if args.scene_weights and not (args.scene_share or args.oracle):
+        ap.error("--scene-weights shares the scenes' patches: give --scene-share too")
 
     torch.set_num_threads(args.threads)
     torch.manual_seed(args.seed)
