@@ -449,6 +449,10 @@ def test_training_patches_carry_their_context(context):
     inner = x[:, :, c : c + patch, c : c + patch]
     fine = inner.repeat_interleave(scale, -2).repeat_interleave(scale, -1)
     assert torch.equal(fine, y) and torch.equal(y + 0.5, bic)
+    # An image whose every patch touches fill can never give one: an error, not an endless loop.
+    masked = [Pair(hr, lr, hr + 0.5, np.zeros(lr.shape, bool))]
+    with pytest.raises(SystemExit, match="free of fill"):
+        sample(masked, np.ones(1), 1, patch, scale, np.random.default_rng(0), context)
     # Every patch lies inside the image with its context (the rim is never padding).
     assert set(np.unique(x.numpy())) <= set(lr.ravel().tolist())
     if c:

@@ -79,8 +79,14 @@ def sample(pairs, weights, batch, patch, scale, rng, context=0):
     lr_b = np.empty((batch, 1, patch + 2 * c, patch + 2 * c), np.float32)
     hr_b = np.empty((batch, 1, patch * scale, patch * scale), np.float32)
     bic_b = np.empty_like(hr_b)
-    i = 0
+    i = misses = 0
     while i < batch:
+        if misses > 100_000:  # rejection sampling that can't succeed must not spin for ever
+            raise SystemExit(
+                f"no {patch + 2 * c}-pixel square LR patch free of fill found in the training "
+                "images after 100000 draws: use a smaller --patch or more images"
+            )
+        misses += 1
         p = pairs[rng.choice(len(pairs), p=weights)]
         h, w = p.lr.shape
         if h < patch + 2 * c or w < patch + 2 * c:
@@ -98,6 +104,7 @@ def sample(pairs, weights, batch, patch, scale, rng, context=0):
             trio = [a[:, ::-1] for a in trio]
         lr_b[i, 0], hr_b[i, 0], bic_b[i, 0] = trio
         i += 1
+        misses = 0
     return torch.from_numpy(lr_b), torch.from_numpy(bic_b), torch.from_numpy(hr_b)
 
 
