@@ -69,6 +69,10 @@ def scene_shares(names: list[str], weights: dict[str, float]) -> list[float]:
     return [chosen[f] / total / folders.count(f) for f in folders]
 
 
+#: Failed patch draws in a row after which `sample` gives up (no patch fits anywhere).
+MAX_MISSES = 100_000
+
+
 def sample(pairs, weights, batch, patch, scale, rng, context=0):
     """A batch of aligned (lr, bicubic, hr) patches, with random flips and transposes.
 
@@ -81,10 +85,10 @@ def sample(pairs, weights, batch, patch, scale, rng, context=0):
     bic_b = np.empty_like(hr_b)
     i = misses = 0
     while i < batch:
-        if misses > 100_000:  # rejection sampling that can't succeed must not spin for ever
+        if misses > MAX_MISSES:  # rejection sampling that can't succeed must not spin for ever
             raise SystemExit(
                 f"no {patch + 2 * c}-pixel square LR patch free of fill found in the training "
-                "images after 100000 draws: use a smaller --patch or more images"
+                f"images after {MAX_MISSES} draws in a row: use a smaller --patch or more images"
             )
         misses += 1
         p = pairs[rng.choice(len(pairs), p=weights)]
