@@ -522,3 +522,33 @@ def test_scene_weights_share_the_scene_patches():
         scene_shares(names, {"_": 1.0})
     with pytest.raises(SystemExit, match="no weight for aerial_z"):
         scene_shares(names, {"sentinel2": 1.0, "landsat8": 1.0})
+
+
+def test_draw_weights_give_the_scenes_their_share(capsys):
+    """`train.py --scene-share/--scene-variants`: the scenes' pairs (first, ``variants`` per band)
+    take the share, each band's variants alike; every pixel alike without a share."""
+    pytest.importorskip("torch")
+    sys.path.insert(0, str(TRAINING))
+    try:
+        from train import draw_weights, main
+    finally:
+        sys.path.remove(str(TRAINING))
+    # Two scene bands (areas 100 and 300) with 4 variants each, then three other pairs.
+    areas = np.array([100.0] * 4 + [300.0] * 4 + [50.0, 50.0, 100.0])
+    plain = draw_weights(areas, 2, 4, 0.0)
+    np.testing.assert_allclose(plain, areas / areas.sum())
+    by_area = draw_weights(areas, 2, 4, 0.6)
+    np.testing.assert_allclose(by_area[:8], [0.6 * 0.25 / 4] * 4 + [0.6 * 0.75 / 4] * 4)
+    np.testing.assert_allclose(by_area[8:], [0.1, 0.1, 0.2])
+    even = draw_weights(areas, 2, 4, 0.6, [0.5, 0.5])
+    np.testing.assert_allclose(even[:8], [0.6 * 0.5 / 4] * 8)
+    only = draw_weights(areas, 2, 4, 1.0)
+    assert only[8:].sum() == 0 and only.sum() == pytest.approx(1.0)
+    for model, bad, message in (
+        ("cnn-sensor", ["--scene-variants", "0"], "must be at least 1"),
+        ("cnn-sensor", ["--variants", "0"], "must be at least 1"),
+        ("cnn", ["--scene-variants", "8"], "are for --model cnn-sensor"),
+    ):
+        with pytest.raises(SystemExit) as exit_info:
+            main(["--model", model, "--scale", "2", "--steps", "1", "--out", "x", *bad])
+        assert exit_info.value.code == 2 and message in capsys.readouterr().err

@@ -69,6 +69,36 @@ def scene_shares(names: list[str], weights: dict[str, float]) -> list[float]:
     return [chosen[f] / total / folders.count(f) for f in folders]
 
 
+def draw_weights(
+    areas: np.ndarray,
+    scene_bands: int,
+    variants: int,
+    share: float,
+    band_shares: list[float] | None = None,
+) -> np.ndarray:
+    """How likely each training pair is drawn: by its area, every pixel alike, unless ``share > 0``.
+
+    Then the first ``scene_bands * variants`` pairs (the scenes', ``variants`` per band) take
+    ``share`` of the draws, split among the bands by ``band_shares`` (default: by area), and the
+    other pairs the rest, by area.
+    """
+    weights = areas / areas.sum()
+    if share <= 0:
+        return weights
+    from_scenes = np.zeros(len(weights), bool)
+    from_scenes[: scene_bands * variants] = True
+    if band_shares is not None:
+        for i, w in enumerate(band_shares):
+            part = slice(i * variants, (i + 1) * variants)
+            weights[part] *= w / weights[part].sum()
+    weights[from_scenes] *= share / weights[from_scenes].sum()
+    if share < 1:
+        weights[~from_scenes] *= (1 - share) / weights[~from_scenes].sum()
+    else:
+        weights[~from_scenes] = 0.0
+    return weights
+
+
 #: Failed patch draws in a row after which `sample` gives up (no patch fits anywhere).
 MAX_MISSES = 100_000
 
@@ -188,6 +218,12 @@ def main(argv=None):
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--variants", type=int, default=3, help="sensor degradations per band")
     ap.add_argument(
+        "--scene-variants",
+        type=int,
+        help="cnn-sensor: sensor degradations per band of the shared scenes (default: --variants); "
+        "more noise draws keep the network from learning a scene's few draws by heart",
+    )
+    ap.add_argument(
         "--scene-share",
         type=float,
         default=0.0,
@@ -214,8 +250,14 @@ def main(argv=None):
         "--minutes", type=float, default=float("inf"), help="stop (and save) after this"
     )
     args = ap.parse_args(argv)
-    if args.model != "cnn-sensor" and (args.oracle or args.scene_weights or args.scene_share):
-        ap.error("--oracle, --scene-share and --scene-weights are for --model cnn-sensor")
+    if args.model != "cnn-sensor" and (
+        args.oracle or args.scene_weights or args.scene_share or args.scene_variants
+    ):
+        ap.error(
+            "--oracle, --scene-share, --scene-weights and --scene-variants are for --model cnn-sensor"
+        )
+    if args.variants < 1 or (args.scene_variants is not None and args.scene_variants < 1):
+        ap.error("--variants and --scene-variants must be at least 1")
     if args.scene_weights and not (args.scene_share or args.oracle):
         ap.error("--scene-weights shares the scenes' patches: give --scene-share too")
 
@@ -242,7 +284,10 @@ def main(argv=None):
         aid_val = [b for i, b in enumerate(aid) if not i % 25]
         scenes = [b for b in bands if not b[0].endswith(".jpg")]
         nat = [(f, datasets.luma(f)) for f in natural_train]
-        train = datasets.sensor_pairs(scenes + aid_train + nat, scale, args.variants, rng)
+        # The scenes' pairs come first in `train` (``scene_variants`` per band).
+        scene_variants = args.scene_variants or args.variants
+        train = datasets.sensor_pairs(scenes, scale, scene_variants, rng)
+        train += datasets.sensor_pairs(aid_train + nat, scale, args.variants, rng)
         val = datasets.sensor_pairs(aid_val, scale, 1, np.random.default_rng(1234))
         degradation = "dasksr.degrade_sensor: Gaussian PSF sigma U(0.3, 0.7) LR px, white noise SNR U(30, 50) dB"
         sources = (
@@ -250,17 +295,13 @@ def main(argv=None):
             "AID-150px tiles (every 25th held out for validation); T91 + BSDS200 Y"
         )
     areas = np.array([p.lr.size for p in train], dtype=float)
-    weights = areas / areas.sum()
-    if args.model == "cnn-sensor" and args.scene_share > 0:
-        # The scenes' pairs come first in `train` (``variants`` per band): scale them to the share.
-        from_scenes = np.zeros(len(train), bool)
-        from_scenes[: len(scenes) * args.variants] = True
+    if args.model == "cnn-sensor":
+        shares = None
         if args.scene_weights:
-            for i, w in enumerate(scene_shares([name for name, _ in scenes], args.scene_weights)):
-                part = slice(i * args.variants, (i + 1) * args.variants)
-                weights[part] *= w / weights[part].sum()
-        weights[from_scenes] *= args.scene_share / weights[from_scenes].sum()
-        weights[~from_scenes] *= (1 - args.scene_share) / weights[~from_scenes].sum()
+            shares = scene_shares([name for name, _ in scenes], args.scene_weights)
+        weights = draw_weights(areas, len(scenes), scene_variants, args.scene_share, shares)
+    else:
+        weights = areas / areas.sum()
     print(
         f"{len(train)} training, {len(val)} validation images, prepared in "
         f"{time.time() - t_prep:.0f} s",
@@ -326,6 +367,7 @@ def main(argv=None):
         "seed": args.seed,
         **({"scene_share": args.scene_share} if args.scene_share else {}),
         **({"scene_weights": args.scene_weights} if args.scene_weights else {}),
+        **({"scene_variants": args.scene_variants} if args.scene_variants else {}),
         **({"oracle_held_out_of": args.oracle} if args.oracle else {}),
         **({"deepened_from_layers": deepened_from} if deepened_from else {}),
         "start": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
