@@ -48,4 +48,10 @@ run cnn_x2_l2 --model cnn --scale 2 --steps 7000 --batch 32 --lr 1.5e-4 --loss l
 # The run was stopped after step 18,300 of 21,000 (lr 1.6e-5) to fit the session; its best
 # validation step, 18,000 (52,500 in all), is the shipped checkpoint.
 run cnn_x2_deep12 --model cnn --scale 2 --steps 21000 --batch 32 --lr 3e-4 --layers 12 --valid --val-every 1000 --resume $C/cnn_x2-best.npz --out $C/cnn_x2.npz
+# Later session (2026-11-30): the x2 sensor model with 24 noise draws per scene band (three let it
+# learn the draws by heart), the L2 loss and real context; then deepened to 12 layers with Landsat
+# weighted twice. The last step is shipped.
+run cnn-sensor_x2_variants --model cnn-sensor --scale 2 --steps 6000 --batch 32 --lr 2e-4 --loss l2 --valid --scene-share 0.5 --scene-weights sentinel2=1,landsat8=1,aerial=1 --scene-variants 24 --val-every 1000 --resume $C/cnn-sensor_x2-best.npz --out $C/cnn-sensor_x2.npz
+run cnn-sensor_x2_deep12 --model cnn-sensor --scale 2 --steps 4000 --batch 32 --lr 2e-4 --loss l2 --valid --layers 12 --scene-share 0.5 --scene-weights sentinel2=1,landsat8=2,aerial=1 --scene-variants 24 --val-every 1000 --resume $C/cnn-sensor_x2.npz --out $C/cnn-sensor_x2.npz
+[[ $go == 1 ]] && cp $C/cnn-sensor_x2.npz $C/cnn-sensor_x2-best.npz
 echo "== done $(date -u +%FT%TZ)"
