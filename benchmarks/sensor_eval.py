@@ -9,6 +9,7 @@ measured over the valid pixels (0-fill of the Landsat scene excluded with the PS
 
     python benchmarks/sensor_eval.py --scales 2 4
     python benchmarks/sensor_eval.py --linear-bound   # and the best linear filter, fitted on the truth
+    python benchmarks/sensor_eval.py --linear-transfer   # and that filter fitted on the training rows
 """
 
 from __future__ import annotations
@@ -36,8 +37,9 @@ SCENES = {
 }
 
 
-def load_scene(name: str) -> np.ndarray:
-    """The held-out part of a scene as ``(band, y, x)`` in its own dtype."""
+def load_scene(name: str, held_out: bool = True) -> np.ndarray:
+    """The held-out part of a scene (or, ``held_out=False``, its training part) as
+    ``(band, y, x)`` in its own dtype."""
     planes = []
     for parts in SCENES[name]:
         path = data_path("rasters", *parts)
@@ -45,8 +47,23 @@ def load_scene(name: str) -> np.ndarray:
             raise SystemExit(f"shared raster {'/'.join(parts)} not found: set DASKSR_DATA")
         with rasterio.open(path) as src:
             data = src.read()
-        planes.append(data[:, int(data.shape[1] * TEST_ROWS) :])
+        first = int(data.shape[1] * TEST_ROWS)
+        planes.append(data[:, first:] if held_out else data[:, :first])
     return np.concatenate(planes)
+
+
+def valid_mask(truth: np.ndarray, scale: int) -> np.ndarray:
+    """The pixels scored: all but the 0-fill of uint16 scenes, widened by the PSF's reach."""
+    fill = truth == 0 if truth.dtype != np.uint8 else np.zeros(truth.shape, bool)
+    reach = math.ceil(4 * SIGMA * scale) + scale
+    return ~ndimage.binary_dilation(fill, np.ones((1, 2 * reach + 1, 2 * reach + 1), bool))
+
+
+def degraded(truth: np.ndarray, scale: int, seed: int = 0) -> np.ndarray:
+    """The evaluation's low-resolution input, in the truth's dtype."""
+    small = dasksr.degrade_sensor(truth.astype(np.float64), scale, sigma=SIGMA, snr=SNR, seed=seed)
+    info = np.iinfo(truth.dtype)
+    return np.clip(np.rint(small), info.min, info.max).astype(truth.dtype)
 
 
 def scene_psnr(truth: np.ndarray, estimate: np.ndarray, mask: np.ndarray, crop: int) -> float:
@@ -56,6 +73,48 @@ def scene_psnr(truth: np.ndarray, estimate: np.ndarray, mask: np.ndarray, crop: 
     peak = float(t[m].max())
     mse = float(np.mean((t - e)[m] ** 2))
     return 10 * math.log10(peak**2 / mse)
+
+
+def _neighbourhoods(small: np.ndarray, radius: int) -> np.ndarray:
+    """Every low-resolution pixel's ``2 radius + 1`` square neighbourhood (half-sample symmetric
+    extension) as one row."""
+    k = 2 * radius + 1
+    lo = np.pad(small.astype(np.float64), radius, mode="symmetric")
+    return np.lib.stride_tricks.sliding_window_view(lo, (k, k)).reshape(small.size, k * k)
+
+
+def fit_linear(
+    examples: list[tuple[np.ndarray, np.ndarray, np.ndarray]], scale: int, radius: int = 5
+) -> np.ndarray:
+    """Least-squares linear filters, ``(band, scale, scale, (2 radius + 1)**2)``: for every band
+    and fine-pixel phase, the weights of the low-resolution neighbourhood that best give the valid
+    truth pixels of all ``examples``, each ``(truth, small, mask)`` of ``(band, y, x)``."""
+    bands = examples[0][0].shape[0]
+    coef = np.empty((bands, scale, scale, (2 * radius + 1) ** 2))
+    for b in range(bands):
+        feats, targets = [], []
+        for truth, small, mask in examples:
+            h, w = small[b].shape
+            valid = mask[b].reshape(h, scale, w, scale).all(axis=(1, 3)).reshape(-1)
+            feats.append(_neighbourhoods(small[b], radius)[valid])
+            phases = truth[b].astype(np.float64).reshape(h, scale, w, scale).transpose(1, 3, 0, 2)
+            targets.append(phases.reshape(scale * scale, h * w)[:, valid])
+        solved = np.linalg.lstsq(
+            np.concatenate(feats), np.concatenate(targets, axis=1).T, rcond=None
+        )
+        coef[b] = solved[0].T.reshape(scale, scale, -1)
+    return coef
+
+
+def apply_linear(coef: np.ndarray, small: np.ndarray, scale: int) -> np.ndarray:
+    """The fine grid that the filters of `fit_linear` give from ``small``."""
+    radius = (math.isqrt(coef.shape[-1]) - 1) // 2
+    out = np.empty((small.shape[0], small.shape[1] * scale, small.shape[2] * scale))
+    for b in range(small.shape[0]):
+        h, w = small[b].shape
+        phases = _neighbourhoods(small[b], radius) @ coef[b].reshape(scale * scale, -1).T
+        out[b] = phases.T.reshape(scale, scale, h, w).transpose(2, 0, 3, 1).reshape(h * scale, -1)
+    return out
 
 
 def linear_bound(
@@ -70,35 +129,39 @@ def linear_bound(
     bicubic is the most that linear restoration of the blur and the noise can give, and what a
     network gains beyond it had to come from predicting the missing detail.
     """
-    out = np.empty(truth.shape)
-    k = 2 * radius + 1
-    for b in range(truth.shape[0]):
-        h, w = small[b].shape
-        lo = np.pad(small[b].astype(np.float64), radius, mode="symmetric")
-        feats = np.lib.stride_tricks.sliding_window_view(lo, (k, k)).reshape(h * w, k * k)
-        valid = mask[b].reshape(h, scale, w, scale).all(axis=(1, 3)).reshape(-1)
-        for py in range(scale):
-            for px in range(scale):
-                target = truth[b, py::scale, px::scale].astype(np.float64).reshape(-1)
-                coef = np.linalg.lstsq(feats[valid], target[valid], rcond=None)[0]
-                out[b, py::scale, px::scale] = (feats @ coef).reshape(h, w)
-    return out
+    return apply_linear(fit_linear([(truth, small, mask)], scale, radius), small, scale)
+
+
+#: Noise draws of the training part that `linear_transfer` fits on (the evaluation's is seed 0).
+TRANSFER_SEEDS = (1, 2, 3, 4)
+
+
+def linear_transfer(name: str, small: np.ndarray, scale: int, radius: int = 5) -> np.ndarray:
+    """The best linear reconstruction learnt where training may look: the filters of `fit_linear`
+    fitted on the scene's training part (top 60 %), degraded as for the evaluation with other noise
+    draws (`TRANSFER_SEEDS`), then applied to the held-out input ``small``. What a linear
+    restoration learnt from the training rows gains on the held-out rows; the gap to
+    `linear_bound` is what the held-out rows do not share with the training rows."""
+    top = mod_crop(load_scene(name, held_out=False), scale)
+    mask = valid_mask(top, scale)
+    examples = [(top, degraded(top, scale, seed), mask) for seed in TRANSFER_SEEDS]
+    return apply_linear(fit_linear(examples, scale, radius), small, scale)
 
 
 def scene_figures(
-    scale: int, methods=("cnn-sensor", "cnn", "lanczos", "bicubic"), bound: bool = False
+    scale: int,
+    methods=("cnn-sensor", "cnn", "lanczos", "bicubic"),
+    bound: bool = False,
+    transfer: bool = False,
 ) -> dict:
-    """PSNR of each method on each scene, and the gain of each over bicubic."""
+    """PSNR of each method on each scene, and the gain of each over bicubic; ``bound`` and
+    ``transfer`` add `linear_bound` and `linear_transfer`."""
     known = {m.name for m in dasksr.list_methods()}
     out: dict = {}
     for name in SCENES:
         truth = mod_crop(load_scene(name), scale)
-        fill = truth == 0 if truth.dtype != np.uint8 else np.zeros(truth.shape, bool)
-        reach = math.ceil(4 * SIGMA * scale) + scale
-        mask = ~ndimage.binary_dilation(fill, np.ones((1, 2 * reach + 1, 2 * reach + 1), bool))
-        small = dasksr.degrade_sensor(truth.astype(np.float64), scale, sigma=SIGMA, snr=SNR, seed=0)
-        info = np.iinfo(truth.dtype)
-        small = np.clip(np.rint(small), info.min, info.max).astype(truth.dtype)
+        mask = valid_mask(truth, scale)
+        small = degraded(truth, scale)
         row = {}
         for method in methods:
             if method not in known or scale not in dasksr.get_method(method).scales:
@@ -108,6 +171,10 @@ def scene_figures(
         if bound:
             row["linear bound"] = round(
                 scene_psnr(truth, linear_bound(truth, small, mask, scale), mask, scale), 3
+            )
+        if transfer:
+            row["linear transfer"] = round(
+                scene_psnr(truth, linear_transfer(name, small, scale), mask, scale), 3
             )
         if "bicubic" in row:
             row["gain_over_bicubic"] = {
@@ -126,23 +193,30 @@ def main() -> None:
         help="also fit the best linear filter on each scene's truth (11 x 11 LR neighbourhood per "
         "fine phase): the most any linear restoration can gain there",
     )
+    ap.add_argument(
+        "--linear-transfer",
+        action="store_true",
+        help="also fit that filter on each scene's training part (top 60 %%, four other noise "
+        "draws) and score it on the held-out part: what linear restoration learnt from the "
+        "training rows reaches",
+    )
     args = ap.parse_args()
     for scale in args.scales:
-        figures = scene_figures(scale, bound=args.linear_bound)
+        figures = scene_figures(scale, bound=args.linear_bound, transfer=args.linear_transfer)
         methods = [
             m
-            for m in ("cnn-sensor", "cnn", "lanczos", "bicubic", "linear bound")
+            for m in ("cnn-sensor", "cnn", "lanczos", "bicubic", "linear bound", "linear transfer")
             if any(m in row for row in figures.values())
         ]
         print(
             f"\nx{scale}: PSNR (dB) on the held-out 40 % of each scene, sigma {SIGMA}, {SNR:g} dB"
         )
-        print(f"{'scene':<20}" + "".join(f"{m:>14}" for m in methods) + f"{'gain':>10}")
+        print(f"{'scene':<20}" + "".join(f"{m:>16}" for m in methods) + f"{'gain':>10}")
         for name, row in figures.items():
             gain = row.get("gain_over_bicubic", {}).get("cnn-sensor", float("nan"))
             print(
                 f"{name:<20}"
-                + "".join(f"{row.get(m, float('nan')):>14.3f}" for m in methods)
+                + "".join(f"{row.get(m, float('nan')):>16.3f}" for m in methods)
                 + f"{gain:>+10.3f}"
             )
 

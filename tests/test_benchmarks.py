@@ -124,3 +124,34 @@ def test_sensor_linear_bound_recovers_a_linear_truth(load_script: Callable[[str]
     assert sensor_eval.scene_psnr(noisy_truth, bound, mask, 2) >= sensor_eval.scene_psnr(
         noisy_truth, truth, mask, 2
     )
+
+
+def test_sensor_linear_filters_transfer_to_other_images(load_script: Callable[[str], ModuleType]):
+    """``sensor_eval.py --linear-transfer`` fits on some images and applies to another: filters
+    fitted on two images whose truth is linear in their input (x4 bicubic) give that linear
+    function on a third, and on noisy examples the fit is their least-squares filter."""
+    import numpy as np
+
+    import dasksr
+
+    sensor_eval = load_script("benchmarks/sensor_eval.py")
+    rng = np.random.default_rng(1)
+    smalls = [rng.random((1, 16, 18)) * 100 for _ in range(3)]
+    truths = [np.asarray(dasksr.upscale(s, scale=4, method="bicubic")) for s in smalls]
+    masks = [np.ones(t.shape, bool) for t in truths]
+    coef = sensor_eval.fit_linear(list(zip(truths[:2], smalls[:2], masks[:2], strict=True)), 4)
+    assert coef.shape == (1, 4, 4, 121)
+    np.testing.assert_allclose(sensor_eval.apply_linear(coef, smalls[2], 4), truths[2], atol=1e-6)
+    # On noisy truths (some pixels masked out), the fit over both examples is least squares:
+    # no other filter, the exact bicubic one included, has a smaller error on their valid pixels.
+    noisy = [t + rng.normal(0, 5, t.shape) for t in truths[:2]]
+    masks[1][0, :8] = False
+    examples = list(zip(noisy, smalls[:2], masks[:2], strict=True))
+    fitted = sensor_eval.fit_linear(examples, 4)
+
+    def error(c):
+        return sum(
+            float(np.sum((sensor_eval.apply_linear(c, s, 4) - t)[m] ** 2)) for t, s, m in examples
+        )
+
+    assert error(fitted) <= error(coef) and error(fitted) <= error(fitted * 1.001)
