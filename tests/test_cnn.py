@@ -548,7 +548,29 @@ def test_draw_weights_give_the_scenes_their_share(capsys):
         ("cnn-sensor", ["--scene-variants", "0"], "must be at least 1"),
         ("cnn-sensor", ["--variants", "0"], "must be at least 1"),
         ("cnn", ["--scene-variants", "8"], "are for --model cnn-sensor"),
+        ("cnn", ["--more-scenes"], "are for --model cnn-sensor"),
     ):
         with pytest.raises(SystemExit) as exit_info:
             main(["--model", model, "--scale", "2", "--steps", "1", "--out", "x", *bad])
         assert exit_info.value.code == 2 and message in capsys.readouterr().err
+
+
+@pytest.mark.data
+def test_more_scenes_keep_the_split_and_mask_the_fill(load_script, capsys):
+    """`train.py --more-scenes`: the Landsat 8 multispectral bands and the Landsat 7 RGB scene,
+    top 60 % only like every scene; Landsat 7's declared zero fill is masked out of the patches."""
+    data = load_script("training/data.py")
+    if data_path("rasters", "landsat7_rgb_byte", "RGB.byte.tif") is None:
+        pytest.skip("shared rasters are not on this machine (set DASKSR_DATA)")
+    bands = dict(data.sensor_bands(more=True))
+    assert len(bands) == len(dict(data.sensor_bands())) + 6
+    landsat7 = [raw for name, raw in bands.items() if name.startswith("landsat7_rgb_byte/")]
+    assert len(landsat7) == 3 and all(raw.shape == (int(718 * 0.6), 791) for raw in landsat7)
+    pairs = data.sensor_pairs([("landsat7", landsat7[0])], 4, 1, np.random.default_rng(0))
+    valid = pairs[0].valid
+    assert valid is not None and 0.1 < 1 - valid.mean() < 0.6
+    held_out = dict(data.sensor_bands(held_out_of="landsat7", more=True))
+    assert {n.split(":")[0] for n in held_out if not n.endswith(".jpg")} == {
+        "landsat7_rgb_byte/RGB.byte.tif"
+    }
+    assert all(raw.shape[0] == 718 - int(718 * 0.6) for n, raw in held_out.items() if ":" in n)

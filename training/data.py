@@ -45,6 +45,20 @@ SCENES = (
     ("rasters", "aerial_hro_colorado_0p15m", "201404_13SED190110_201404_0x1500m_CL_1.tif"),
 )
 
+#: More scenes for ``train.py --more-scenes``: the Landsat 8 multispectral bands of the pan band's
+#: scene (top part only, as for every scene) and the Landsat 7 RGB scene, which no evaluation uses.
+MORE_SCENES = (
+    *(
+        (
+            "rasters",
+            "landsat8_l1tp_016037_20170813_pan_ms",
+            f"LC08_L1TP_016037_20170813_20170814_01_RT_B{b}.TIF",
+        )
+        for b in (2, 3, 4)
+    ),
+    ("rasters", "landsat7_rgb_byte", "RGB.byte.tif"),
+)
+
 
 @dataclass
 class Pair:
@@ -97,16 +111,18 @@ def natural_pairs(scale: int, files: list[str]) -> list[Pair]:
     return [bicubic_pair(luma(f), scale) for f in files]
 
 
-def sensor_bands(held_out_of: str | None = None) -> list[tuple[str, np.ndarray]]:
+def sensor_bands(
+    held_out_of: str | None = None, more: bool = False
+) -> list[tuple[str, np.ndarray]]:
     """Training bands for the sensor model: (name, raw band), top part of each scene only.
 
     A scene band is named ``folder/file:band`` (``sentinel2_l2a_29RKH_20200219/B02.tif:1``), an
     AID tile by its path. ``held_out_of`` (a diagnostic, never for shipped weights) gives instead
     the held-out bottom part of the scenes whose folder name contains it, the evaluation's own
-    pixels, and the AID tiles.
+    pixels, and the AID tiles. ``more`` adds `MORE_SCENES`.
     """
     bands: list[tuple[str, np.ndarray]] = []
-    for parts in SCENES:
+    for parts in SCENES + (MORE_SCENES if more else ()):
         if held_out_of is not None and held_out_of not in parts[-2]:
             continue
         path = data_path(*parts)
@@ -114,6 +130,9 @@ def sensor_bands(held_out_of: str | None = None) -> list[tuple[str, np.ndarray]]
             raise SystemExit(f"the shared raster {'/'.join(parts)} is missing: set DASKSR_DATA")
         with rasterio.open(path) as src:
             data = src.read()
+            if data.dtype == np.uint8 and src.nodata == 0:
+                # Widened so that `sensor_pairs` masks its zero fill, as for the uint16 scenes.
+                data = data.astype(np.uint16)
         rows = int(data.shape[1] * TRAIN_ROWS)
         for b in range(data.shape[0]):
             part = data[b, rows:] if held_out_of is not None else data[b, :rows]

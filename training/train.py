@@ -99,6 +99,9 @@ def draw_weights(
     return weights
 
 
+#: What ``--more-scenes`` adds to the record's ``sources``.
+MORE_SOURCES = "; top 60% rows of Landsat 8 B2/B3/B4 and Landsat 7 RGB"
+
 #: Failed patch draws in a row after which `sample` gives up (no patch fits anywhere).
 MAX_MISSES = 100_000
 
@@ -238,6 +241,12 @@ def main(argv=None):
         "'sentinel2=1,landsat8=1,aerial=1' (default: by area, every pixel alike)",
     )
     ap.add_argument(
+        "--more-scenes",
+        action="store_true",
+        help="cnn-sensor: also train on the top part of the Landsat 8 multispectral bands and on "
+        "the Landsat 7 RGB scene (training/data.py MORE_SCENES; no evaluation scores them)",
+    )
+    ap.add_argument(
         "--oracle",
         metavar="SCENE",
         help="cnn-sensor diagnostic: train only on the held-out rows of the scenes whose folder "
@@ -251,10 +260,15 @@ def main(argv=None):
     )
     args = ap.parse_args(argv)
     if args.model != "cnn-sensor" and (
-        args.oracle or args.scene_weights or args.scene_share or args.scene_variants
+        args.oracle
+        or args.scene_weights
+        or args.scene_share
+        or args.scene_variants
+        or args.more_scenes
     ):
         ap.error(
-            "--oracle, --scene-share, --scene-weights and --scene-variants are for --model cnn-sensor"
+            "--oracle, --scene-share, --scene-weights, --scene-variants and --more-scenes are for "
+            "--model cnn-sensor"
         )
     if args.variants < 1 or (args.scene_variants is not None and args.scene_variants < 1):
         ap.error("--variants and --scene-variants must be at least 1")
@@ -274,7 +288,7 @@ def main(argv=None):
         degradation = "bicubic (MATLAB imresize, antialiased), Y channel, /255"
         sources = "T91, BSDS200, BSDS500-test200 (every 25th image held out for validation)"
     else:
-        bands = datasets.sensor_bands(held_out_of=args.oracle)
+        bands = datasets.sensor_bands(held_out_of=args.oracle, more=args.more_scenes)
         if args.oracle:
             if not any("/" in name for name, _ in bands):
                 raise SystemExit(f"--oracle: no shared scene matches {args.oracle!r}")
@@ -294,6 +308,8 @@ def main(argv=None):
             "top 60% rows of shared Sentinel-2 B02/B03/B04/B08, Landsat 8 B8, HRO aerial bands; "
             "AID-150px tiles (every 25th held out for validation); T91 + BSDS200 Y"
         )
+        if args.more_scenes:
+            sources += MORE_SOURCES
     areas = np.array([p.lr.size for p in train], dtype=float)
     if args.model == "cnn-sensor":
         shares = None
@@ -301,7 +317,7 @@ def main(argv=None):
             shares = scene_shares([name for name, _ in scenes], args.scene_weights)
         weights = draw_weights(areas, len(scenes), scene_variants, args.scene_share, shares)
     else:
-        weights = areas / areas.sum()
+        weights = draw_weights(areas, 0, 0, 0.0)
     print(
         f"{len(train)} training, {len(val)} validation images, prepared in "
         f"{time.time() - t_prep:.0f} s",
@@ -329,6 +345,8 @@ def main(argv=None):
     deepened_from = None
     if resumed:
         arrays, meta = resumed
+        if args.more_scenes and MORE_SOURCES not in meta["sources"]:
+            meta["sources"] += MORE_SOURCES
         if args.layers != meta["layers"]:
             arrays = deepen(arrays, meta["layers"], args.layers, prefix="w/")
             deepened_from, meta["layers"] = meta["layers"], args.layers
@@ -369,6 +387,7 @@ def main(argv=None):
         **({"scene_weights": args.scene_weights} if args.scene_weights else {}),
         **({"scene_variants": args.scene_variants} if args.scene_variants else {}),
         **({"oracle_held_out_of": args.oracle} if args.oracle else {}),
+        **({"more_scenes": True} if args.more_scenes else {}),
         **({"deepened_from_layers": deepened_from} if deepened_from else {}),
         "start": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
     }
