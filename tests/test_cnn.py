@@ -556,7 +556,7 @@ def test_draw_weights_give_the_scenes_their_share(capsys):
 
 
 @pytest.mark.data
-def test_more_scenes_keep_the_split_and_mask_the_fill(load_script, capsys):
+def test_more_scenes_keep_the_split_and_mask_the_fill(load_script):
     """`train.py --more-scenes`: the Landsat 8 multispectral bands and the Landsat 7 RGB scene,
     top 60 % only like every scene; Landsat 7's declared zero fill is masked out of the patches."""
     data = load_script("training/data.py")

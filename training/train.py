@@ -308,8 +308,6 @@ def main(argv=None):
             "top 60% rows of shared Sentinel-2 B02/B03/B04/B08, Landsat 8 B8, HRO aerial bands; "
             "AID-150px tiles (every 25th held out for validation); T91 + BSDS200 Y"
         )
-        if args.more_scenes:
-            sources += MORE_SOURCES
     areas = np.array([p.lr.size for p in train], dtype=float)
     if args.model == "cnn-sensor":
         shares = None
@@ -345,8 +343,6 @@ def main(argv=None):
     deepened_from = None
     if resumed:
         arrays, meta = resumed
-        if args.more_scenes and MORE_SOURCES not in meta["sources"]:
-            meta["sources"] += MORE_SOURCES
         if args.layers != meta["layers"]:
             arrays = deepen(arrays, meta["layers"], args.layers, prefix="w/")
             deepened_from, meta["layers"] = meta["layers"], args.layers
@@ -368,6 +364,8 @@ def main(argv=None):
             "steps": init_meta["steps"] + before["steps"],
             "wall_s": init_meta["wall_s"] + before["wall_s"],
         }
+    if args.more_scenes and MORE_SOURCES not in meta["sources"]:
+        meta["sources"] += MORE_SOURCES
     args.out.parent.mkdir(parents=True, exist_ok=True)
     best_path = args.out.with_name(args.out.stem + "-best.npz")
     best = meta.get("best_val_psnr")
