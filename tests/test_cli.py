@@ -224,7 +224,7 @@ def test_ctrl_c_exits_130_with_one_line(tmp_path: Path, make_geotiff: Any) -> No
     code = f"""
 import sys, time
 from pathlib import Path
-import dasksr.io.write as write
+import dasksr.io.zarr_write as write
 original = write._write_zarr_block
 def slow(block, block_info=None, **options):
     Path({str(started)!r}).touch()

@@ -320,7 +320,7 @@ def test_interrupted_zarr_job_resumes_and_equals_a_clean_run(
 def test_interrupted_cli_job_resumes_when_run_again(
     tmp_path: Path, make_geotiff: Any, monkeypatch: pytest.MonkeyPatch, capsys: Any
 ) -> None:
-    import dasksr.io.write as write
+    import dasksr.io.zarr_write as write
 
     raster = make_geotiff(tmp_path / "scene.tif", height=300, width=300, tile=64)
     original = write._write_zarr_block
@@ -468,7 +468,7 @@ def test_write_errors_inside_the_tasks_name_the_output(
 ) -> None:
     import errno
 
-    import dasksr.io.write as write
+    import dasksr.io.zarr_write as write
 
     def failing_fsync(fd: int) -> None:
         raise OSError(errno.EIO, os.strerror(errno.EIO))
@@ -489,7 +489,7 @@ def test_a_zarr_chunk_written_twice_is_recorded_once_and_unchanged(
     tmp_path: Path, uint16_tif: Any
 ) -> None:
     # A distributed task may run twice (a worker lost after the write): the second run is harmless.
-    import dasksr.io.write as write
+    import dasksr.io.zarr_write as write
 
     fine = dasksr.open_raster(uint16_tif.path, chunks=32).sr.upscale(scale=2)
     with dask.config.set(scheduler="threads"):
@@ -536,7 +536,7 @@ def test_overwrite_never_replaces_a_folder_of_other_files(
 def test_overwrite_leaves_the_old_or_the_new_output_when_interrupted(
     tmp_path: Path, uint16_tif: Any, monkeypatch: pytest.MonkeyPatch, ext: str
 ) -> None:
-    import dasksr.io.write as write
+    import dasksr.io.zarr_write as write
 
     data = dasksr.open_raster(uint16_tif.path)
     save = dasksr.to_zarr if ext == ".zarr" else dasksr.to_geotiff
@@ -618,7 +618,7 @@ def zarr_job(
 ) -> int:
     """``to_zarr(fine, target)`` whose chunk writes fail from write ``fail_at``; returns the
     number of chunks written. Unlike `flaky`, the job keeps the graph name of ``fine``."""
-    import dasksr.io.write as write
+    import dasksr.io.zarr_write as write
 
     original = write._write_zarr_block
     calls: list[int] = []

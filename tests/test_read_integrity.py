@@ -108,7 +108,7 @@ def test_sharded_and_v2_zarr_stores_are_checked_chunk_by_chunk(tmp_path: Path) -
 
 
 def test_clear_cache_drops_decoded_blocks_and_open_files(uint16_tif: Any) -> None:
-    from dasksr.io import read
+    from dasksr.io import sources as read
 
     data = open_raster(uint16_tif.path, chunks=32)
     data.compute(scheduler="synchronous")

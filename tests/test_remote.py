@@ -26,7 +26,7 @@ from dasksr.cli import main
 from dasksr.data import data_path
 from dasksr.errors import InputError
 from dasksr.io import clear_cache
-from dasksr.io.read import gdal_path
+from dasksr.io.paths import gdal_path
 
 
 class RangeServer:
@@ -251,7 +251,7 @@ def test_a_remote_file_changed_after_opening_fails_the_read(
 def test_a_server_refusing_head_warns_and_does_not_stamp(served: RangeServer) -> None:
     from conftest import write_geotiff
 
-    from dasksr.io.read import _remote_stamp
+    from dasksr.io.paths import _remote_stamp
 
     write_geotiff(served.folder / "nohead.tif", height=16, width=16)
     served.refuse_head = True
@@ -265,7 +265,7 @@ def test_a_server_refusing_head_warns_and_does_not_stamp(served: RangeServer) ->
 
 
 def test_a_gs_url_is_stamped_again_by_its_url(monkeypatch: pytest.MonkeyPatch) -> None:
-    from dasksr.io import read
+    from dasksr.io import sources as read
 
     stamp = (10, "etag", "when")
     monkeypatch.setattr(read, "_remote_stamp", lambda url: stamp if url == "gs://b/k" else None)
