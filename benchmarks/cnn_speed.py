@@ -26,13 +26,10 @@ import argparse
 import os
 import statistics
 import subprocess
-import sys
 import time
 from pathlib import Path
 
 import numpy as np
-
-HERE = Path(__file__).resolve().parent
 
 
 def _time(fn, runs: int) -> float:
@@ -61,8 +58,8 @@ def bench_threads(threads: int, size: int, runs: int, method: str, scale: int) -
     import dask.array as da
 
     import dasksr
-    from dasksr.kernels import cnn
-    from dasksr.kernels.registry import ProcessResource
+    from dasksr import models as cnn
+    from dasksr.models import ProcessResource
 
     os.sched_setaffinity(0, set(range(threads)))
     ProcessResource.clear()
@@ -91,8 +88,10 @@ def bench_threads(threads: int, size: int, runs: int, method: str, scale: int) -
 
 
 def bench_scene(size: int, workdir: Path, method: str) -> dict:
-    """`dasksr upscale` of speed.py's scene with ``method`` and bicubic, at speed.py's scale."""
-    sys.path.insert(0, str(HERE))
+    """`dasksr upscale` of speed.py's scene with ``method`` and bicubic, at speed.py's scale.
+
+    ``speed`` is the sibling script: `python benchmarks/cnn_speed.py` puts its folder first on
+    sys.path."""
     from speed import SCALE, _dasksr, make_input
 
     workdir.mkdir(parents=True, exist_ok=True)

@@ -31,25 +31,16 @@ from typing import Any
 import numpy as np
 
 import dasksr
-from dasksr.data import data_path
+from dasksr import scenes
+from dasksr.data import require_path
 from dasksr.kernels import fuse as K
 from dasksr.multiframe import fuse_numpy
+from dasksr.sensor import textured_scene
 
 SCENES = {
-    "S2 B02": ("rasters", "sentinel2_l2a_29RKH_20200219", "B02.tif"),
-    "S2 B03": ("rasters", "sentinel2_l2a_29RKH_20200219", "B03.tif"),
-    "S2 B04": ("rasters", "sentinel2_l2a_29RKH_20200219", "B04.tif"),
-    "S2 B08": ("rasters", "sentinel2_l2a_29RKH_20200219", "B08.tif"),
-    "L8 pan": (
-        "rasters",
-        "landsat8_l1tp_016037_20170813_pan_ms",
-        "LC08_L1TP_016037_20170813_20170814_01_RT_B8.TIF",
-    ),
-    "aerial": (
-        "rasters",
-        "aerial_hro_colorado_0p15m",
-        "201404_13SED190110_201404_0x1500m_CL_1.tif",
-    ),
+    **{f"S2 {Path(parts[-1]).stem}": parts for parts in scenes.SENTINEL2},
+    "L8 pan": scenes.LANDSAT8_PAN,
+    "aerial": scenes.AERIAL,
 }
 FRAMES = (1, 2, 4, 8, 16)
 SCALES = (2, 3)
@@ -62,14 +53,11 @@ def load_scene(name: str, crop: int | None = None) -> np.ndarray:
     """The scene as float32 in [0, 1] (0.1/99.9 percentiles), the Landsat fill cut away."""
     import rasterio
 
-    path = data_path(*SCENES[name])
-    if path is None:
-        raise SystemExit(f"{'/'.join(SCENES[name])} not found: set DASKSR_DATA")
-    with rasterio.open(path) as src:
+    with rasterio.open(require_path(*SCENES[name])) as src:
         pixels = src.read().astype(np.float64)
     image = dasksr.rgb2y(pixels, quantize=False) if pixels.shape[0] == 3 else pixels[0]
     if name == "L8 pan":  # the tilted scene has ~30 % zero fill at its edges: keep the inside
-        image = image[100:420, 100:420]
+        image = image[scenes.LANDSAT8_PAN_INSIDE]
     if crop:
         cy, cx = (n // 2 for n in image.shape)
         image = image[cy - crop // 2 : cy + crop // 2, cx - crop // 2 : cx + crop // 2]
@@ -189,13 +177,11 @@ def speed(size: int, frames: int, chunk: int, runs: int) -> list[tuple[str, floa
 
 
 def clouds() -> list[str]:
-    """The clouds criteria of issue 10 on the scene of ``tests/test_fuse.py``: 3 frames at x2 and
+    """The clouds criteria of issue 10 on the scene of ``tests/test_fuse.py``
+    (`dasksr.sensor.textured_scene`): 3 frames at x2 and
     40 dB, unflagged clouds on 20 % of frames 1 and 2, at least 60 DN above the scene; the bias of
     the fused result, area-averaged back to the frame grid, against the clear frame."""
-    sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests"))
-    from test_fuse import scene  # the test's scene, so that the figures are the test's
-
-    hr = scene(384, seed=11)
+    hr = textured_scene(384, seed=11)
     frames, _, masks = dasksr.simulate_stack(
         hr, 3, 2, snr=40, clouds=0.2, cloud_brightness=60, seed=4
     )

@@ -36,8 +36,7 @@ import tempfile
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-
+# The sibling benchmark: `python benchmarks/startup.py` puts its folder first on sys.path.
 import speed  # the sibling benchmark: scenes, the gdalwarp command line, medians
 
 PARTS = ("import", "help", "small", "rule", "scene")

@@ -10,7 +10,7 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-__all__ = ["data_dir", "data_path"]
+__all__ = ["data_dir", "data_path", "require_path"]
 
 
 def data_dir() -> Path | None:
@@ -35,3 +35,13 @@ def data_path(*parts: str) -> Path | None:
         return None
     p = root.joinpath(*parts)
     return p if p.exists() else None
+
+
+def require_path(*parts: str) -> Path:
+    """``data_path(*parts)``, or FileNotFoundError naming ``DASKSR_DATA`` when it is missing."""
+    p = data_path(*parts)
+    if p is None:
+        raise FileNotFoundError(
+            f"the shared data file {'/'.join(parts)} is not on this machine: set DASKSR_DATA"
+        )
+    return p

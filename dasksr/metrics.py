@@ -92,6 +92,7 @@ def psnr(
     crop: int = 0,
     data_range: float | None = None,
     y_channel: bool = False,
+    mask: Any = None,
 ) -> Any:
     """Peak signal-to-noise ratio of ``estimate`` against ``reference``, in dB.
 
@@ -108,12 +109,16 @@ def psnr(
     y_channel : bool
         For 3-band images (bands on axis 0), compare the Y channel of :func:`rgb2y`; a single-band
         image is compared as it is. This is the super-resolution protocol.
+    mask : numpy.ndarray, optional
+        Boolean, of ``reference``'s shape: only its true pixels (inside the crop) are scored, for
+        scenes with fill. NumPy images only, without ``y_channel``.
 
     Returns
     -------
     float or dask.array.Array
-        ``10 * log10(data_range ** 2 / MSE)``, the MSE pooled over all bands; ``inf`` for equal
-        images. A lazy 0-d Dask array when either input is a Dask array.
+        ``10 * log10(data_range ** 2 / MSE)``, the MSE pooled over all bands (and the pixels of
+        ``mask``); ``inf`` for equal images. A lazy 0-d Dask array when either input is a Dask
+        array.
 
     Examples
     --------
@@ -122,14 +127,35 @@ def psnr(
     >>> a = np.zeros((16, 16), dtype=np.uint8)
     >>> round(psnr(a, a + 5), 4)  # MSE = 25
     34.1514
+    >>> b, scored = a + 5, np.ones((16, 16), dtype=bool)
+    >>> b[:8], scored[:8] = 255, False  # fill, left out of the score
+    >>> round(psnr(a, b, mask=scored), 4)
+    34.1514
     """
     x, y, peak = _prepare(
         reference, estimate, crop=crop, data_range=data_range, y_channel=y_channel
     )
-    mse = ((x.astype(np.float64) - y.astype(np.float64)) ** 2).mean()
+    squared = (x.astype(np.float64) - y.astype(np.float64)) ** 2
+    if mask is not None:
+        squared = squared[_cropped_mask(mask, reference, crop, y_channel)]
+    mse = squared.mean()
     if isinstance(mse, da.Array):
         return da.map_blocks(_psnr_from_mse, mse, peak, dtype=np.float64)
     return float(_psnr_from_mse(mse, peak))
+
+
+def _cropped_mask(mask: Any, reference: Any, crop: int, y_channel: bool) -> np.ndarray:
+    """`psnr`'s ``mask``, checked and cropped as the images are."""
+    mask = np.asarray(mask)
+    if isinstance(reference, da.Array) or y_channel:
+        raise InvalidArgumentError("mask= scores NumPy images as they are: no Dask, no y_channel")
+    if mask.dtype != bool or mask.shape != np.shape(reference):
+        raise InvalidArgumentError(
+            f"mask must be boolean of the images' shape {np.shape(reference)}, not {mask.dtype} "
+            f"{mask.shape}"
+        )
+    ny, nx = mask.shape[-2:]
+    return mask[..., crop : ny - crop, crop : nx - crop]
 
 
 def ssim(

@@ -103,15 +103,15 @@ def test_cnn_speed_script_runs(tmp_path: Path) -> None:
     assert len(row) == 1 and len(row[0].split("|")) == 10
 
 
-def test_sensor_linear_bound_recovers_a_linear_truth(load_script: Callable[[str], ModuleType]):
+def test_sensor_linear_bound_recovers_a_linear_truth():
     """The oracle of ``sensor_eval.py --linear-bound`` fits the best linear filter on the truth:
     where the truth is a linear function of the input (bicubic of it, reach 2 <= radius), it is
     recovered to rounding, and on any truth it scores at least as well as bicubic."""
     import numpy as np
 
     import dasksr
+    from dasksr import sensor as sensor_eval  # what benchmarks/sensor_eval.py runs
 
-    sensor_eval = load_script("benchmarks/sensor_eval.py")
     rng = np.random.default_rng(0)
     small = rng.random((2, 24, 20)) * 1000
     truth = np.asarray(dasksr.upscale(small, scale=2, method="bicubic"))
@@ -126,15 +126,15 @@ def test_sensor_linear_bound_recovers_a_linear_truth(load_script: Callable[[str]
     )
 
 
-def test_sensor_linear_filters_transfer_to_other_images(load_script: Callable[[str], ModuleType]):
+def test_sensor_linear_filters_transfer_to_other_images():
     """``sensor_eval.py --linear-transfer`` fits on some images and applies to another: filters
     fitted on two images whose truth is linear in their input (x4 bicubic) give that linear
     function on a third, and on noisy examples the fit is their least-squares filter."""
     import numpy as np
 
     import dasksr
+    from dasksr import sensor as sensor_eval  # what benchmarks/sensor_eval.py runs
 
-    sensor_eval = load_script("benchmarks/sensor_eval.py")
     rng = np.random.default_rng(1)
     smalls = [rng.random((1, 16, 18)) * 100 for _ in range(3)]
     truths = [np.asarray(dasksr.upscale(s, scale=4, method="bicubic")) for s in smalls]
@@ -155,3 +155,16 @@ def test_sensor_linear_filters_transfer_to_other_images(load_script: Callable[[s
         )
 
     assert error(fitted) <= error(coef) and error(fitted) <= error(fitted * 1.001)
+
+
+def test_scenes_split_every_row_once():
+    """`dasksr.scenes`: training and held-out rows cover a scene once, the split at 60 % (the row
+    the training data and the sensor evaluation always used), the scenes in their table order."""
+    from dasksr import scenes
+
+    for height in (232, 259, 519, 718, 1098):
+        train, test = scenes.train_rows(height), scenes.test_rows(height)
+        assert train.stop == test.start == int(height * 0.6) and test.stop == height
+    files = scenes.scene_files(more=True)
+    assert files[:4] == list(scenes.SENTINEL2) and files[-1] == scenes.LANDSAT7_RGB
+    assert len(files) == len(set(files)) == 10

@@ -163,3 +163,20 @@ def test_dask_ssim_is_chunking_independent(ny: int, nx: int, cy: int, cx: int, c
     assert float(lazy_psnr.compute(scheduler="synchronous")) == pytest.approx(
         psnr(a, b, data_range=255), abs=1e-6
     )
+
+
+def test_psnr_mask_scores_only_its_pixels() -> None:
+    """``mask=`` (the sensor evaluation's fill): the masked-out pixels, whatever they hold, leave
+    the figure that of the valid pixels alone; it is cropped with the images."""
+    rng = np.random.default_rng(7)
+    a = rng.integers(0, 4000, (2, 20, 24)).astype(np.uint16)
+    b = (a + rng.normal(0, 20, a.shape)).clip(0, 4000).astype(np.uint16)
+    mask = rng.random(a.shape) > 0.3
+    garbage = np.where(mask, b, 0).astype(np.uint16)
+    inner = (..., slice(2, -2), slice(2, -2))
+    mse = np.mean((a[inner].astype(np.float64) - b[inner])[mask[inner]] ** 2)
+    expected = 10 * math.log10(4000.0**2 / mse)
+    assert psnr(a, garbage, crop=2, data_range=4000.0, mask=mask) == pytest.approx(expected)
+    assert psnr(a, b, mask=np.ones(a.shape, bool)) == psnr(a, b)
+    with pytest.raises(InvalidArgumentError, match="mask must be boolean"):
+        psnr(a, b, mask=mask[0])

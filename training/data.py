@@ -7,9 +7,10 @@ Two degradations:
   input is MATLAB-compatible ``imresize(hr, 1 / scale)`` in uint8. Values are divided by 255.
 - ``sensor`` (model ``cnn-sensor``): `dasksr.degrade_sensor` with a Gaussian PSF of sigma drawn from
   0.3 to 0.7 low-resolution pixels and white noise of 30 to 50 dB SNR, on single bands of the shared
-  satellite scenes (the top 60 % of each scene: the bottom 40 % is kept for evaluation), the aerial
-  tile, the AID aerial tiles and the natural images. uint8 bands are divided by 255; other bands are
-  mapped by their 0.5 and 99.5 percentiles, the value rule dasksr applies at inference.
+  satellite scenes (`dasksr.scenes`: the top 60 % of each scene, the bottom 40 % is kept for
+  evaluation), the aerial tile, the AID aerial tiles and the natural images. uint8 bands are
+  divided by 255; other bands are mapped by their 0.5 and 99.5 percentiles, the value rule dasksr
+  applies at inference.
 
 Set5 and Set14 are never read here.
 """
@@ -20,44 +21,15 @@ import glob
 from dataclasses import dataclass
 
 import numpy as np
-import rasterio
 from PIL import Image
 
 from dasksr.api import upscale
 from dasksr.data import data_path
 from dasksr.degrade import degrade_sensor, imresize, mod_crop
 from dasksr.metrics import rgb2y
-
-#: The part of each shared scene that training may see (rows from the top).
-TRAIN_ROWS = 0.6
+from dasksr.scenes import read_file, scene_files, test_rows, train_rows, zero_is_fill
 
 NATURAL = ("T91/*.bmp", "BSDS200/*.jpg", "BSDS500-test200/*.jpg")
-SCENES = (
-    ("rasters", "sentinel2_l2a_29RKH_20200219", "B02.tif"),
-    ("rasters", "sentinel2_l2a_29RKH_20200219", "B03.tif"),
-    ("rasters", "sentinel2_l2a_29RKH_20200219", "B04.tif"),
-    ("rasters", "sentinel2_l2a_29RKH_20200219", "B08.tif"),
-    (
-        "rasters",
-        "landsat8_l1tp_016037_20170813_pan_ms",
-        "LC08_L1TP_016037_20170813_20170814_01_RT_B8.TIF",
-    ),
-    ("rasters", "aerial_hro_colorado_0p15m", "201404_13SED190110_201404_0x1500m_CL_1.tif"),
-)
-
-#: More scenes for ``train.py --more-scenes``: the Landsat 8 multispectral bands of the pan band's
-#: scene (top part only, as for every scene) and the Landsat 7 RGB scene, which no evaluation uses.
-MORE_SCENES = (
-    *(
-        (
-            "rasters",
-            "landsat8_l1tp_016037_20170813_pan_ms",
-            f"LC08_L1TP_016037_20170813_20170814_01_RT_B{b}.TIF",
-        )
-        for b in (2, 3, 4)
-    ),
-    ("rasters", "landsat7_rgb_byte", "RGB.byte.tif"),
-)
 
 
 @dataclass
@@ -119,24 +91,19 @@ def sensor_bands(
     A scene band is named ``folder/file:band`` (``sentinel2_l2a_29RKH_20200219/B02.tif:1``), an
     AID tile by its path. ``held_out_of`` (a diagnostic, never for shipped weights) gives instead
     the held-out bottom part of the scenes whose folder name contains it, the evaluation's own
-    pixels, and the AID tiles. ``more`` adds `MORE_SCENES`.
+    pixels, and the AID tiles. ``more`` adds `dasksr.scenes.MORE_SCENES`.
     """
     bands: list[tuple[str, np.ndarray]] = []
-    for parts in SCENES + (MORE_SCENES if more else ()):
+    for parts in scene_files(more=more):
         if held_out_of is not None and held_out_of not in parts[-2]:
             continue
-        path = data_path(*parts)
-        if path is None:
-            raise SystemExit(f"the shared raster {'/'.join(parts)} is missing: set DASKSR_DATA")
-        with rasterio.open(path) as src:
-            data = src.read()
-            if data.dtype == np.uint8 and src.nodata == 0:
-                # Widened so that `sensor_pairs` masks its zero fill, as for the uint16 scenes.
-                data = data.astype(np.uint16)
-        rows = int(data.shape[1] * TRAIN_ROWS)
+        data, nodata = read_file(parts)
+        if data.dtype == np.uint8 and zero_is_fill(data.dtype, nodata):
+            # Widened so that `sensor_pairs` masks its zero fill, as for the uint16 scenes.
+            data = data.astype(np.uint16)
+        rows = (test_rows if held_out_of is not None else train_rows)(data.shape[1])
         for b in range(data.shape[0]):
-            part = data[b, rows:] if held_out_of is not None else data[b, :rows]
-            bands.append((f"{parts[-2]}/{parts[-1]}:{b + 1}", part))
+            bands.append((f"{parts[-2]}/{parts[-1]}:{b + 1}", data[b, rows]))
     for f in _files(("rs-tiles/AID-150px-subset/*/*.jpg",)):
         bands.append((f, luma(f)))
     return bands

@@ -15,13 +15,12 @@ from __future__ import annotations
 import argparse
 import hashlib
 import json
-import sys
 import time
 from pathlib import Path
 
 import onnx
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
+# Siblings of this script: `python training/export.py` puts its folder first on sys.path.
 from graph import prelu_as_depthwise
 from model import CompactSR, export_onnx
 from train import load
@@ -108,9 +107,9 @@ def _own_validation(meta: dict) -> float | None:
 
 def evaluate(name: str, scale: int, folder: Path) -> dict:
     """Figures of the exported file, through dasksr's own evaluation code."""
-    from dasksr.kernels import cnn, registry
+    from dasksr import methods as registry
+    from dasksr import models as cnn
 
-    sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "benchmarks"))
     for n, models in cnn.load_records(folder).items():
         registry.register(cnn.learned_method(n, models))
     from dasksr.data import data_path
@@ -123,7 +122,7 @@ def evaluate(name: str, scale: int, folder: Path) -> dict:
         result = evaluate_images(hr, scale=scale, method=name)
         out[bench] = {"psnr": round(result["mean_psnr"], 4), "ssim": round(result["mean_ssim"], 5)}
     if name == "cnn-sensor":
-        from sensor_eval import scene_figures
+        from dasksr.sensor import scene_figures
 
         out["scenes"] = scene_figures(scale, methods=(name, "cnn", "bicubic"))
     return out

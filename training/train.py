@@ -20,19 +20,19 @@ from __future__ import annotations
 import argparse
 import json
 import math
-import sys
 import time
 from pathlib import Path
 
+# data and model are this script's siblings: `python training/train.py` puts its folder first on
+# sys.path.
+import data as datasets
 import numpy as np
 import torch
-
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-import data as datasets
 from model import CompactSR, deepen
 
 from dasksr.blockwise import pad_block
-from dasksr.kernels.registry import get_method
+from dasksr.methods import get_method
+from dasksr.metrics import psnr
 
 
 def scene_weights(text: str) -> dict[str, float]:
@@ -157,10 +157,7 @@ def validate(model, pairs, scale, boundary="reflect"):
             lr = pad_block(lr, model.layers, boundary)
         x = torch.from_numpy(np.ascontiguousarray(lr))[None, None]
         out = (model.residual(x)[0, 0].numpy() + p.bicubic).clip(0, 1)
-        c = scale
-        err = (out - p.hr)[c:-c, c:-c]
-        mse = float(np.mean((err * 255) ** 2))
-        values.append(10 * math.log10(255**2 / max(mse, 1e-12)))
+        values.append(psnr(p.hr, out, crop=scale, data_range=1.0))
     model.train()
     return float(np.mean(values))
 
@@ -244,7 +241,7 @@ def main(argv=None):
         "--more-scenes",
         action="store_true",
         help="cnn-sensor: also train on the top part of the Landsat 8 multispectral bands and on "
-        "the Landsat 7 RGB scene (training/data.py MORE_SCENES; no evaluation scores them)",
+        "the Landsat 7 RGB scene (dasksr.scenes.MORE_SCENES; no evaluation scores them)",
     )
     ap.add_argument(
         "--oracle",
