@@ -215,7 +215,7 @@ def _interior_diff(a: np.ndarray, b: np.ndarray, margin: int) -> float:
 def kernel_candidates(image: np.ndarray, scale: int = SCALE) -> dict[str, Callable[[], Any]]:
     """The single-threaded whole-image resizers, by row label."""
     from dasksr.blockwise import upscale_numpy
-    from dasksr.kernels import get_method
+    from dasksr.methods import get_method
 
     ny, nx = image.shape
     out_shape = (ny * scale, nx * scale)
@@ -409,7 +409,7 @@ def bench_blockwise(
 
     import dasksr
     from dasksr.blockwise import upscale_numpy
-    from dasksr.kernels import get_method
+    from dasksr.methods import get_method
 
     cv2.setNumThreads(1)
     threads = os.cpu_count() or 1
@@ -490,7 +490,7 @@ def seam_candidates(
 
     import dasksr
     from dasksr.blockwise import upscale_numpy
-    from dasksr.kernels import get_method
+    from dasksr.methods import get_method
 
     chunked = da.from_array(image, chunks=chunk)
     ny, nx = image.shape

@@ -22,7 +22,7 @@ if TYPE_CHECKING:  # the names as type checkers and editors see them (ruff: re-e
     from dasksr.errors import DasksrError  # noqa: F401
     from dasksr.evaluate import evaluate_images  # noqa: F401
     from dasksr.io import open_raster, to_geotiff, to_zarr  # noqa: F401
-    from dasksr.kernels import Method, get_method, list_methods, register  # noqa: F401
+    from dasksr.methods import Method, get_method, list_methods, register  # noqa: F401
     from dasksr.metrics import psnr, rgb2y, ssim  # noqa: F401
     from dasksr.multiframe import fuse  # noqa: F401
     from dasksr.simulate import simulate_stack  # noqa: F401
@@ -33,11 +33,11 @@ _PUBLIC = {
     "data": "dasksr.data",
     "demo": "dasksr.demo",
     "DasksrError": "dasksr.errors",
-    "Method": "dasksr.kernels",
-    "get_method": "dasksr.kernels",
-    "list_methods": "dasksr.kernels",
+    "Method": "dasksr.methods",
+    "get_method": "dasksr.methods",
+    "list_methods": "dasksr.methods",
     "open_raster": "dasksr.io",
-    "register": "dasksr.kernels",
+    "register": "dasksr.methods",
     "to_geotiff": "dasksr.io",
     "to_zarr": "dasksr.io",
     "upscale": "dasksr.api",

@@ -26,7 +26,7 @@ from dasksr.kernels.degrade import (
     resize_along_axis,
     sensor_psf,
 )
-from dasksr.kernels.registry import check_scale
+from dasksr.kernels.method import check_scale
 from dasksr.kernels.values import finalize
 
 __all__ = ["degrade_sensor", "imresize", "mod_crop"]

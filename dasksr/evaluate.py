@@ -3,8 +3,9 @@
 For every ground-truth image: mod-crop to a multiple of the scale, make its low-resolution input
 with MATLAB's ``imresize`` (or read the given one), super-resolve it with a registered method (the
 output is rounded to uint8 for uint8 images), and measure PSNR and SSIM on the BT.601 Y channel
-with ``scale`` pixels cropped from every border. Methods that declare ``luma`` (the learned
-ones, trained on Y) reconstruct the Y channel of RGB images, as published tables of networks do.
+with ``scale`` pixels cropped from every border. The shipped networks (trained on Y, see
+:func:`dasksr.models.evaluated_on_luma`) reconstruct the Y channel of RGB images, as published
+tables of networks do.
 """
 
 from __future__ import annotations
@@ -22,8 +23,10 @@ import numpy as np
 from dasksr.api import upscale
 from dasksr.degrade import imresize, mod_crop
 from dasksr.errors import DasksrError, InputError, OutputError
-from dasksr.kernels.registry import Method, get_method
+from dasksr.kernels.method import Method
+from dasksr.methods import get_method
 from dasksr.metrics import psnr, rgb2y, ssim
+from dasksr.models import evaluated_on_luma
 
 __all__ = ["evaluate_images", "format_table", "read_image", "write_json"]
 
@@ -84,6 +87,7 @@ def evaluate_images(
             f"lr has {len(lr_files)} file(s) but hr has {len(hr_files)}: give one low-resolution "
             "image per ground-truth image (they are paired in sorted order)"
         )
+    on_luma = evaluated_on_luma(m)
     images = []
     for i, hr_path in enumerate(hr_files):
         truth = mod_crop(read_image(hr_path), scale)
@@ -92,7 +96,7 @@ def evaluate_images(
         else:
             small = read_image(lr_files[i])
             _check_pair(truth, small, scale, hr_path, lr_files[i])
-        luma = m.luma and truth.ndim == 3 and truth.shape[0] == 3 and truth.dtype == np.uint8
+        luma = on_luma and truth.ndim == 3 and truth.shape[0] == 3 and truth.dtype == np.uint8
         if luma:
             # The literature's protocol for networks trained on luma: reconstruct the Y channel of
             # the low-resolution image and compare it, rounded as a uint8 image, with the truth's.

@@ -10,7 +10,7 @@ import xarray as xr
 
 from dasksr.degrade import degrade_sensor
 from dasksr.errors import InvalidArgumentError
-from dasksr.kernels.registry import check_scale
+from dasksr.kernels.method import check_scale
 
 __all__ = ["SimulatedStack", "simulate_stack"]
 

@@ -342,8 +342,8 @@ def test_per_call_parameters_reach_every_block_in_both_wirings(tmp_path: Any) ->
     # (as a learned method's per-band normalisation): they are bound with functools.partial and
     # the kernel is still called as block(padded, scale, nodata=...).
     from dasksr.blockwise import upscale_block_array, upscale_numpy
-    from dasksr.kernels import get_method
-    from dasksr.kernels.registry import Method
+    from dasksr.kernels.method import Method
+    from dasksr.methods import get_method
 
     bilinear = get_method("bilinear")
 

@@ -16,7 +16,7 @@ from dasksr.data import data_path
 from dasksr.degrade import imresize
 from dasksr.errors import InputError
 from dasksr.evaluate import evaluate_images, format_table, read_image
-from dasksr.kernels import list_methods
+from dasksr.methods import list_methods
 from dasksr.metrics import psnr, ssim
 
 # Bicubic means as the literature quotes them (e.g. SRCNN, VDSR): (PSNR, SSIM) per scale.

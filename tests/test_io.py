@@ -644,7 +644,7 @@ def test_a_changed_method_version_is_recomputed_not_resumed(
 ) -> None:
     # The resume identity had only the method's name: new weights or a new kernel version under
     # the same name resumed with the old version's chunks.
-    from dasksr.kernels.registry import _REGISTRY, get_method, register
+    from dasksr.methods import _REGISTRY, get_method, register
 
     raster = make_geotiff(tmp_path / "scene.tif", height=96, width=96)
     target = tmp_path / "out.zarr"

@@ -7,8 +7,8 @@ import pytest
 from PIL import Image
 
 from dasksr.blockwise import upscale_numpy
-from dasksr.kernels import get_method
 from dasksr.kernels.interp import keys_cubic, lanczos, triangle
+from dasksr.methods import get_method
 
 PILLOW = {"bilinear": Image.BILINEAR, "bicubic": Image.BICUBIC, "lanczos": Image.LANCZOS}
 KERNELS = {"bilinear": (triangle, 1), "bicubic": (keys_cubic, 2), "lanczos": (lanczos, 3)}

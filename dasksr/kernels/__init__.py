@@ -1,5 +1,7 @@
-"""Pure per-block kernels and the registry of methods: no Dask, no xarray, no I/O here."""
+"""Pure per-block kernels: arrays in, arrays out; no Dask, no xarray, no I/O, no registry here.
 
-from dasksr.kernels.registry import Method, get_method, list_methods, register
+What a method is lives in :mod:`dasksr.kernels.method`; the registry of methods is
+:mod:`dasksr.methods` and the shipped networks are :mod:`dasksr.models`.
+"""
 
-__all__ = ["Method", "get_method", "list_methods", "register"]
+__all__: list[str] = []

@@ -23,7 +23,7 @@ import numpy as np
 
 from dasksr.backend import array_namespace
 from dasksr.kernels.loops import polyphase_rows
-from dasksr.kernels.registry import Method, register
+from dasksr.kernels.method import Method
 from dasksr.kernels.values import (
     finalize,
     integer_range,
@@ -33,6 +33,7 @@ from dasksr.kernels.values import (
 )
 
 __all__ = [
+    "INTERPOLATION_METHODS",
     "keys_cubic",
     "lanczos",
     "triangle",
@@ -266,14 +267,15 @@ def _separable_method(name: str, summary: str) -> Method:
     return Method(name=name, summary=summary, halo=lambda scale: radius, block=block)
 
 
-register(
+#: The interpolation methods, as plain records: :mod:`dasksr.methods` registers them.
+INTERPOLATION_METHODS: tuple[Method, ...] = (
     Method(
         name="nearest",
         summary="nearest neighbour: each pixel becomes a scale x scale square",
         halo=lambda scale: 0,
         block=upsample_nearest,
-    )
+    ),
+    _separable_method("bilinear", "bilinear interpolation (triangle kernel, support 1)"),
+    _separable_method("bicubic", "bicubic convolution, Keys a=-0.5 as MATLAB and Pillow"),
+    _separable_method("lanczos", "Lanczos-3 windowed sinc, normalised weights as Pillow"),
 )
-register(_separable_method("bilinear", "bilinear interpolation (triangle kernel, support 1)"))
-register(_separable_method("bicubic", "bicubic convolution, Keys a=-0.5 as MATLAB and Pillow"))
-register(_separable_method("lanczos", "Lanczos-3 windowed sinc, normalised weights as Pillow"))

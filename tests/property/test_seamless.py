@@ -27,8 +27,8 @@ from hypothesis import strategies as st
 
 import dasksr
 from dasksr.blockwise import _kernel, _UpscaledWindows, from_source, source_of, upscale_numpy
-from dasksr.kernels import get_method, list_methods
 from dasksr.kernels.values import nodata_fits
+from dasksr.methods import get_method, list_methods
 
 METHODS = [m.name for m in list_methods()]
 DTYPES = [np.uint8, np.uint16, np.int16, np.int32, np.uint32, np.float32, np.float64]

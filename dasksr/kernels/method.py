@@ -1,29 +1,19 @@
-"""The one registry of reconstruction methods.
+"""What a reconstruction method is: the `Method` record, its `BlockFunction` and `check_scale`.
 
 A method declares everything the layers below the kernel need: its halo for a scale (in input pixels),
-the boundary rule the whole-image result uses, the scales it supports and the block function. The
-blockwise layer, the API, the accessor, the command line and the benchmarks read methods from here
-only, so a new method is registered once and is available everywhere.
+the boundary rule the whole-image result uses, the scales it supports and the block function. This
+module only describes methods; the one registry of them is :mod:`dasksr.methods`.
 """
 
 from __future__ import annotations
 
-import threading
 from collections.abc import Callable, Collection
 from dataclasses import dataclass, field
-from typing import Any, ClassVar, Protocol
+from typing import Any, Protocol
 
-from dasksr.errors import InvalidScaleError, UnknownMethodError
+from dasksr.errors import InvalidScaleError
 
-__all__ = [
-    "BlockFunction",
-    "Method",
-    "ProcessResource",
-    "check_scale",
-    "get_method",
-    "list_methods",
-    "register",
-]
+__all__ = ["BlockFunction", "Method", "check_scale"]
 
 
 class BlockFunction(Protocol):
@@ -39,7 +29,7 @@ class BlockFunction(Protocol):
 
 @dataclass(frozen=True)
 class Method:
-    """A registered reconstruction method.
+    """A reconstruction method: what the layers above the kernel need to run it on blocks.
 
     Attributes
     ----------
@@ -61,9 +51,6 @@ class Method:
     params : tuple of (str, str) pairs
         Everything else that determines the output (weights hashes, fixed parameters); part of
         :attr:`token`.
-    luma : bool
-        Evaluated on the Y channel of RGB images (networks trained on Y are); interpolation
-        methods are evaluated on the RGB bands, as the published bicubic figures are.
     """
 
     name: str
@@ -74,7 +61,6 @@ class Method:
     boundary: str = "reflect"
     version: str = "1"
     params: tuple[tuple[str, str], ...] = ()
-    luma: bool = False
 
     @property
     def token(self) -> str:
@@ -124,70 +110,3 @@ def check_scale(
     if minimum is not None and scale < minimum:
         raise InvalidScaleError(f"{what} is less than {minimum}: use an integer {choices}")
     return int(scale)
-
-
-class ProcessResource:
-    """A heavy object (an inference session) made lazily, once per process, shared by its threads.
-
-    The object is created by ``factory()`` on first `get` in each process, under a lock, and cached
-    by ``key`` (for a network, the hash of its weights), so tasks that carry a `ProcessResource`
-    pickle only the key and the factory, never the object itself.
-    """
-
-    _cache: ClassVar[dict[str, Any]] = {}
-    _lock: ClassVar[threading.Lock] = threading.Lock()
-
-    def __init__(self, key: str, factory: Callable[[], Any]) -> None:
-        self.key = key
-        self.factory = factory
-
-    def get(self) -> Any:
-        found = self._cache.get(self.key)
-        if found is not None:
-            return found
-        with self._lock:
-            found = self._cache.get(self.key)
-            if found is None:
-                found = self._cache[self.key] = self.factory()
-        return found
-
-    @classmethod
-    def clear(cls) -> None:
-        """Drop every cached object of this process."""
-        with cls._lock:
-            cls._cache.clear()
-
-    def __reduce__(self) -> tuple[Any, ...]:
-        return (type(self), (self.key, self.factory))
-
-
-_REGISTRY: dict[str, Method] = {}
-
-
-def register(method: Method) -> Method:
-    """Add ``method`` to the registry (replacing a method of the same name) and return it."""
-    _REGISTRY[method.name] = method
-    return method
-
-
-def get_method(name: str | Method) -> Method:
-    """Return the registered method called ``name``."""
-    if isinstance(name, Method):
-        return name
-    _load_builtin_methods()
-    try:
-        return _REGISTRY[name]
-    except (KeyError, TypeError):
-        known = ", ".join(sorted(_REGISTRY))
-        raise UnknownMethodError(f"unknown method {name!r}: choose one of {known}") from None
-
-
-def list_methods() -> list[Method]:
-    """Return every registered method, sorted by name."""
-    _load_builtin_methods()
-    return [_REGISTRY[k] for k in sorted(_REGISTRY)]
-
-
-def _load_builtin_methods() -> None:
-    # Importing the kernel modules registers their methods; done lazily to avoid import cycles.
-    from dasksr.kernels import cnn, interp  # noqa: F401
