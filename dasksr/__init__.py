@@ -21,6 +21,7 @@ if TYPE_CHECKING:  # the names as type checkers and editors see them (ruff: re-e
     from dasksr.degrade import degrade_sensor, imresize, mod_crop  # noqa: F401
     from dasksr.errors import DasksrError  # noqa: F401
     from dasksr.evaluate import evaluate_images  # noqa: F401
+    from dasksr.frames import open_stack  # noqa: F401
     from dasksr.io import open_raster, to_geotiff, to_zarr  # noqa: F401
     from dasksr.methods import Method, get_method, list_methods, register  # noqa: F401
     from dasksr.metrics import psnr, rgb2y, ssim  # noqa: F401
@@ -42,6 +43,7 @@ _PUBLIC = {
     "to_zarr": "dasksr.io",
     "upscale": "dasksr.api",
     "fuse": "dasksr.multiframe",
+    "open_stack": "dasksr.frames",
     "simulate_stack": "dasksr.simulate",
     "degrade_sensor": "dasksr.degrade",
     "evaluate_images": "dasksr.evaluate",

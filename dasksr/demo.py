@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import os
+import time
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
 
-__all__ = ["make_scene", "scene_profile", "write_demo_scene"]
+__all__ = ["make_scene", "scene_profile", "write_demo_scene", "run_demo"]
 
 
 def make_scene(size: int = 1024, bands: int = 3, *, seed: int = 0) -> np.ndarray:
@@ -72,3 +74,51 @@ def write_demo_scene(path: str | os.PathLike[str], size: int = 1024, bands: int 
         for i in range(bands):
             dst.set_band_description(i + 1, names[i] if i < len(names) else f"band{i + 1}")
     return Path(path)
+
+
+def run_demo(
+    folder: str | os.PathLike[str] = "dasksr-demo",
+    *,
+    scale: int = 2,
+    method: str = "bicubic",
+    size: int = 1024,
+    overwrite: bool = True,
+    chunks: int | None = None,
+    scheduler: str | None = None,
+    workers: int | None = None,
+    progress: bool | None = None,
+    say: Callable[[str], None] = print,
+) -> Path:
+    """Write the demo scene in ``folder``, upscale it to Zarr and GeoTIFF, as ``dasksr demo``.
+
+    ``say`` is given a line for the input, one for each output (`dasksr.report.summary`) and one
+    at the end; returns the folder.
+    """
+    from dasksr.errors import InvalidArgumentError
+    from dasksr.report import summary, upscale_file
+
+    out = Path(folder)
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise InvalidArgumentError(
+            f"cannot create demo folder {str(folder)!r} ({exc.strerror}): choose another"
+        ) from None
+    source = write_demo_scene(out / "scene.tif", size=size)
+    say(f"input:  {source} ({size} x {size}, 3 bands, uint16, EPSG:32633, nodata 0)")
+    start = time.perf_counter()
+    for name in (f"scene_x{scale}.zarr", f"scene_x{scale}.tif"):
+        written = upscale_file(
+            str(source),
+            str(out / name),
+            scale=scale,
+            method=method,
+            chunks=chunks or 256,
+            scheduler=scheduler,
+            workers=workers,
+            overwrite=overwrite,
+            progress=progress,
+        )
+        say(summary(written))
+    say(f"demo done in {time.perf_counter() - start:.1f} s: outputs in {out.resolve()}")
+    return out

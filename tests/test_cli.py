@@ -637,3 +637,29 @@ def test_small_jobs_run_in_process_and_clusters_print_their_dashboard(
             np.testing.assert_array_equal(
                 src.read(), dasksr.upscale(uint16_tif.data, scale=2, method="bicubic", nodata=0)
             )
+
+
+# ----------------------------------------------------------------------------------------------
+# fuse: --solver names the solver; --method, its old name, still works and says so
+# ----------------------------------------------------------------------------------------------
+
+
+def test_fuse_solver_option_and_its_deprecated_alias(
+    tmp_path: Path, make_geotiff: Any, run: Callable[..., Run]
+) -> None:
+    frames = [make_geotiff(tmp_path / f"f{k}.tif", bands=1, seed=k).path for k in range(3)]
+    done = run("fuse", *frames, tmp_path / "k.tif", "--solver", "kernel", "--no-progress")
+    assert done.status == 0 and " by kernel; shifts (dy, dx)" in done.out
+    assert "deprecated" not in done.err
+    old = run("fuse", *frames, tmp_path / "m.tif", "-m", "kernel", "--no-progress")
+    assert old.status == 0 and " by kernel; shifts (dy, dx)" in old.out
+    assert "dasksr: warning: --method of fuse is deprecated: use --solver" in old.err
+    with rasterio.open(tmp_path / "k.tif") as a, rasterio.open(tmp_path / "m.tif") as b:
+        np.testing.assert_array_equal(a.read(), b.read())
+    refused = run("fuse", *frames, tmp_path / "i.tif", "--solver", "kernel", "--iterations", "2")
+    assert refused.status == 2
+    assert refused.err.strip() == (
+        "dasksr: error: --iterations is for --solver ibp: drop it, or use ibp"
+    )
+    shown = run("fuse", "--help").out
+    assert "--solver [ibp|kernel]" in shown and "--method" not in shown

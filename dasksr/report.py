@@ -1,0 +1,395 @@
+"""Jobs from files to an output file, and what is said of them.
+
+`upscale_file` and `fuse_files` open the input, build the result and write it on the chosen
+scheduler, with the Dask dashboard's address and an optional performance report; the summary
+line, the description of a raster and the table of methods are made here too. The command line
+only parses its options, calls these and prints what they return. Notes for the user go to
+stderr (``notify``), so that stdout keeps the results.
+"""
+
+from __future__ import annotations
+
+import math
+import sys
+import time
+from collections.abc import Callable, Sequence
+from contextlib import AbstractContextManager
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, NamedTuple, TypedDict, Unpack
+
+from dasksr.errors import InvalidArgumentError
+
+if TYPE_CHECKING:
+    import xarray as xr
+
+__all__ = [
+    "Written",
+    "RunOptions",
+    "upscale_file",
+    "fuse_files",
+    "write_output",
+    "output_kind",
+    "check_report",
+    "summary",
+    "fuse_summary",
+    "describe_raster",
+    "methods_table",
+    "format_number",
+    "one_line",
+]
+
+Notify = Callable[[str], None]
+
+
+def _stderr(message: str) -> None:
+    print(message, file=sys.stderr, flush=True)
+
+
+class Written(NamedTuple):
+    """What a job wrote: the output's path, shape and dtype, and the seconds it took."""
+
+    path: Path
+    shape: tuple[int, ...]
+    dtype: str
+    wall: float
+
+
+def output_kind(path: str) -> str:
+    """``'zarr'`` or ``'tif'`` from the output's extension; `InvalidArgumentError` for others."""
+    suffix = Path(path).suffix.lower()
+    if suffix == ".zarr":
+        return "zarr"
+    if suffix in (".tif", ".tiff"):
+        return "tif"
+    raise InvalidArgumentError(f"output {path!r} has no known extension: end it with .zarr or .tif")
+
+
+class RunOptions(TypedDict, total=False):
+    """Where a job runs and how it reports, as `write_output` takes them."""
+
+    #: A running ``dask scheduler``'s address, or ``"threads"`` (`dasksr.cluster.connect`).
+    scheduler: str | None
+    #: Worker processes of an embedded LocalCluster.
+    workers: int | None
+    #: Replace the output if it exists.
+    overwrite: bool
+    #: Show a progress bar; None: when stderr is a terminal.
+    progress: bool | None
+    #: Where the notes for the user go (default: stderr).
+    notify: Notify
+
+
+def upscale_file(
+    source: str,
+    output: str,
+    *,
+    scale: int | None = None,
+    method: str = "bicubic",
+    resolution: float | None = None,
+    nodata: float | None = None,
+    dtype: str | None = None,
+    bands: Sequence[int] | None = None,
+    variable: str | None = None,
+    chunks: int | None = None,
+    cog: bool = False,
+    zarr_options: dict[str, Any] | None = None,
+    report: str | None = None,
+    **run: Unpack[RunOptions],
+) -> Written:
+    """Upscale the raster at ``source`` into ``output`` (.zarr or .tif), as ``dasksr upscale``.
+
+    Every option is checked before anything is read or written; ``scale`` (default 2) and
+    ``resolution`` exclude each other. ``run`` says where the job runs (`RunOptions`).
+    """
+    from dasksr.methods import get_method
+
+    kind = output_kind(output)
+    if scale is not None and resolution is not None:
+        raise InvalidArgumentError("give --scale or --resolution, not both")
+    if scale is not None:
+        get_method(method).check_scale(scale)
+    if report is not None:
+        check_report(report, run.get("scheduler"))
+    if cog and kind != "tif":
+        raise InvalidArgumentError("--cog needs a .tif output: change the output extension")
+    zarr_options = {k: v for k, v in (zarr_options or {}).items() if v is not None}
+    if zarr_options and kind != "zarr":
+        flags = ", ".join("--" + k.replace("_", "-") for k in zarr_options)
+        raise InvalidArgumentError(f"{flags} needs a .zarr output: change the output extension")
+
+    def build() -> xr.DataArray:
+        from dasksr.api import upscale
+        from dasksr.frames import open_frame, select_bands
+
+        data = open_frame(source, chunks=chunks, variable=variable)
+        if bands is not None:
+            data = select_bands(data, bands, path=source)
+        if resolution is None:
+            options: dict[str, Any] = {"scale": 2 if scale is None else scale}
+        else:
+            options = {"resolution": resolution}
+        return upscale(data, method=method, nodata=nodata, dtype=dtype, **options)
+
+    write = {"kind": kind, "cog": cog, "zarr_options": zarr_options, "report": report}
+    return _job(output, [source], build, run, write)[0]
+
+
+def fuse_files(
+    frames: Sequence[str],
+    output: str,
+    *,
+    scale: int = 2,
+    reference: int = 0,
+    solver: str = "ibp",
+    iterations: int | None = None,
+    masks: Sequence[str] = (),
+    mask_band: int | None = None,
+    variable: str | None = None,
+    chunks: int | None = None,
+    **run: Unpack[RunOptions],
+) -> tuple[Written, xr.DataArray]:
+    """Fuse the frames (`dasksr.open_stack`) into ``output``, as ``dasksr fuse``.
+
+    The frames that `dasksr.fuse` drops are named through ``notify``, before an error that their
+    loss causes. Returns what was written and the lazy result, whose attributes say what was done
+    (`fuse_summary`).
+    """
+    kind = output_kind(output)
+    notify = run.get("notify", _stderr)
+
+    def build() -> xr.DataArray:
+        import warnings
+
+        from dasksr.frames import open_stack
+        from dasksr.multiframe import FrameDroppedWarning, fuse
+
+        stack, invalid = open_stack(
+            frames, masks=masks, mask_band=mask_band, variable=variable, chunks=chunks
+        )
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always", FrameDroppedWarning)
+            try:
+                return fuse(
+                    stack,
+                    scale,
+                    masks=invalid,
+                    reference=reference,
+                    solver=solver,
+                    iterations=iterations,
+                )
+            finally:  # the dropped frames are named before an error that they cause
+                for w in caught:
+                    if issubclass(w.category, FrameDroppedWarning):
+                        notify(f"dasksr: warning: {one_line(str(w.message))}")
+
+    # The output is checked before worker processes start; they start while the frames are
+    # opened and registered.
+    return _job(output, [*frames, *masks], build, run, {"kind": kind}, prepare_first=True)
+
+
+def _job(
+    output: str,
+    inputs: Sequence[str],
+    build: Callable[[], xr.DataArray],
+    run: RunOptions,
+    write: dict[str, Any],
+    *,
+    prepare_first: bool = False,
+) -> tuple[Written, xr.DataArray]:
+    """Check and clear the output's place, build the lazy result and write it, with the worker
+    processes starting meanwhile (`dasksr.cluster.starting`)."""
+    from dasksr.cluster import starting
+
+    overwrite = run.get("overwrite", False)
+    if prepare_first:
+        _prepare(output, inputs, overwrite=overwrite)
+    # Worker processes start while the readers are imported, the input is opened and the graph
+    # is built.
+    with starting(run.get("scheduler"), workers=run.get("workers")):
+        if not prepare_first:
+            _prepare(output, inputs, overwrite=overwrite)
+        fine = build()
+        return write_output(fine, output, **run, **write), fine
+
+
+def _prepare(output: str, inputs: Sequence[str], *, overwrite: bool) -> None:
+    """Refuse an output that is one of the inputs, then clear its place (`overwrite`)."""
+    from dasksr.io.write import check_not_an_input, prepare_output
+
+    # A missing input is reported by the reader, with its own message.
+    check_not_an_input([p for p in inputs if Path(p).exists()], output)
+    prepare_output(output, overwrite=overwrite)
+
+
+def write_output(
+    fine: xr.DataArray,
+    output: str,
+    *,
+    kind: str | None = None,
+    scheduler: str | None = None,
+    workers: int | None = None,
+    overwrite: bool = False,
+    cog: bool = False,
+    progress: bool | None = None,
+    zarr_options: dict[str, Any] | None = None,
+    report: str | None = None,
+    notify: Notify = _stderr,
+) -> Written:
+    """Compute and write the lazy ``fine`` on the chosen scheduler (`dasksr.cluster.connect`).
+
+    The dashboard's address of an embedded cluster, and the performance report's file, are told
+    through ``notify``.
+    """
+    from dasksr.cluster import connect
+    from dasksr.io import to_geotiff
+    from dasksr.io.write import zarr_job
+
+    kind = output_kind(output) if kind is None else kind
+    show = sys.stderr.isatty() if progress is None else progress
+    # A report needs a distributed scheduler: the job then never runs on local threads.
+    pixels = None if report is not None else math.prod(fine.shape)
+    start = time.perf_counter()
+    # The store's metadata is written while worker processes may still be starting.
+    job = (
+        zarr_job(fine, output, overwrite=overwrite, **(zarr_options or {}))
+        if kind == "zarr"
+        else None
+    )
+    with connect(
+        scheduler,
+        workers=workers,
+        output_pixels=pixels,
+        on_start=lambda client: notify(dashboard_line(client)),
+    ):
+        with _performance_report(report):
+            if job is not None:
+                path = job.run(progress=show)
+            else:
+                path = to_geotiff(fine, output, overwrite=overwrite, cog=cog, progress=show)
+        wall = time.perf_counter() - start
+    if report is not None:
+        notify(f"dasksr: performance report in {report}")
+    return Written(path, tuple(fine.shape), str(fine.dtype), wall)
+
+
+def check_report(report: str, scheduler: str | None) -> None:
+    """Refuse a performance report that cannot be made: on local threads, without bokeh, or in a
+    folder that does not exist."""
+    import importlib.util
+
+    from dasksr.cluster import THREADS
+
+    if scheduler == THREADS:
+        raise InvalidArgumentError("--report needs a cluster: drop --scheduler threads")
+    if importlib.util.find_spec("bokeh") is None:
+        raise InvalidArgumentError(
+            "--report needs bokeh, which draws the report: pip install 'dasksr[dashboard]'"
+        )
+    folder = Path(report).absolute().parent
+    if not folder.is_dir():
+        raise InvalidArgumentError(
+            f"--report {report!r}: folder {str(folder)!r} does not exist: create it first"
+        )
+
+
+def _performance_report(report: str | None) -> AbstractContextManager[Any]:
+    if report is None:
+        from contextlib import nullcontext
+
+        return nullcontext()
+    from distributed import performance_report
+
+    return performance_report(filename=report)
+
+
+def dashboard_line(client: Any) -> str:
+    """Where the cluster's dashboard is, or how to get one."""
+    import importlib.util
+
+    if importlib.util.find_spec("bokeh") is None:
+        return "dasksr: the Dask dashboard needs bokeh: pip install 'dasksr[dashboard]'"
+    return f"dasksr: Dask dashboard at {client.dashboard_link}"
+
+
+def summary(written: Written) -> str:
+    """The line that says what was written, how fast (output pixels of every band a second)."""
+    path, shape, dtype, wall = written
+    pixels = math.prod(shape)  # every band's pixels, as the benchmarks count them
+    rate = pixels / wall / 1e6 if wall > 0 else float("inf")
+    dims = " x ".join(map(str, shape))
+    return f"wrote {path} ({dims}, {dtype}) in {wall:.2f} s, {rate:.1f} output MPix/s"
+
+
+def fuse_summary(written: Written, fine: xr.DataArray) -> str:
+    """`summary` followed by the solver, its iterations and the shift of every frame used."""
+    attrs = fine.attrs
+    shifts = ", ".join(
+        f"{label} ({dy:+.3f}, {dx:+.3f})"
+        for label, dy, dx in zip(
+            attrs["fuse_frames"], attrs["fuse_shift_y"], attrs["fuse_shift_x"], strict=True
+        )
+    )
+    done = attrs["fuse_solver"]
+    if done == "ibp":
+        done += f", {attrs['fuse_iterations']} iterations"
+    return f"{summary(written)} by {done}; shifts (dy, dx) in input px: {shifts}"
+
+
+def describe_raster(path: str, *, variable: str | None = None) -> dict[str, str]:
+    """Shape, dtype, bands, chunks, CRS, transform, resolution, bounds and nodata of a raster, as
+    ``dasksr info`` prints them."""
+    from dasksr.frames import open_frame
+
+    data = open_frame(path, variable=variable)
+    bands = data.attrs.get("long_name")
+    return {
+        "path": path,
+        "dims": ", ".join(f"{d}: {n}" for d, n in data.sizes.items()),
+        "dtype": str(data.dtype),
+        "bands": ", ".join(map(str, bands)) if isinstance(bands, (list, tuple)) else (bands or "-"),
+        "chunks": _stored_chunks(data),
+        "read as": " x ".join(str(c[0]) for c in data.chunks) if data.chunks else "-",
+        "crs": str(data.rio.crs) if data.rio.crs is not None else "none",
+        "transform": ", ".join(format_number(v) for v in tuple(data.rio.transform())[:6]),
+        "resolution": ", ".join(format_number(abs(v)) for v in data.rio.resolution()),
+        "bounds": ", ".join(format_number(v) for v in data.rio.bounds()),
+        "nodata": str(data.rio.nodata),
+    }
+
+
+def _stored_chunks(data: xr.DataArray) -> str:
+    """The chunking of the file or store itself (GeoTIFF tiles or strips, Zarr chunks)."""
+    stored = data.encoding.get("preferred_chunks") or {}
+    if not stored:
+        return "-"
+    return " x ".join(str(stored.get(d, n)) for d, n in data.sizes.items())
+
+
+def methods_table() -> list[str]:
+    """The registered methods, a line each: name, scales, halo (input pixels), description."""
+    from dasksr.methods import list_methods
+
+    rows = [("method", "scales", "halo (input px)", "description")]
+    for m in list_methods():
+        halos = sorted({m.halo(s) for s in m.scales})
+        halo = str(halos[0]) if len(halos) == 1 else f"{halos[0]}..{halos[-1]}"
+        s = sorted(m.scales)
+        contiguous = s == list(range(s[0], s[-1] + 1)) and len(s) > 2
+        scales = f"{s[0]}..{s[-1]}" if contiguous else ",".join(map(str, s))
+        rows.append((m.name, scales, halo, m.summary))
+    widths = [max(len(r[i]) for r in rows) for i in range(3)]
+    return [
+        "  ".join(c.ljust(w) for c, w in zip(r[:3], widths, strict=True)) + "  " + r[3]
+        for r in rows
+    ]
+
+
+def format_number(value: float) -> str:
+    """A coordinate as Python writes it back exactly (``%g`` shows 5000047.5 as 5.00005e+06)."""
+    text = repr(float(value))
+    return text[:-2] if text.endswith(".0") else text
+
+
+def one_line(message: str) -> str:
+    """``message`` with its white space, line breaks included, folded to single spaces."""
+    return " ".join(str(message).split())
