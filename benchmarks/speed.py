@@ -214,7 +214,7 @@ def _interior_diff(a: np.ndarray, b: np.ndarray, margin: int) -> float:
 
 def kernel_candidates(image: np.ndarray, scale: int = SCALE) -> dict[str, Callable[[], Any]]:
     """The single-threaded whole-image resizers, by row label."""
-    from dasksr.blockwise import upscale_numpy
+    from dasksr.api import upscale_numpy
     from dasksr.methods import get_method
 
     ny, nx = image.shape
@@ -408,7 +408,7 @@ def bench_blockwise(
     import dask.array as da
 
     import dasksr
-    from dasksr.blockwise import upscale_numpy
+    from dasksr.api import upscale_numpy
     from dasksr.methods import get_method
 
     cv2.setNumThreads(1)
@@ -489,7 +489,7 @@ def seam_candidates(
     import dask.array as da
 
     import dasksr
-    from dasksr.blockwise import upscale_numpy
+    from dasksr.api import upscale_numpy
     from dasksr.methods import get_method
 
     chunked = da.from_array(image, chunks=chunk)

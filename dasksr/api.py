@@ -2,22 +2,36 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+from functools import partial
 from typing import TYPE_CHECKING, Any
 
 import dask.array as da
 import numpy as np
 import xarray as xr
+from dask.base import tokenize
 
-from dasksr.blockwise import upscale_block_array, upscale_numpy
 from dasksr.errors import InvalidArgumentError
 from dasksr.grid import fine_coordinate, fine_transform, pixel_centres
-from dasksr.kernels.registry import Method, get_method
+from dasksr.kernels.method import Method
 from dasksr.kernels.values import cast, nodata_fits, work_dtype
+from dasksr.methods import get_method
+from dasksr.operation import Input, Operand, Operation, Plan, plan
+from dasksr.sources import source_window
 
 if TYPE_CHECKING:
     from affine import Affine
 
-__all__ = ["fine_dataarray", "raster_transform", "scale_for_resolution", "spatial_dims", "upscale"]
+__all__ = [
+    "fine_dataarray",
+    "plan_upscale",
+    "raster_transform",
+    "scale_for_resolution",
+    "spatial_dims",
+    "upscale",
+    "upscale_numpy",
+    "upscale_operation",
+]
 
 _SUPPORTED_KINDS = "uif"
 
@@ -99,16 +113,14 @@ def upscale(
     if isinstance(data, xr.DataArray):
         return _upscale_dataarray(data, scale, m, nodata=nodata, chunks=chunks, dtype=dtype)
     if isinstance(data, da.Array):
-        return _upscale_array(data, scale, m, nodata=nodata, chunks=chunks, dtype=dtype)
+        return _plan_array(data, scale, m, nodata=nodata, chunks=chunks, dtype=dtype).array
     if hasattr(data, "__array__") or hasattr(data, "__cuda_array_interface__"):
         array = data if hasattr(data, "__cuda_array_interface__") else np.asarray(data)
         if chunks is not None:
-            return _upscale_array(
-                da.from_array(array, chunks=chunks), scale, m, nodata=nodata, dtype=dtype
-            )
+            lazy = da.from_array(array, chunks=chunks)
+            return _plan_array(lazy, scale, m, nodata=nodata, dtype=dtype).array
         work, target = _checked(array, dtype, nodata)
-        fine = upscale_numpy(array.astype(work, copy=False), m, scale, nodata=nodata)
-        return fine if target is None else cast(fine, target, nodata)
+        return upscale_operation(m, scale, nodata=nodata, work=work, target=target).whole(array)
     raise InvalidArgumentError(
         f"data of type {type(data).__name__} is not supported: "
         "pass a NumPy, Dask or xarray array, or an xarray Dataset"
@@ -209,7 +221,123 @@ def _range_of(dtype: Any) -> str:
     return f" (finite values up to +-{float(np.finfo(dtype).max):.4g})"
 
 
-def _upscale_array(
+def upscale_operation(
+    method: Method,
+    scale: int,
+    *,
+    nodata: float | None = None,
+    params: Mapping[str, Any] | None = None,
+    work: Any = None,
+    target: Any = None,
+) -> Operation:
+    """The upscaling of one image by ``method`` at ``scale``, as an `Operation`.
+
+    The block function is ``method.block(padded, scale, nodata=nodata)`` with ``params`` (extra
+    keyword arguments, computed once for the whole image by the caller) bound. With ``work`` the
+    padded block is cast to that dtype first; with ``target`` the result is cast to that integer
+    dtype after (rounded and clipped, invalid pixels to ``nodata``: see
+    :func:`dasksr.kernels.values.cast`).
+    """
+    function = partial(method.block, **params) if params else method.block
+    halo = method.halo(scale)
+    work = None if work is None else np.dtype(work)
+    target = None if target is None else np.dtype(target)
+    block = partial(
+        _upscale_block,
+        function=function,
+        scale=scale,
+        nodata=nodata,
+        halo=halo,
+        work=work,
+        target=target,
+    )
+    token = tokenize(
+        method.token,
+        scale,
+        nodata,
+        dict(params or {}),
+        None if work is None else work.str,
+        None if target is None else target.str,
+    )
+    return Operation(
+        name=f"upscale-{method.name}-x{scale}",
+        token=token,
+        operands=(Operand("image"),),
+        scale=scale,
+        halo=halo,
+        block=block,
+        dtype=target if target is not None else work,
+        boundary=method.boundary,
+        nodata=nodata,
+        nodata_rule="a fine pixel is nodata when the input pixel containing its centre is",
+    )
+
+
+def _upscale_block(
+    padded: Any,
+    *,
+    function: Any,
+    scale: int,
+    nodata: float | None,
+    halo: int,
+    work: np.dtype[Any] | None,
+    target: np.dtype[Any] | None,
+) -> Any:
+    if work is not None:
+        padded = padded.astype(work, copy=False)
+    if padded.size == 0:
+        shape = (*padded.shape[:-2], *(max(n - 2 * halo, 0) * scale for n in padded.shape[-2:]))
+        return np.empty(shape, dtype=padded.dtype if target is None else target)
+    fine = function(padded, scale, nodata=nodata)
+    return fine if target is None else cast(fine, target, nodata)
+
+
+def upscale_numpy(
+    image: Any,
+    method: Method,
+    scale: int,
+    *,
+    nodata: float | None = None,
+    params: Mapping[str, Any] | None = None,
+) -> Any:
+    """The whole-image result of ``method``: the image padded once, the kernel run once.
+
+    The reference of the seamless contract; ``params`` as in `upscale_operation`.
+    """
+    return upscale_operation(method, scale, nodata=nodata, params=params).whole(image)
+
+
+def plan_upscale(
+    data: Any,
+    *,
+    scale: int,
+    method: str | Method = "bicubic",
+    nodata: float | None = None,
+    chunks: Any = None,
+    dtype: Any = None,
+) -> Plan:
+    """The lazy pixels of :func:`upscale` on a dask array or dask-backed DataArray, and the wiring
+    that makes them (``plan.wiring``: ``'source'`` when the data is a window of a raster opened
+    by :func:`dasksr.open_raster`, ``'overlap'`` otherwise; both give the same pixels).
+
+    The DataArray's spatial dims are moved last; no coordinates are attached (see `upscale`).
+    """
+    m = get_method(method)
+    scale = m.check_scale(scale)
+    window = None
+    if isinstance(data, xr.DataArray):
+        data, nodata, _ = _prepared(data, nodata, dtype)
+        window = source_window(data)
+        data = data.data
+    if not isinstance(data, da.Array):
+        raise InvalidArgumentError(
+            f"data of type {type(data).__name__} is not lazy: pass a dask array or a "
+            "dask-backed DataArray (or call upscale)"
+        )
+    return _plan_array(data, scale, m, nodata=nodata, chunks=chunks, dtype=dtype, window=window)
+
+
+def _plan_array(
     array: da.Array,
     scale: int,
     method: Method,
@@ -217,16 +345,16 @@ def _upscale_array(
     nodata: float | None,
     chunks: Any = None,
     dtype: Any = None,
-) -> da.Array:
+    window: Any = None,
+) -> Plan:
     work, target = _checked(array, dtype, nodata)
     if chunks is not None:
-        array = array.rechunk(chunks)
-    # The blocks are cast to the working dtype as they are read: an array read from a file keeps
-    # its direct-source wiring.
-    fine = upscale_block_array(array, method, scale, nodata=nodata, dtype=work)
-    if target is None:
-        return fine
-    return da.map_blocks(cast, fine, target, nodata, dtype=target, meta=fine._meta.astype(target))
+        rechunked = array.rechunk(chunks)
+        if rechunked.name != array.name:
+            array, window = rechunked, None
+    operation = upscale_operation(method, scale, nodata=nodata, work=work, target=target)
+    # Without a halo the blocks need no neighbours: the plain blocks are as good as a window.
+    return plan(operation, Input(array, window if operation.halo else None))
 
 
 def spatial_dims(data: xr.DataArray) -> tuple[str, str]:
@@ -286,15 +414,10 @@ def raster_transform(data: xr.DataArray) -> Affine | None:
     return stored if same else actual
 
 
-def _upscale_dataarray(
-    data: xr.DataArray,
-    scale: int,
-    method: Method,
-    *,
-    nodata: float | None,
-    chunks: Any = None,
-    dtype: Any = None,
-) -> xr.DataArray:
+def _prepared(
+    data: xr.DataArray, nodata: float | None, dtype: Any
+) -> tuple[xr.DataArray, float | None, float | None]:
+    """``data`` with its spatial dims last, the nodata to use and the file's encoded nodata."""
     import rioxarray  # noqa: F401  (registers the rio accessor)
 
     ydim, xdim = spatial_dims(data)
@@ -308,11 +431,29 @@ def _upscale_dataarray(
         target = None if dtype is None else np.dtype(dtype)
         if encoded is not None and np.isnan(nodata) and target is not None and target.kind != "f":
             nodata = float(encoded)  # NaN cannot mark holes in an integer output
+    return data, nodata, encoded
+
+
+def _upscale_dataarray(
+    data: xr.DataArray,
+    scale: int,
+    method: Method,
+    *,
+    nodata: float | None,
+    chunks: Any = None,
+    dtype: Any = None,
+) -> xr.DataArray:
+    data, nodata, encoded = _prepared(data, nodata, dtype)
     raw = data.data
-    if chunks is not None and not isinstance(raw, da.Array):
-        raw = da.from_array(raw, chunks=chunks)
-        chunks = None
-    fine = upscale(raw, scale=scale, method=method, nodata=nodata, chunks=chunks, dtype=dtype)
+    if isinstance(raw, da.Array):
+        window = source_window(data)
+        fine = _plan_array(
+            raw, scale, method, nodata=nodata, chunks=chunks, dtype=dtype, window=window
+        ).array
+    else:
+        if chunks is not None:
+            raw = da.from_array(raw, chunks=chunks)
+        fine = upscale(raw, scale=scale, method=method, nodata=nodata, dtype=dtype)
     return fine_dataarray(data, fine, scale, nodata=nodata, dtype=dtype, encoded=encoded)
 
 

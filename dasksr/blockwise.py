@@ -1,92 +1,137 @@
-"""Halo wiring: run a method's kernel on every block of a dask array, padded as the whole image is.
+"""Halo wiring: run a block function on every block of dask arrays, padded as the whole image is.
 
-The kernel always sees its block padded by ``halo`` pixels, taken from the neighbouring blocks or,
-at the image edge, made by the method's boundary rule, exactly as the whole-image result pads the
+The block function always sees its block padded by ``halo`` pixels, taken from the neighbouring
+blocks or, at the image edge, made by the boundary rule, exactly as the whole-image result pads the
 whole image. The output chunks are the input chunks times the scale; nothing is blended. Which
 input pixels a block needs, and how the part past the image edge is made, is decided in one place
-(`_haloed_read` for the source wiring, dask's ``map_overlap`` plus `pad_sides` otherwise), and the
-kernel itself trims: it returns only the block's own fine pixels.
+(`_haloed_read` for windows of sources, dask's ``map_overlap`` plus `pad_sides` otherwise), and the
+block function itself trims: it returns only the block's own fine pixels.
 
-Two wirings give the same pixels:
+Two wirings give the same pixels (the planner, :mod:`dasksr.operation`, picks one and says which):
 
-- For any dask array, ``map_overlap`` copies the halo out of the neighbouring blocks. Every input
-  block is then held until its eight neighbours are done, and the graph's overlap tasks keep the
-  read of a block apart from its upscaling and writing.
-- For an array made by `from_source` (``open_raster`` does it for GeoTIFFs and Zarr arrays), every
-  output block's task reads its own haloed window straight from the source. Tasks have no
-  neighbours, so read, upscale and write fuse into one task per block, and memory stays flat
-  however large the scene. The source travels on the array's own graph layer (`SourceLayer`): an
-  array that was changed in any way (sliced, persisted, rechunked) no longer has that layer, and
-  takes the ``map_overlap`` wiring on its own blocks.
+- For any dask array, `map_with_halo` (``map_overlap``) copies the halo out of the neighbouring
+  blocks. Every input block is then held until its eight neighbours are done, and the graph's
+  overlap tasks keep the read of a block apart from its computation and writing.
+- For a `Window` of a `Source` (``open_raster`` makes GeoTIFFs and Zarr arrays sources, and the
+  window survives band selection, spatial slicing and ``astype``), `OperationWindows` lets every
+  output block's task read its own haloed window straight from the source. Tasks have no
+  neighbours, so read, compute and write fuse into one task per block, and memory stays flat
+  however large the scene.
+
+This layer knows dask and NumPy only: no xarray, no files.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+from collections.abc import Callable
 from functools import partial
 from typing import Any
 
 import dask.array as da
 import numpy as np
 from dask.base import tokenize
-from dask.highlevelgraph import HighLevelGraph, MaterializedLayer
 
-from dasksr.kernels.registry import Method
 from dasksr.windows import WindowArray
 
 __all__ = [
-    "SourceLayer",
+    "OperationWindows",
+    "Source",
+    "Window",
     "downscale_blocks",
-    "from_source",
     "map_with_halo",
     "merge_small_chunks",
     "pad_block",
-    "source_of",
-    "upscale_block_array",
-    "upscale_numpy",
+    "pad_sides",
 ]
 
 _NUMPY_PAD_MODE = {"reflect": "symmetric", "nearest": "edge", "periodic": "wrap"}
 
 
-class SourceLayer(MaterializedLayer):
-    """The graph layer of an array made by `from_source`: its read tasks, and the source itself."""
+class Source:
+    """A raster that tasks can read any window of, straight from where it is stored.
 
-    def __init__(self, mapping: Mapping[Any, Any], source: Any, chunks: Any) -> None:
-        super().__init__(mapping)
-        self.source = source
-        self.chunks = chunks
-
-
-def from_source(source: Any, chunks: Any, *, name: str, meta: Any | None = None) -> da.Array:
-    """A dask array of ``source`` whose upscaling reads haloed windows straight from ``source``.
-
-    ``source`` has ``shape``, ``dtype``, ``ndim`` and ``__getitem__`` taking a tuple of
-    unit-step slices (dask's ``from_array`` contract), and may be read from any thread or process.
-    ``name`` must identify the content (dask's own rule for names). The source is kept on the
-    array's graph layer (see `source_of`).
+    ``reader`` has ``shape``, ``dtype``, ``ndim`` and ``__getitem__`` taking a tuple of unit-step
+    slices (dask's ``from_array`` contract), and may be read from any thread or process. ``name``
+    identifies the content (dask's own rule for names) and is the name of `array`. A lazy object
+    that holds a window of a source says so explicitly (see `Window` and :mod:`dasksr.sources`);
+    the planner of :mod:`dasksr.operation` then lets every output block read its own haloed
+    window, instead of copying halos between neighbouring blocks.
     """
-    plain = da.from_array(
-        source,
-        chunks=chunks,
-        name=name,
-        lock=False,
-        asarray=True,
-        fancy=False,
-        meta=meta,
-        inline_array=True,
-    )
-    layer = SourceLayer(dict(plain.dask.layers[plain.name]), source, plain.chunks)
-    graph = HighLevelGraph({plain.name: layer}, {plain.name: set()})
-    return da.Array(graph, plain.name, plain.chunks, meta=plain._meta)
+
+    def __init__(self, reader: Any, chunks: Any, *, name: str, meta: Any | None = None) -> None:
+        self.reader = reader
+        self.name = name
+        self.chunks = da.core.normalize_chunks(chunks, reader.shape, dtype=reader.dtype)
+        self.meta = meta
+
+    @property
+    def shape(self) -> tuple[int, ...]:
+        return tuple(self.reader.shape)
+
+    @property
+    def dtype(self) -> np.dtype[Any]:
+        return np.dtype(self.reader.dtype)
+
+    def array(self) -> da.Array:
+        """The source as a dask array, one read task per chunk (the same graph in every call)."""
+        return da.from_array(
+            self.reader,
+            chunks=self.chunks,
+            name=self.name,
+            lock=False,
+            asarray=True,
+            fancy=False,
+            meta=self.meta,
+            # Each task holds the (small) reader itself: no shared key to fetch first, so every
+            # worker process starts at once.
+            inline_array=True,
+        )
 
 
-def source_of(array: da.Array) -> Any | None:
-    """The source of an array made by `from_source` and not changed since, else None."""
-    layer = array.dask.layers.get(array.name)
-    if isinstance(layer, SourceLayer) and layer.chunks == array.chunks:
-        return layer.source
-    return None
+class Window(WindowArray):
+    """The part of a `Source` that a lazy array holds, read on demand and cast to ``dtype``.
+
+    ``picks`` gives, for every axis of the source, the positions taken: a tuple of indices
+    (a band selection, or a run of rows or columns), or an int, which drops the axis as NumPy
+    does. Windows are what users make before upscaling: band selection, spatial slicing,
+    ``astype``.
+    """
+
+    def __init__(self, source: Source, picks: tuple[Any, ...], dtype: Any) -> None:
+        if len(picks) != len(source.shape):
+            raise ValueError(f"{len(picks)} picks for a source of {len(source.shape)} axes")
+        self.source = source
+        self.picks = tuple(
+            int(p) if isinstance(p, int | np.integer) else tuple(int(i) for i in p) for p in picks
+        )
+        self.dtype = np.dtype(dtype)
+        self.shape = tuple(len(p) for p in self.picks if not isinstance(p, int))
+
+    @property
+    def token(self) -> str:
+        """What identifies the window's pixels: the source's name, the picks and the dtype."""
+        return tokenize(self.source.name, self.picks, self.dtype.str)
+
+    def _read(self, box: list[tuple[int, int]]) -> Any:
+        reads: list[slice] = []
+        takes: list[Any] = []
+        kept = iter(box)
+        for pick in self.picks:
+            if isinstance(pick, int):
+                reads.append(slice(pick, pick + 1))
+                takes.append(0)
+                continue
+            start, stop = next(kept)
+            chosen = np.asarray(pick[start:stop], dtype=np.intp)
+            first = int(chosen.min())
+            reads.append(slice(first, int(chosen.max()) + 1))
+            run = np.array_equal(chosen, np.arange(first, first + chosen.size))
+            takes.append(None if run else chosen - first)
+        block = np.asarray(self.source.reader[tuple(reads)])
+        for axis in reversed(range(len(takes))):  # from the last: an int drops its axis
+            if takes[axis] is not None:
+                block = np.take(block, takes[axis], axis=axis)
+        return block.astype(self.dtype, copy=False)
 
 
 def pad_block(block: Any, halo: int, boundary: str, axes: tuple[int, ...] = (-2, -1)) -> Any:
@@ -107,23 +152,6 @@ def pad_sides(block: Any, widths: dict[int, tuple[int, int]], boundary: str) -> 
     return xp.pad(block, full, mode=_NUMPY_PAD_MODE[boundary])
 
 
-def upscale_numpy(
-    image: Any,
-    method: Method,
-    scale: int,
-    *,
-    nodata: float | None = None,
-    params: Mapping[str, Any] | None = None,
-) -> Any:
-    """The whole-image result: pad the whole array, then run the kernel once (the reference).
-
-    ``params`` are extra keyword arguments of the method's block function (computed once for the
-    whole image by the caller), passed to every call.
-    """
-    kernel = _kernel(method, scale, nodata, params)
-    return kernel(pad_block(image, method.halo(scale), method.boundary))
-
-
 def merge_small_chunks(chunks: tuple[int, ...], minimum: int) -> tuple[int, ...]:
     """Merge chunks smaller than ``minimum`` into a neighbour (dask#11580: depth > chunk fails).
 
@@ -140,137 +168,39 @@ def merge_small_chunks(chunks: tuple[int, ...], minimum: int) -> tuple[int, ...]
     return tuple(merged)
 
 
-def upscale_block_array(
-    array: da.Array,
-    method: Method,
-    scale: int,
-    *,
-    nodata: float | None = None,
-    params: Mapping[str, Any] | None = None,
-    dtype: Any = None,
-) -> da.Array:
-    """Upscale the last two axes of a dask ``array`` blockwise with ``method``.
+class OperationWindows(WindowArray):
+    """The output of a block function on windows of sources, as a lazily computed array.
 
-    An array made by `from_source` keeps its chunks, and every task reads its haloed window from
-    the source. Otherwise chunks smaller than the halo are merged with a neighbour first and an
-    axis shorter than the halo is taken whole and padded inside the task. Either way the result
-    equals `upscale_numpy` on any chunking. ``params`` are passed to every call of the method's
-    block function (see `upscale_numpy`). With ``dtype``, every block is cast to it as it is read
-    and the result has that dtype (the same as casting the whole input first).
+    A box of the output is computed from the box of every input under it plus the halo, read
+    from the input (see `_haloed_read`); the block function gets the padded inputs in order and
+    returns the fine pixels of the input pixels under the box, which are cropped to the box.
     """
-    halo = method.halo(scale)
-    ndim = array.ndim
-    spatial = (ndim - 2, ndim - 1)
-    dtype = np.dtype(array.dtype if dtype is None else dtype)
-    kernel = _kernel(method, scale, nodata, params, dtype)
-    meta = array._meta.astype(dtype)
-    # A deterministic name: the same input, method identity, scale, nodata and parameters give
-    # the same graph keys in every process, which is what lets an interrupted Zarr job be
-    # recognised and resumed.
-    name = f"upscale-{method.name}-x{scale}-" + tokenize(
-        array.name, method.token, scale, nodata, dict(params or {}), dtype.str
-    )
-    source = source_of(array) if halo else None
-    if source is None:
-        chunks = list(array.chunks)
-        for ax in spatial:
-            chunks[ax] = merge_small_chunks(array.chunks[ax], halo)
-        if tuple(chunks) != array.chunks:
-            array = array.rechunk(tuple(chunks))
-    out_chunks = tuple(
-        tuple(c * scale for c in array.chunks[ax]) if ax in spatial else array.chunks[ax]
-        for ax in range(ndim)
-    )
-    if source is not None:
-        windows = _UpscaledWindows(source, kernel, scale, halo, method.boundary, dtype)
-        return da.from_array(
-            windows,
-            chunks=out_chunks,
-            name=name,
-            lock=False,
-            asarray=False,
-            fancy=False,
-            meta=meta,
-            # Each task holds the (small) source itself: no shared key to fetch first, so every
-            # worker process starts at once.
-            inline_array=True,
-        )
-    return map_with_halo(
-        kernel,
-        array,
-        halo=halo,
-        boundary=method.boundary,
-        chunks=out_chunks,
-        dtype=dtype,
-        meta=meta,
-        name=name,
-    )
-
-
-def _kernel(
-    method: Method,
-    scale: int,
-    nodata: float | None,
-    params: Mapping[str, Any] | None,
-    dtype: Any = None,
-) -> Callable[[Any], Any]:
-    """``padded block -> fine block``: the method's block function with everything else bound.
-
-    The block function is always called as ``function(padded, scale, nodata=nodata)``; extra
-    per-call parameters are bound to it first. With ``dtype`` the padded block is cast to it first.
-    """
-    function = partial(method.block, **params) if params else method.block
-    return partial(
-        _upscale_padded,
-        function=function,
-        scale=scale,
-        nodata=nodata,
-        halo=method.halo(scale),
-        dtype=None if dtype is None else np.dtype(dtype),
-    )
-
-
-def _upscale_padded(
-    padded: Any,
-    *,
-    function: Any,
-    scale: int,
-    nodata: float | None,
-    halo: int,
-    dtype: np.dtype[Any] | None,
-) -> Any:
-    if dtype is not None:
-        padded = padded.astype(dtype, copy=False)
-    if padded.size == 0:
-        shape = (*padded.shape[:-2], *(max(n - 2 * halo, 0) * scale for n in padded.shape[-2:]))
-        return np.empty(shape, dtype=padded.dtype)
-    return function(padded, scale, nodata=nodata)
-
-
-class _UpscaledWindows(WindowArray):
-    """The upscaled ``source`` as a lazily computed array: a box of the output is computed from
-    the input box under it plus the halo, read from ``source`` (see `_haloed_read`)."""
 
     def __init__(
         self,
-        source: Any,
-        kernel: Callable[[Any], Any],
+        inputs: tuple[Any, ...],
+        kernel: Callable[..., Any],
         scale: int,
         halo: int,
         boundary: str,
         dtype: Any,
     ) -> None:
-        self.source = source
+        self.inputs = inputs
         self.kernel = kernel
         self.scale = scale
         self.halo = halo
         self.boundary = boundary
         self.dtype = np.dtype(dtype)
-        self.shape = (*source.shape[:-2], *(n * scale for n in source.shape[-2:]))
+        first = inputs[0].shape
+        self.shape = (*first[:-2], *(n * scale for n in first[-2:]))
 
     def _read(self, box: list[tuple[int, int]]) -> Any:
-        padded, crops = _haloed_read(self.source, box, self.scale, self.halo, self.boundary)
-        return self.kernel(padded)[(..., *crops)]
+        padded = []
+        crops: list[slice] = []
+        for source in self.inputs:
+            block, crops = _haloed_read(source, box, self.scale, self.halo, self.boundary)
+            padded.append(block)
+        return self.kernel(*padded)[(..., *crops)]
 
 
 def _haloed_read(

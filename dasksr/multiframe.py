@@ -23,7 +23,6 @@ import xarray as xr
 from dask.base import tokenize
 
 from dasksr.api import check_nodata_fits, fine_dataarray, spatial_dims
-from dasksr.blockwise import map_with_halo, merge_small_chunks, pad_block
 from dasksr.errors import InvalidArgumentError
 from dasksr.kernels.fuse import (
     FuseParams,
@@ -33,13 +32,14 @@ from dasksr.kernels.fuse import (
     fuse_halo,
     register_frames,
 )
-from dasksr.kernels.registry import check_scale
+from dasksr.kernels.method import check_scale
 from dasksr.kernels.values import finalize, work_dtype
+from dasksr.operation import Operand, Operation, plan
 
-__all__ = ["FUSE_METHODS", "FrameDroppedWarning", "fuse", "fuse_numpy"]
+__all__ = ["SOLVERS", "FrameDroppedWarning", "fuse", "fuse_numpy", "fuse_operation"]
 
-#: ``method`` of :func:`fuse`: the fusion, followed by back-projection or not.
-FUSE_METHODS = ("ibp", "kernel")
+#: ``solver`` of :func:`fuse`: the fusion, followed by back-projection or not.
+SOLVERS = ("ibp", "kernel")
 #: The most back-projection iterations that ``iterations=None`` may choose.
 MAX_ITERATIONS = 16
 
@@ -62,7 +62,7 @@ def fuse(
     dim: str = "time",
     masks: Any = None,
     reference: int = 0,
-    method: str = "ibp",
+    solver: str = "ibp",
     iterations: int | None = None,
     nodata: float | None = None,
     chunks: Any = None,
@@ -86,8 +86,8 @@ def fuse(
     reference : int
         Position along ``dim`` of the frame whose grid, georeferencing and radiometry the result
         takes.
-    method : {'ibp', 'kernel'}
-        ``'ibp'``: robust fusion followed by iterative back-projection (detail recovery).
+    solver : {'ibp', 'kernel'}
+        How the fine grid is reconstructed from the frames. ``'ibp'``: robust fusion followed by iterative back-projection (detail recovery).
         ``'kernel'``: the robust fusion alone (normalised convolution).
     iterations : int, optional
         Back-projection iterations of ``'ibp'``. The default chooses them once per scene, on the
@@ -114,7 +114,7 @@ def fuse(
         frames used), ``fuse_shift_y``/``fuse_shift_x`` (their shifts in LR pixels, refined;
         ``fuse_phase_shift_y``/``fuse_phase_shift_x`` from phase correlation alone),
         ``fuse_gain``/``fuse_offset`` (per frame and band: ``reference ~ gain * frame + offset``),
-        ``fuse_iterations``, ``fuse_halo`` and ``fuse_method`` say what was done.
+        ``fuse_iterations``, ``fuse_halo`` and ``fuse_solver`` say what was done.
 
     Warns
     -----
@@ -150,9 +150,9 @@ def fuse(
             "(time, [band,] y, x)"
         )
     scale = check_scale(scale, range(2, _MAX_SCALE + 1), method="fuse")
-    if method not in FUSE_METHODS:
+    if solver not in SOLVERS:
         raise InvalidArgumentError(
-            f"method={method!r} is not known: use one of {', '.join(FUSE_METHODS)}"
+            f"solver={solver!r} is not known: use one of {', '.join(SOLVERS)}"
         )
     if iterations is not None:
         _check_iterations(iterations)
@@ -196,7 +196,7 @@ def fuse(
             psf_sigma=float(psf_sigma),
             iterations=0,
         )
-        if method == "ibp":
+        if solver == "ibp":
             if iterations is None:
                 # Leave out the best-covered frame other than the reference (the last of equals).
                 others = [i for i in range(len(keep)) if i != ref_pos]
@@ -221,7 +221,7 @@ def fuse(
         fine = fine[0]
     out = fine_dataarray(template, fine, scale, nodata=nodata)
     out.attrs.update(
-        fuse_method=method,
+        fuse_solver=solver,
         fuse_frames=[labels[k] for k in keep],
         fuse_shift_y=[found[k].shift[0] for k in keep],
         fuse_shift_x=[found[k].shift[1] for k in keep],
@@ -237,6 +237,32 @@ def fuse(
     return out
 
 
+def fuse_operation(params: FuseParams, *, masked: bool, nodata: float | None) -> Operation:
+    """Multi-frame fusion with the registration results ``params``, as an `Operation`.
+
+    Its operands are the frames ``(time, band, y, x)`` and, when ``masked``, their invalid
+    pixels (the same shape, boolean); ``time`` and ``band`` are taken whole and ``time`` is
+    reduced away. The halo is :func:`dasksr.kernels.fuse.fuse_halo`.
+    """
+    halo = fuse_halo(params)
+    operands = (Operand("frames", whole_leading=True),)
+    if masked:
+        operands += (Operand("masks", whole_leading=True),)
+    return Operation(
+        name="fuse",
+        token=tokenize(params, nodata, masked),
+        operands=operands,
+        scale=params.scale,
+        halo=halo,
+        block=partial(_fuse_padded, params=params, halo=halo, nodata=nodata),
+        dtype=None,
+        boundary=_BOUNDARY,
+        nodata=nodata,
+        nodata_rule="a fine pixel is nodata when the sample nearest to it is invalid in every frame",
+        drop_axis=0,
+    )
+
+
 def fuse_numpy(
     frames: np.ndarray,
     invalid: np.ndarray | None,
@@ -248,15 +274,14 @@ def fuse_numpy(
 
     The reference of the seamless contract for :func:`fuse`.
     """
-    halo = fuse_halo(params)
-    padded = pad_block(np.asarray(frames), halo, _BOUNDARY)
-    mask = None if invalid is None else pad_block(np.asarray(invalid), halo, _BOUNDARY)
-    return _fuse_padded(padded, mask, params=params, halo=halo, nodata=nodata)
+    operation = fuse_operation(params, masked=invalid is not None, nodata=nodata)
+    arrays = [np.asarray(frames)] + ([] if invalid is None else [np.asarray(invalid)])
+    return operation.whole(*arrays)
 
 
 def _fuse_padded(
     frames: np.ndarray,
-    invalid: np.ndarray | None,
+    invalid: np.ndarray | None = None,
     *,
     params: FuseParams,
     halo: int,
@@ -277,48 +302,14 @@ def _fuse_array(
     nodata: float | None,
     chunks: Any,
 ) -> da.Array:
-    """Wire :func:`_fuse_padded` over the blocks: ``time`` in one chunk, reduced away."""
-    halo = fuse_halo(params)
-    scale = params.scale
-    target = list(pixels.chunks)
+    """Plan :func:`fuse_operation` over the blocks."""
+    operation = fuse_operation(params, masked=invalid is not None, nodata=nodata)
+    spatial = None
     if chunks is not None:
         ys, xs = _spatial_chunks(chunks)
-        target[2:] = list(da.core.normalize_chunks((ys, xs), pixels.shape[2:]))
-    target[0] = (pixels.shape[0],)
-    target[1] = (pixels.shape[1],)
-    for ax in (2, 3):
-        target[ax] = merge_small_chunks(tuple(target[ax]), halo)
-    pixels = pixels.rechunk(tuple(target))
-    arrays = [pixels]
-    if invalid is not None:
-        arrays.append(invalid.rechunk(tuple(target)))
-    out_chunks = (target[1], *(tuple(c * scale for c in target[ax]) for ax in (2, 3)))
-    kernel = partial(_fuse_task, params=params, halo=halo, nodata=nodata)
-    name = "fuse-" + tokenize(
-        pixels.name, None if invalid is None else invalid.name, params, nodata
-    )
-    return map_with_halo(
-        kernel,
-        *arrays,
-        halo=halo,
-        boundary=_BOUNDARY,
-        chunks=out_chunks,
-        dtype=pixels.dtype,
-        meta=np.empty((0, 0, 0), dtype=pixels.dtype),
-        name=name,
-        drop_axis=0,
-    )
-
-
-def _fuse_task(
-    frames: np.ndarray,
-    invalid: np.ndarray | None = None,
-    *,
-    params: FuseParams,
-    halo: int,
-    nodata: float | None,
-) -> np.ndarray:
-    return _fuse_padded(frames, invalid, params=params, halo=halo, nodata=nodata)
+        spatial = da.core.normalize_chunks((ys, xs), pixels.shape[2:])
+    arrays = [pixels] + ([] if invalid is None else [invalid])
+    return plan(operation, *arrays, spatial_chunks=spatial).array
 
 
 def _spatial_chunks(chunks: Any) -> tuple[int, int]:

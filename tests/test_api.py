@@ -341,9 +341,11 @@ def test_per_call_parameters_reach_every_block_in_both_wirings(tmp_path: Any) ->
     # A method whose block function takes extra parameters computed once for the whole image
     # (as a learned method's per-band normalisation): they are bound with functools.partial and
     # the kernel is still called as block(padded, scale, nodata=...).
-    from dasksr.blockwise import upscale_block_array, upscale_numpy
+    from dasksr.api import upscale_numpy, upscale_operation
     from dasksr.kernels.method import Method
     from dasksr.methods import get_method
+    from dasksr.operation import Input, plan
+    from dasksr.sources import source_window
 
     bilinear = get_method("bilinear")
 
@@ -356,14 +358,16 @@ def test_per_call_parameters_reach_every_block_in_both_wirings(tmp_path: Any) ->
     whole = upscale_numpy(image, method, 2, params={"gain": gain})
     np.testing.assert_allclose(whole, upscale_numpy(image, bilinear, 2) * gain[:, None, None])
     _write_tif(tmp_path / "in.tif", image, LANDSAT7)
-    for array in (
-        da.from_array(image, chunks=(3, 7, 9)),
-        dasksr.open_raster(tmp_path / "in.tif", chunks=8).data,
+    opened = dasksr.open_raster(tmp_path / "in.tif", chunks=8)
+    for given, wiring in (
+        (Input(da.from_array(image, chunks=(3, 7, 9))), "overlap"),
+        (Input(opened.data, source_window(opened)), "source"),
     ):
-        lazy = upscale_block_array(array, method, 2, params={"gain": gain})
-        np.testing.assert_allclose(lazy.compute(), whole, rtol=1e-6)
-        other = upscale_block_array(array, method, 2, params={"gain": gain * 2})
-        assert other.name != lazy.name
+        planned = plan(upscale_operation(method, 2, params={"gain": gain}), given)
+        assert planned.wiring == wiring
+        np.testing.assert_allclose(planned.array.compute(), whole, rtol=1e-6)
+        other = plan(upscale_operation(method, 2, params={"gain": gain * 2}), given)
+        assert other.array.name != planned.array.name
 
 
 # ----------------------------------------------------------------------------------------------

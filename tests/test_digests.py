@@ -93,7 +93,7 @@ def _fuse_digest(solver: str, scale: int) -> str:
 
 
 #: The keyword of fuse's solver (renamed by issue 20; digests were made with the old name).
-_SOLVER = "method"
+_SOLVER = "solver"
 
 
 @pytest.mark.parametrize(("name", "dtype", "scale"), _upscale_cases())
@@ -118,5 +118,7 @@ if __name__ == "__main__":  # writes the digests: only for an intended change of
             f"{n}/{d}/x{s}": _upscale_digest(n, d, s, Path(folder)) for n, d, s in _upscale_cases()
         }
     fuse = {f"{m}/x{s}": _fuse_digest(m, s) for m, s in _fuse_cases()}
-    GOLDEN.write_text(json.dumps({"upscale": upscale, "fuse": fuse}, indent=1, sort_keys=True) + "\n")
+    GOLDEN.write_text(
+        json.dumps({"upscale": upscale, "fuse": fuse}, indent=1, sort_keys=True) + "\n"
+    )
     print(len(upscale), "upscale and", len(fuse), "fuse digests written")

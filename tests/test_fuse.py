@@ -189,7 +189,7 @@ def test_noisier_stacks_get_fewer_iterations() -> None:
     assert chosen[30] < chosen[60]
     fixed = dasksr.fuse(frames, 2, iterations=3)
     assert fixed.attrs["fuse_iterations"] == 3
-    assert dasksr.fuse(frames, 2, method="kernel").attrs["fuse_iterations"] == 0
+    assert dasksr.fuse(frames, 2, solver="kernel").attrs["fuse_iterations"] == 0
 
 
 # ------------------------------------------------------------------------------------------------
@@ -320,7 +320,7 @@ def test_unrelated_frame_is_dropped() -> None:
     [
         ({"scale": 1}, "scale"),
         ({"dim": "date"}, "dim="),
-        ({"method": "magic"}, "method"),
+        ({"solver": "magic"}, "solver"),
         ({"iterations": -1}, "iterations"),
     ],
 )

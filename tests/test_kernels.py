@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from dasksr.blockwise import upscale_numpy
+from dasksr.api import upscale_numpy
 from dasksr.kernels.interp import keys_cubic, lanczos, triangle
 from dasksr.methods import get_method
 

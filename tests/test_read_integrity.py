@@ -13,9 +13,9 @@ import numpy as np
 import pytest
 
 import dasksr
-from dasksr.blockwise import source_of
 from dasksr.errors import InputError
 from dasksr.io import clear_cache, open_raster
+from dasksr.sources import source_window
 
 
 def _rewrite_geotiff(path: Path, value: int) -> None:
@@ -98,7 +98,7 @@ def test_sharded_and_v2_zarr_stores_are_checked_chunk_by_chunk(tmp_path: Path) -
             array.attrs["_ARRAY_DIMENSIONS"] = ["band", "y", "x"]
         array[...] = pixels
         data = open_raster(tmp_path / name)
-        assert source_of(data.data) is not None
+        assert source_window(data) is not None
         np.testing.assert_array_equal(data.values, pixels)
         time.sleep(0.01)
         array[:, 20:24, 30:34] = 1  # one stored chunk (or shard) rewritten
@@ -108,7 +108,7 @@ def test_sharded_and_v2_zarr_stores_are_checked_chunk_by_chunk(tmp_path: Path) -
 
 
 def test_clear_cache_drops_decoded_blocks_and_open_files(uint16_tif: Any) -> None:
-    from dasksr.io import sources as read
+    from dasksr.io import readers as read
 
     data = open_raster(uint16_tif.path, chunks=32)
     data.compute(scheduler="synchronous")
@@ -141,8 +141,8 @@ def test_a_persisted_array_is_upscaled_from_its_persisted_blocks(
     raster = make_geotiff(tmp_path / "in.tif")
     data = open_raster(raster.path, chunks=32)
     kept = data.persist(scheduler="synchronous")
-    assert source_of(data.data) is not None
-    assert source_of(kept.data) is None
+    assert source_window(data) is not None
+    assert source_window(kept) is None
     os.remove(raster.path)
     clear_cache()  # nothing of the file is left in this process
     fine = kept.sr.upscale(scale=2, method="bicubic")

@@ -265,7 +265,7 @@ def test_a_server_refusing_head_warns_and_does_not_stamp(served: RangeServer) ->
 
 
 def test_a_gs_url_is_stamped_again_by_its_url(monkeypatch: pytest.MonkeyPatch) -> None:
-    from dasksr.io import sources as read
+    from dasksr.io import readers as read
 
     stamp = (10, "etag", "when")
     monkeypatch.setattr(read, "_remote_stamp", lambda url: stamp if url == "gs://b/k" else None)

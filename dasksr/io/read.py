@@ -12,7 +12,7 @@ import numpy as np
 import xarray as xr
 from dask.base import tokenize
 
-from dasksr.blockwise import from_source, source_of
+from dasksr.blockwise import Source
 from dasksr.errors import InputError, InvalidArgumentError
 from dasksr.io.paths import (
     _file_stamp,
@@ -25,7 +25,7 @@ from dasksr.io.paths import (
     is_remote,
     is_zarr_path,
 )
-from dasksr.io.sources import (
+from dasksr.io.readers import (
     _cache_lock,
     _gdal_options,
     _Listing,
@@ -36,6 +36,7 @@ from dasksr.io.sources import (
     clear_cache,
 )
 from dasksr.kernels.values import work_dtype
+from dasksr.sources import attach_source, source_window
 from dasksr.windows import WindowArray
 
 __all__ = [
@@ -227,8 +228,8 @@ def _open_gdal(path: Path | str, chunks: Any) -> xr.DataArray:
         remote=remote,
         url=str(path) if remote else None,
     )
-    pixels = from_source(reader, block_chunks, name=name, meta=np.empty((0, 0, 0), dtype=dtype))
-    return _tidy_attrs(meta.copy(data=pixels))
+    pixels = Source(reader, block_chunks, name=name, meta=np.empty((0, 0, 0), dtype=dtype))
+    return _tidy_attrs(attach_source(meta, pixels))
 
 
 def _open_zarr(path: Path | str, chunks: Any, variable: str | None) -> xr.DataArray:
@@ -289,8 +290,8 @@ def _open_zarr(path: Path | str, chunks: Any, variable: str | None) -> xr.DataAr
         name = "open_raster-" + tokenize(
             str(source), variable, windows.fingerprint, data.data.chunks
         )
-        data = data.copy(
-            data=from_source(windows, data.data.chunks, name=name, meta=data.data._meta)
+        data = attach_source(
+            data, Source(windows, data.data.chunks, name=name, meta=data.data._meta)
         )
     return _tidy_attrs(data)
 
@@ -352,15 +353,15 @@ def _masked(data: xr.DataArray) -> xr.DataArray:
     dtype = np.dtype(data.dtype)
     work = work_dtype(dtype)
     raw = data.data
-    source = source_of(raw)
-    if source is not None:
+    window = source_window(data)
+    if window is not None:
         # Still a source: upscaling reads the haloed windows, masked, straight from the file.
-        masking = _MaskedWindows(source, work, nodata)
+        masking = _MaskedWindows(window, work, nodata)
         name = "masked-" + tokenize(raw.name, nodata, work.str)
-        pixels = from_source(masking, raw.chunks, name=name, meta=np.empty((0,) * raw.ndim, work))
+        meta = np.empty((0,) * raw.ndim, work)
+        out = attach_source(data, Source(masking, raw.chunks, name=name, meta=meta))
     else:
-        pixels = da.map_blocks(_mask, raw, work, nodata, dtype=work)
-    out = data.copy(data=pixels)
+        out = data.copy(data=da.map_blocks(_mask, raw, work, nodata, dtype=work))
     out.attrs = {k: v for k, v in data.attrs.items() if k not in ("_FillValue", "nodata")}
     out.encoding = {**data.encoding, "dtype": dtype.name}
     if nodata is not None:

@@ -5,10 +5,11 @@ the data range for floats, over random shapes (1-pixel and odd sizes included), 
 (chunks that do not divide the shape and chunks smaller than the halo), scales 2..8, input dtypes
 (8- to 32-bit integers, float32, float64) and output dtypes (``dtype=``).
 
-The arrays reach the blockwise layer the ways users' arrays do: any dask array (``map_overlap``),
-an array made by ``from_source``, and GeoTIFFs (tiled and striped) and Zarr stores of random
-shapes, blocks and chunkings written here and opened with ``open_raster``, so that the readers'
-block assembly and their shared cache are inside the contract.
+The arrays reach the planner (:mod:`dasksr.operation`) the ways users' arrays do: any dask array
+(the ``'overlap'`` wiring), a DataArray holding an explicit source (``'source'``), windows of it
+(band picks, spatial slices, ``astype``), and GeoTIFFs (tiled and striped) and Zarr stores of
+random shapes, blocks and chunkings written here and opened with ``open_raster``, so that the
+readers' block assembly and their shared cache are inside the contract.
 """
 
 from __future__ import annotations
@@ -21,14 +22,17 @@ import dask
 import dask.array as da
 import numpy as np
 import pytest
+import xarray as xr
 from dask.base import tokenize
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 import dasksr
-from dasksr.blockwise import _kernel, _UpscaledWindows, from_source, source_of, upscale_numpy
+from dasksr.api import plan_upscale, upscale_numpy, upscale_operation
+from dasksr.blockwise import OperationWindows, Source
 from dasksr.kernels.values import nodata_fits
 from dasksr.methods import get_method, list_methods
+from dasksr.sources import attach_source, source_window
 
 METHODS = [m.name for m in list_methods()]
 DTYPES = [np.uint8, np.uint16, np.int16, np.int32, np.uint32, np.float32, np.float64]
@@ -110,7 +114,15 @@ def chunked_result(lazy: da.Array) -> np.ndarray:
         return lazy.compute()
 
 
-@pytest.mark.parametrize("wiring", ["map_overlap", "source"])
+def sourced(data: np.ndarray, chunks: tuple[tuple[int, ...], ...]) -> xr.DataArray:
+    """``data`` as a DataArray whose pixels come from an explicit source (as open_raster's do)."""
+    dims = ("band", "y", "x")[-data.ndim :]
+    coords = {d: np.arange(n) + 0.5 for d, n in zip(dims, data.shape, strict=True)}
+    template = xr.DataArray(data, dims=dims, coords=coords)
+    return attach_source(template, Source(data, chunks, name="source-" + tokenize(data, chunks)))
+
+
+@pytest.mark.parametrize("wiring", ["overlap", "source"])
 @pytest.mark.parametrize("method", METHODS)
 @settings(
     max_examples=40,
@@ -119,22 +131,65 @@ def chunked_result(lazy: da.Array) -> np.ndarray:
 )
 @given(draw=st.data())
 def test_chunked_equals_whole_image(method: str, wiring: str, draw: st.DataObject) -> None:
-    # Two wirings (see dasksr.blockwise): a dask array of any origin, whose blocks get their halo
-    # from their neighbours (chunks smaller than the halo are merged first), and an array made by
-    # from_source, whose tasks read their own haloed windows and keep every chunk as it is.
+    # Two wirings (see dasksr.operation): a dask array of any origin, whose blocks get their halo
+    # from their neighbours (chunks smaller than the halo are merged first), and a DataArray
+    # holding a source, whose tasks read their own haloed windows and keep every chunk as it is.
     case = draw.draw(rasters(get_method(method).scales), label="case")
     data, chunks, scale, nodata, out_dtype = case
     halo = get_method(method).halo(scale)
     whole = whole_image(data, method, scale, nodata, out_dtype)
     if wiring == "source":
-        array = from_source(data, chunks, name="source-" + tokenize(data, chunks))
+        array = sourced(data, chunks)
         kept = chunks[-2]
     else:
         array = da.from_array(data, chunks=chunks)
         kept = dasksr.blockwise.merge_small_chunks(chunks[-2], halo)
-    lazy = dasksr.upscale(array, scale=scale, method=method, nodata=nodata, dtype=out_dtype)
+    planned = plan_upscale(array, scale=scale, method=method, nodata=nodata, dtype=out_dtype)
+    assert planned.wiring == (wiring if halo else "overlap")
+    lazy = planned.array
     assert lazy.chunks[-2] == tuple(c * scale for c in kept)
     assert_seamless(whole, chunked_result(lazy))
+
+
+@st.composite
+def windows(draw: st.DrawFn, shape: tuple[int, ...]) -> dict[str, object]:
+    """A selection users make before upscaling: a band pick and a spatial window (any step)."""
+    picks: dict[str, object] = {}
+    if len(shape) == 3:
+        bands = draw(st.lists(st.integers(0, shape[0] - 1), min_size=1, max_size=3, unique=True))
+        picks["band"] = bands[0] if draw(st.booleans()) else bands
+    for dim, n in zip(("y", "x"), shape[-2:], strict=True):
+        start = draw(st.integers(0, n - 1))
+        stop = draw(st.integers(start + 1, n))
+        step = draw(st.sampled_from([1, 1, 2]))
+        picks[dim] = slice(start, stop, step)
+    return picks
+
+
+@pytest.mark.parametrize("method", METHODS)
+@settings(
+    max_examples=25,
+    deadline=None,
+    suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large],
+)
+@given(draw=st.data())
+def test_windows_of_a_source_equal_the_whole_image_of_the_window(
+    method: str, draw: st.DrawFn
+) -> None:
+    # Band picks, spatial windows and astype keep the source wiring and its contract.
+    data, chunks, scale, nodata, out_dtype = draw.draw(rasters(get_method(method).scales))
+    picks = draw.draw(windows(data.shape), label="window")
+    cast = draw.draw(st.sampled_from([None, np.float32, np.float64]), label="astype")
+    selected = sourced(data, chunks).isel(picks)
+    if cast is not None:
+        selected = selected.astype(cast)
+    assert source_window(selected) is not None
+    if nodata is not None and not nodata_fits(nodata, selected.dtype):
+        nodata = None
+    whole = whole_image(selected.values, method, scale, nodata, out_dtype)
+    planned = plan_upscale(selected, scale=scale, method=method, nodata=nodata, dtype=out_dtype)
+    assert planned.wiring == ("source" if get_method(method).halo(scale) else "overlap")
+    assert_seamless(whole, chunked_result(planned.array))
 
 
 @st.composite
@@ -205,11 +260,10 @@ def test_files_read_through_the_source_wiring_equal_the_whole_image(
     with tempfile.TemporaryDirectory() as folder:
         path = write_file(Path(folder), image, kind, block)
         opened = dasksr.open_raster(path, chunks={"y": chunks[-2], "x": chunks[-1]})
-        array = opened.data
-        assert array.chunks[-2:] == chunks[-2:]
-        assert source_of(array) is not None
-        lazy = dasksr.upscale(array, scale=scale, method=method, nodata=nodata, dtype=out_dtype)
-        assert_seamless(whole, chunked_result(lazy))
+        assert opened.data.chunks[-2:] == chunks[-2:]
+        assert source_window(opened) is not None
+        lazy = dasksr.upscale(opened, scale=scale, method=method, nodata=nodata, dtype=out_dtype)
+        assert_seamless(whole, chunked_result(lazy.data))
 
 
 @pytest.mark.parametrize("method", METHODS)
@@ -251,15 +305,15 @@ def test_any_region_of_a_source_reads_as_the_whole_image(data: st.DataObject) ->
     scale = data.draw(st.sampled_from([s for s in method.scales if s <= 5]))
     image = np.random.default_rng(data.draw(st.integers(0, 99))).normal(0, 50, (2, 9, 13))
     whole = upscale_numpy(image, method, scale)
-    kernel = _kernel(method, scale, None, None)
-    windows = _UpscaledWindows(
-        image, kernel, scale, method.halo(scale), method.boundary, image.dtype
+    operation = upscale_operation(method, scale)
+    computed = OperationWindows(
+        (image,), operation.block, scale, operation.halo, operation.boundary, image.dtype
     )
     key = (
         data.draw(regions(2)),
         data.draw(regions(9 * scale)),
         data.draw(regions(13 * scale)),
     )
-    got = windows[key]
+    got = computed[key]
     assert got.shape == whole[key].shape
     np.testing.assert_allclose(got, whole[key], rtol=0, atol=1e-9)
