@@ -435,22 +435,17 @@ def _prepared(
 
 
 def _upscale_dataarray(
-    data: xr.DataArray,
-    scale: int,
-    method: Method,
-    *,
-    nodata: float | None,
-    chunks: Any = None,
-    dtype: Any = None,
+    data: xr.DataArray, scale: int, method: Method, *, nodata: float | None, **options: Any
 ) -> xr.DataArray:
+    """`upscale` of one DataArray; ``options`` are its ``chunks`` and ``dtype``."""
+    dtype = options.get("dtype")
     data, nodata, encoded = _prepared(data, nodata, dtype)
     raw = data.data
     if isinstance(raw, da.Array):
         window = source_window(data)
-        fine = _plan_array(
-            raw, scale, method, nodata=nodata, chunks=chunks, dtype=dtype, window=window
-        ).array
+        fine = _plan_array(raw, scale, method, nodata=nodata, window=window, **options).array
     else:
+        chunks = options.get("chunks")
         if chunks is not None:
             raw = da.from_array(raw, chunks=chunks)
         fine = upscale(raw, scale=scale, method=method, nodata=nodata, dtype=dtype)
@@ -514,15 +509,7 @@ def fine_dataarray(
     return out
 
 
-def _upscale_dataset(
-    data: xr.Dataset,
-    scale: int,
-    method: Method,
-    *,
-    nodata: float | None,
-    chunks: Any = None,
-    dtype: Any = None,
-) -> xr.Dataset:
+def _upscale_dataset(data: xr.Dataset, scale: int, method: Method, **options: Any) -> xr.Dataset:
     import rioxarray  # noqa: F401
 
     try:
@@ -536,9 +523,7 @@ def _upscale_dataset(
     for name, var in data.data_vars.items():
         if ydim in var.dims and xdim in var.dims:
             var = var.rio.set_spatial_dims(x_dim=xdim, y_dim=ydim)
-            variables[name] = _upscale_dataarray(
-                var, scale, method, nodata=nodata, chunks=chunks, dtype=dtype
-            )
+            variables[name] = _upscale_dataarray(var, scale, method, **options)
     if not variables:
         raise InvalidArgumentError(
             f"no variable of the Dataset has both spatial dims ({ydim}, {xdim}): nothing to upscale"

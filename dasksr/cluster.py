@@ -111,24 +111,21 @@ def _fork_server() -> bool:
 
 
 @contextmanager
-def starting(
-    address: str | None = None,
-    *,
-    workers: int | None = None,
-    threads_per_worker: int | None = None,
-    memory_limit: str | None = None,
-) -> Iterator[None]:
+def starting(address: str | None = None, **settings: Any) -> Iterator[None]:
     """Start the worker processes that `connect` will start for these settings, in the background.
+
+    ``settings`` are `connect`'s ``workers``, ``threads_per_worker`` and ``memory_limit``.
 
     The command line opens the input and builds the graph meanwhile, on one core, while the
     processes start on the other ones; `connect` with the same settings inside the block takes the
     cluster. One not taken (the job failed first) is closed when the block ends. Nothing starts
     early for a scheduler address, or for the in-process worker (it starts in 0.1 s).
     """
+    workers = settings.get("workers")
     if address is not None or workers is None or workers < 2:
         yield
         return
-    key = _settings(workers, threads_per_worker, memory_limit)
+    key = _settings(workers, settings.get("threads_per_worker"), settings.get("memory_limit"))
     if _fork_server():
         _start_fork_server()
     future: Future[Any] = Future()

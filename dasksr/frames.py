@@ -109,7 +109,7 @@ def select_bands(data: xr.DataArray, bands: Sequence[int], *, path: str) -> xr.D
 def grid_difference(first: xr.DataArray, other: xr.DataArray) -> str:
     """What differs between the grids of two rasters: size, CRS, transform or band count (in that
     order, the first found); empty when they share one."""
-    from dasksr.report import format_number
+    from dasksr.grid import format_number
 
     if first.shape[-2:] != other.shape[-2:]:
         return (

@@ -9,7 +9,7 @@ from __future__ import annotations
 import numpy as np
 from affine import Affine
 
-__all__ = ["fine_transform", "fine_positions", "fine_coordinate", "pixel_centres"]
+__all__ = ["fine_coordinate", "fine_positions", "fine_transform", "format_number", "pixel_centres"]
 
 
 def fine_transform(transform: Affine, scale: int) -> Affine:
@@ -64,3 +64,9 @@ def pixel_centres(origin: float, step: float, n: int) -> np.ndarray:
         if (first - step / 2.0) == origin:
             centres[0] = first
     return centres
+
+
+def format_number(value: float) -> str:
+    """A coordinate as Python writes it back exactly (``%g`` shows 5000047.5 as 5.00005e+06)."""
+    text = repr(float(value))
+    return text[:-2] if text.endswith(".0") else text

@@ -10,7 +10,7 @@ can be measured. Both use scikit-image's SSIM, so they agree to rounding.
 from __future__ import annotations
 
 from functools import partial
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import dask.array as da
 import numpy as np
@@ -18,6 +18,9 @@ import numpy as np
 from dasksr.blockwise import downscale_blocks
 from dasksr.errors import InvalidArgumentError
 from dasksr.kernels.degrade import round_half_away
+
+if TYPE_CHECKING:
+    from numpy.typing import ArrayLike
 
 __all__ = ["psnr", "rgb2y", "ssim", "SSIM_WINDOW"]
 
@@ -92,7 +95,7 @@ def psnr(
     crop: int = 0,
     data_range: float | None = None,
     y_channel: bool = False,
-    mask: Any = None,
+    mask: ArrayLike | None = None,
 ) -> Any:
     """Peak signal-to-noise ratio of ``estimate`` against ``reference``, in dB.
 
@@ -162,10 +165,10 @@ def ssim(
     reference: Any,
     estimate: Any,
     *,
-    crop: int = 0,
     data_range: float | None = None,
+    crop: int = 0,
     y_channel: bool = False,
-) -> Any:
+) -> float | da.Array:
     """Mean structural similarity (Wang et al. 2004) of ``estimate`` against ``reference``.
 
     Parameters

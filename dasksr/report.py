@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, NamedTuple, TypedDict, Unpack
 
 from dasksr.errors import InvalidArgumentError
+from dasksr.grid import format_number
 
 if TYPE_CHECKING:
     import xarray as xr
@@ -34,7 +35,6 @@ __all__ = [
     "fuse_summary",
     "describe_raster",
     "methods_table",
-    "format_number",
     "one_line",
 ]
 
@@ -382,12 +382,6 @@ def methods_table() -> list[str]:
         "  ".join(c.ljust(w) for c, w in zip(r[:3], widths, strict=True)) + "  " + r[3]
         for r in rows
     ]
-
-
-def format_number(value: float) -> str:
-    """A coordinate as Python writes it back exactly (``%g`` shows 5000047.5 as 5.00005e+06)."""
-    text = repr(float(value))
-    return text[:-2] if text.endswith(".0") else text
 
 
 def one_line(message: str) -> str:

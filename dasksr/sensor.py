@@ -15,8 +15,9 @@ import math
 import numpy as np
 from scipy import ndimage
 
-import dasksr
-from dasksr.degrade import mod_crop
+from dasksr.api import upscale
+from dasksr.degrade import degrade_sensor, mod_crop
+from dasksr.methods import get_method, list_methods
 from dasksr.metrics import psnr
 from dasksr.scenes import SCENES, load_scene, zero_is_fill
 
@@ -63,7 +64,7 @@ def valid_mask(truth: np.ndarray, scale: int) -> np.ndarray:
 
 def degraded(truth: np.ndarray, scale: int, seed: int = 0) -> np.ndarray:
     """The evaluation's low-resolution input, in the truth's dtype."""
-    small = dasksr.degrade_sensor(truth.astype(np.float64), scale, sigma=SIGMA, snr=SNR, seed=seed)
+    small = degrade_sensor(truth.astype(np.float64), scale, sigma=SIGMA, snr=SNR, seed=seed)
     info = np.iinfo(truth.dtype)
     return np.clip(np.rint(small), info.min, info.max).astype(truth.dtype)
 
@@ -157,7 +158,7 @@ def scene_figures(
 ) -> dict:
     """PSNR of each method on each scene, and the gain of each over bicubic; ``bound`` and
     ``transfer`` add `linear_bound` and `linear_transfer`."""
-    known = {m.name for m in dasksr.list_methods()}
+    known = {m.name for m in list_methods()}
     out: dict = {}
     for name in SCENES:
         truth = mod_crop(load_scene(name), scale)
@@ -165,9 +166,9 @@ def scene_figures(
         small = degraded(truth, scale)
         row = {}
         for method in methods:
-            if method not in known or scale not in dasksr.get_method(method).scales:
+            if method not in known or scale not in get_method(method).scales:
                 continue
-            restored = dasksr.upscale(small, scale=scale, method=method)
+            restored = upscale(small, scale=scale, method=method)
             row[method] = round(scene_psnr(truth, restored, mask, scale), 3)
         if bound:
             row["linear bound"] = round(
