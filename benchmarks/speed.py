@@ -956,7 +956,7 @@ def _store_zarr(array: Any, dst: str) -> None:
 
 def _peer_compressor() -> Any:
     """The compressor of dasksr's default Zarr output (``--zarr-format 2``, zstd level 1)."""
-    from dasksr.io.write import _compressor
+    from dasksr.io.zarr_write import _compressor
 
     return _compressor("zstd", 1, 2)
 

@@ -52,8 +52,8 @@ class SRAccessor(Generic[T]):
 
     upscale = _bind("dasksr.api:upscale")
     fuse = _bind("dasksr.multiframe:fuse")
-    to_zarr = _bind("dasksr.io.write:to_zarr")
-    to_geotiff = _bind("dasksr.io.write:to_geotiff")
+    to_zarr = _bind("dasksr.io:to_zarr")
+    to_geotiff = _bind("dasksr.io:to_geotiff")
 
 
 xr.register_dataarray_accessor("sr")(SRAccessor)

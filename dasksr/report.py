@@ -242,7 +242,7 @@ def write_output(
     """
     from dasksr.cluster import connect
     from dasksr.io import to_geotiff
-    from dasksr.io.write import zarr_job
+    from dasksr.io.zarr_write import zarr_job
 
     kind = output_kind(output) if kind is None else kind
     show = sys.stderr.isatty() if progress is None else progress

@@ -760,11 +760,15 @@ def test_blocks_read_their_own_haloed_windows(fixture: str, request: pytest.Fixt
     assert fine.data.chunks[-2:] == tuple(tuple(3 * c for c in cs) for cs in data.data.chunks[-2:])
     with dask.config.set(scheduler="threads"):
         np.testing.assert_array_equal(fine.values, expected(raster, 3, "bicubic"))
-    # Any change to the lazy array (here a band subset) takes the map_overlap wiring instead.
+    # A band subset keeps the source wiring (tests/test_sources.py); arithmetic takes the
+    # map_overlap wiring on the array's own blocks instead.
     subset = data.isel(band=[0]).sr.upscale(scale=3, method="bicubic")
-    assert data.data.name in subset.data.__dask_graph__().layers
+    assert data.data.name not in subset.data.__dask_graph__().layers
+    changed = (data + 0).sr.upscale(scale=3, method="bicubic")
+    assert data.data.name in changed.data.__dask_graph__().layers
     with dask.config.set(scheduler="threads"):
         np.testing.assert_array_equal(subset.values, expected(raster, 3, "bicubic")[:1])
+        np.testing.assert_array_equal(changed.values, expected(raster, 3, "bicubic"))
 
 
 @pytest.mark.parametrize("width", [150, 2600])

@@ -5,19 +5,17 @@ Workers read and write the data; only a few bytes per block come back to the cal
 built under a temporary name beside the target and moved there when complete, so a failed or
 interrupted job never leaves something that looks finished; a write that fails (disk full, I/O
 error, permission lost) fails the job with an `OutputError` naming the output. The writers are
-`dasksr.io.zarr_write` and `dasksr.io.geotiff_write`; their public names are importable from here
-too.
+`dasksr.io.zarr_write` and `dasksr.io.geotiff_write`; `dasksr.io` exports their public names.
 """
 
 from __future__ import annotations
 
-import importlib
 import os
 import shutil
 import uuid
 from collections.abc import Iterable
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import dask.array as da
 import numpy as np
@@ -26,11 +24,7 @@ import xarray as xr
 from dasksr.errors import DasksrError, InvalidArgumentError, OutputError, OutputExistsError
 from dasksr.io.paths import _reason
 
-if TYPE_CHECKING:
-    from dasksr.io.geotiff_write import to_geotiff
-    from dasksr.io.zarr_write import WriteJob, to_zarr, zarr_job
-
-__all__ = ["to_zarr", "to_geotiff", "prepare_output", "check_not_an_input", "zarr_job", "WriteJob"]
+__all__ = ["check_not_an_input", "prepare_output"]
 
 
 def prepare_output(path: str | os.PathLike[str], *, overwrite: bool) -> Path:
@@ -236,22 +230,3 @@ def _remove(path: Path) -> None:
         shutil.rmtree(path)
     elif path.exists() or path.is_symlink():
         path.unlink()
-
-
-#: The writers' names this module gives, and the module of each. They are looked up when first
-#: asked for: the writers import this module.
-_WRITERS = {
-    "DEFAULT_ZARR_FORMAT": "dasksr.io.zarr_write",
-    "WriteJob": "dasksr.io.zarr_write",
-    "ZARR_CODECS": "dasksr.io.zarr_write",
-    "_compressor": "dasksr.io.zarr_write",
-    "to_geotiff": "dasksr.io.geotiff_write",
-    "to_zarr": "dasksr.io.zarr_write",
-    "zarr_job": "dasksr.io.zarr_write",
-}
-
-
-def __getattr__(name: str) -> Any:
-    if name not in _WRITERS:
-        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-    return getattr(importlib.import_module(_WRITERS[name]), name)
