@@ -131,6 +131,17 @@ class ResolutionType(_Parsed):
         return size
 
 
+class SchedulerType(_Parsed):
+    """``threads`` or a scheduler's address (`dasksr.cluster.check_scheduler`); not contacted."""
+
+    name = "address"
+
+    def parse(self, value: Any) -> str:
+        from dasksr.cluster import check_scheduler
+
+        return check_scheduler(str(value))
+
+
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(package_name="dasksr")
 def cli() -> None:
@@ -150,6 +161,7 @@ _common = [
     ),
     click.option(
         "--scheduler",
+        type=SchedulerType(),
         metavar="ADDRESS",
         help="Address of a running `dask scheduler`, or `threads` for Dask's threaded scheduler "
         "in this process (default: threads for outputs up to 3 x 4096 x 4096 pixels, else an "
@@ -409,7 +421,7 @@ def evaluate(hr: str, scale: int, method: str, lr: str | None, json_path: str | 
 
 def main(argv: list[str] | None = None) -> int:
     """Entry point of the ``dasksr`` console script; returns the exit status."""
-    from dasksr.report import one_line
+    from dasksr.report import interrupted_line, one_line
 
     args = sys.argv[1:] if argv is None else list(argv)
     try:
@@ -418,11 +430,8 @@ def main(argv: list[str] | None = None) -> int:
             cli.invoke(ctx)
     except click.exceptions.Exit as exc:
         return int(exc.exit_code)
-    except (click.exceptions.Abort, KeyboardInterrupt):
-        click.echo(
-            "dasksr: interrupted: the output was not finished (a Zarr job resumes when run again)",
-            err=True,
-        )
+    except (click.exceptions.Abort, KeyboardInterrupt) as exc:
+        click.echo(interrupted_line(exc), err=True)
         return 130
     except click.ClickException as exc:
         click.echo(f"dasksr: error: {one_line(exc.format_message())}", err=True)

@@ -13,9 +13,17 @@ from typing import Any
 
 import dask
 
-from dasksr.errors import SchedulerError
+from dasksr.errors import InvalidArgumentError, SchedulerError
 
-__all__ = ["connect", "compute", "active_client", "starting", "SMALL_JOB_PIXELS", "THREADS"]
+__all__ = [
+    "connect",
+    "compute",
+    "active_client",
+    "starting",
+    "check_scheduler",
+    "SMALL_JOB_PIXELS",
+    "THREADS",
+]
 
 #: Output pixels (all bands) up to which a job runs on Dask's threaded scheduler in this process
 #: instead of an embedded LocalCluster, when neither a scheduler nor a worker count is given.
@@ -26,6 +34,12 @@ SMALL_JOB_PIXELS = 3 * 4096 * 4096
 
 #: The ``address`` that asks for Dask's threaded scheduler in this process (no cluster).
 THREADS = "threads"
+
+#: The protocols of a scheduler address that distributed's clients speak.
+_PROTOCOLS = ("tcp", "tls", "ws", "wss", "ucx")
+
+#: Seconds that a scheduler address has to accept a connection before the job starts.
+PROBE_TIMEOUT = 3.0
 
 #: Dask settings of the embedded cluster's worker processes. distributed's Nanny starts them with
 #: ``MALLOC_TRIM_THRESHOLD_=65536``, which also fixes glibc's mmap threshold at 128 KiB: every
@@ -110,6 +124,47 @@ def _fork_server() -> bool:
     return "forkserver" in multiprocessing.get_all_start_methods()
 
 
+def check_scheduler(address: str, *, shown: str = "--scheduler") -> str:
+    """Return ``address`` if it is `THREADS` or ``PROTOCOL://HOST:PORT`` (``HOST:PORT`` is TCP);
+    otherwise raise `InvalidArgumentError` naming it as ``shown``. Nothing is contacted."""
+    if address == THREADS:
+        return address
+    protocol, sep, rest = address.partition("://")
+    if not sep:
+        protocol, rest = "tcp", address
+    host, colon, port = rest.rpartition(":")
+    if protocol in _PROTOCOLS and colon and host and port.isdigit() and 0 < int(port) < 65536:
+        return address
+    hint = " (did you mean threads?)" if address.startswith("thread") else ""
+    raise InvalidArgumentError(
+        f"{shown} {address!r} is not a scheduler{hint}: give {THREADS} for this process, or the "
+        "address of a running `dask scheduler` as tcp://HOST:PORT"
+    )
+
+
+def _unreachable(address: str, exc: BaseException) -> SchedulerError:
+    return SchedulerError(
+        f"cannot reach the dask scheduler at {address!r} ({exc.__class__.__name__}): "
+        "check that `dask scheduler` runs there and the address is tcp://HOST:PORT"
+    )
+
+
+def probe_scheduler(address: str) -> None:
+    """Raise `SchedulerError` if the TCP scheduler at ``address`` does not accept a connection
+    within `PROBE_TIMEOUT` seconds (distributed's client would retry for its whole timeout)."""
+    import socket
+
+    check_scheduler(address, shown="scheduler")
+    protocol, sep, rest = address.partition("://")
+    if sep and protocol != "tcp":
+        return
+    host, _, port = (rest if sep else address).rpartition(":")
+    try:
+        socket.create_connection((host.strip("[]"), int(port)), timeout=PROBE_TIMEOUT).close()
+    except OSError as exc:
+        raise _unreachable(address, exc) from None
+
+
 @contextmanager
 def starting(address: str | None = None, **settings: Any) -> Iterator[None]:
     """Start the worker processes that `connect` will start for these settings, in the background.
@@ -119,9 +174,12 @@ def starting(address: str | None = None, **settings: Any) -> Iterator[None]:
     The command line opens the input and builds the graph meanwhile, on one core, while the
     processes start on the other ones; `connect` with the same settings inside the block takes the
     cluster. One not taken (the job failed first) is closed when the block ends. Nothing starts
-    early for a scheduler address, or for the in-process worker (it starts in 0.1 s).
+    early for a scheduler address, or for the in-process worker (it starts in 0.1 s); a scheduler
+    address is checked to accept connections instead (`probe_scheduler`), before any work.
     """
     workers = settings.get("workers")
+    if address is not None and address != THREADS:
+        probe_scheduler(address)
     if address is not None or workers is None or workers < 2:
         yield
         return
@@ -168,6 +226,8 @@ def connect(
     scheduler in this process and None is yielded. ``on_start(client)`` is called once an embedded
     cluster has started (the command line prints its dashboard address).
     """
+    if address is not None:
+        check_scheduler(address, shown="scheduler")
     if address == THREADS or (
         address is None
         and workers is None
@@ -196,10 +256,7 @@ def connect(
         try:
             client = Client(address, timeout="10s")
         except (OSError, TimeoutError) as exc:
-            raise SchedulerError(
-                f"cannot reach the dask scheduler at {address!r} ({exc.__class__.__name__}): "
-                "check that `dask scheduler` runs there and the address is tcp://HOST:PORT"
-            ) from None
+            raise _unreachable(address, exc) from None
         try:
             yield client
         finally:

@@ -18,7 +18,6 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, NamedTuple, TypedDict, Unpack
 
 from dasksr.errors import InvalidArgumentError
-from dasksr.grid import format_number
 
 if TYPE_CHECKING:
     import xarray as xr
@@ -36,6 +35,8 @@ __all__ = [
     "describe_raster",
     "methods_table",
     "one_line",
+    "Interrupted",
+    "interrupted_line",
 ]
 
 Notify = Callable[[str], None]
@@ -52,6 +53,25 @@ class Written(NamedTuple):
     shape: tuple[int, ...]
     dtype: str
     wall: float
+
+
+class Interrupted(KeyboardInterrupt):
+    """A job stopped by Ctrl-C while it wrote its output; ``kind`` is `output_kind`'s."""
+
+    def __init__(self, kind: str) -> None:
+        super().__init__(kind)
+        self.kind = kind
+
+
+def interrupted_line(exc: BaseException) -> str:
+    """The line that says what an interruption left: a Zarr job resumes, a GeoTIFF is not there."""
+    line = "dasksr: interrupted: the output was not finished"
+    kind = getattr(exc, "kind", None)
+    if kind == "zarr":
+        return f"{line} (a Zarr job resumes when run again)"
+    if kind == "tif":
+        return f"{line} (nothing was written: run the job again)"
+    return line
 
 
 def output_kind(path: str) -> str:
@@ -242,6 +262,7 @@ def write_output(
     """
     from dasksr.cluster import connect
     from dasksr.io import to_geotiff
+    from dasksr.io.geotiff_write import remove_partials
     from dasksr.io.zarr_write import zarr_job
 
     kind = output_kind(output) if kind is None else kind
@@ -255,18 +276,27 @@ def write_output(
         if kind == "zarr"
         else None
     )
-    with connect(
-        scheduler,
-        workers=workers,
-        output_pixels=pixels,
-        on_start=lambda client: notify(dashboard_line(client)),
-    ):
-        with _performance_report(report):
-            if job is not None:
-                path = job.run(progress=show)
-            else:
-                path = to_geotiff(fine, output, overwrite=overwrite, cog=cog, progress=show)
-        wall = time.perf_counter() - start
+    try:
+        with connect(
+            scheduler,
+            workers=workers,
+            output_pixels=pixels,
+            on_start=lambda client: notify(dashboard_line(client)),
+        ):
+            with _performance_report(report):
+                if job is not None:
+                    path = job.run(progress=show)
+                else:
+                    path = to_geotiff(fine, output, overwrite=overwrite, cog=cog, progress=show)
+            wall = time.perf_counter() - start
+    except BaseException as exc:
+        if job is None:
+            # Again now that no task runs: one still running when the job stopped may have made
+            # its temporary file anew.
+            remove_partials(Path(output).absolute())
+        if isinstance(exc, KeyboardInterrupt):
+            raise Interrupted(kind) from None
+        raise
     if report is not None:
         notify(f"dasksr: performance report in {report}")
     return Written(path, tuple(fine.shape), str(fine.dtype), wall)
@@ -339,6 +369,7 @@ def describe_raster(path: str, *, variable: str | None = None) -> dict[str, str]
     """Shape, dtype, bands, chunks, CRS, transform, resolution, bounds and nodata of a raster, as
     ``dasksr info`` prints them."""
     from dasksr.frames import open_frame
+    from dasksr.grid import format_number
 
     data = open_frame(path, variable=variable)
     bands = data.attrs.get("long_name")

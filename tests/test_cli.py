@@ -214,28 +214,47 @@ def test_unknown_spatial_dims_are_one_line_and_status_2(
     assert listing(tmp_path) == {"cube.zarr"}
 
 
-def test_ctrl_c_exits_130_with_one_line(tmp_path: Path, make_geotiff: Any) -> None:
+# Each block write waits, so that the job still runs (and writes) when Ctrl-C comes.
+_SLOW_ZARR = """
+import dasksr.io.zarr_write as write
+original = write._write_zarr_block
+def slow(block, block_info=None, **options):
+    Path(STARTED).touch()
+    time.sleep(0.5)
+    return original(block, block_info=block_info, **options)
+write._write_zarr_block = slow
+"""
+_SLOW_TIF = """
+import dasksr.io.geotiff_write as write
+original = write._GeoTIFFWriter.__setitem__
+def slow(self, key, value):
+    Path(STARTED).touch()
+    time.sleep(0.5)
+    return original(self, key, value)
+write._GeoTIFFWriter.__setitem__ = slow
+"""
+
+
+@pytest.mark.parametrize(
+    ("output", "slow", "what"),
+    [
+        ("out.zarr", _SLOW_ZARR, "a Zarr job resumes when run again"),
+        # It left a hidden .out.tif.*.partial.tif, and said that the job would resume.
+        ("out.tif", _SLOW_TIF, "nothing was written: run the job again"),
+    ],
+)
+def test_ctrl_c_exits_130_with_one_line(
+    tmp_path: Path, make_geotiff: Any, output: str, slow: str, what: str
+) -> None:
     # It printed about 2,000 lines of "Task exception was never retrieved".
     import signal
 
     raster = make_geotiff(tmp_path / "scene.tif", height=640, width=640, tile=64)
     started = tmp_path / "started"
-    # Each chunk write waits, so that the job is still running when Ctrl-C comes.
-    code = f"""
-import sys, time
-from pathlib import Path
-import dasksr.io.zarr_write as write
-original = write._write_zarr_block
-def slow(block, block_info=None, **options):
-    Path({str(started)!r}).touch()
-    time.sleep(0.5)
-    return original(block, block_info=block_info, **options)
-write._write_zarr_block = slow
-from dasksr.cli import main
-sys.exit(main(sys.argv[1:]))
-"""
+    code = f"import sys, time\nfrom pathlib import Path\nSTARTED = {str(started)!r}\n{slow}"
+    code += "from dasksr.cli import main\nsys.exit(main(sys.argv[1:]))\n"
     proc = subprocess.Popen(
-        [sys.executable, "-c", code, "upscale", str(raster.path), "out.zarr", "--chunks", "128"],
+        [sys.executable, "-c", code, "upscale", str(raster.path), output, "--chunks", "128"],
         cwd=tmp_path,
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
@@ -255,11 +274,11 @@ sys.exit(main(sys.argv[1:]))
             proc.kill()
             proc.wait()
     assert proc.returncode == 130, err
-    assert err.splitlines() == [
-        "dasksr: interrupted: the output was not finished (a Zarr job resumes when run again)"
-    ]
+    assert err.splitlines() == [f"dasksr: interrupted: the output was not finished ({what})"]
     assert out == ""
-    assert not (tmp_path / "out.zarr").exists()
+    assert not (tmp_path / output).exists()
+    if output.endswith(".tif"):
+        assert listing(tmp_path) == {"scene.tif", "started"}
 
 
 def test_existing_output_is_kept_without_overwrite(

@@ -7,7 +7,7 @@ import os
 import sys
 import uuid
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from functools import partial as partial_function
 from pathlib import Path
 from typing import Any, cast
@@ -150,12 +150,20 @@ def _finish_geotiff(
     except BaseException:
         _remove_partials(target, token)
         raise
+    with suppress(OSError):  # stale ones of earlier jobs that were stopped; the output is done
+        remove_partials(target)
     return target
 
 
 def _remove_partials(target: Path, token: str) -> None:
     for leftover in target.parent.glob(f".{target.name}.{token}.partial*"):
-        leftover.unlink()
+        leftover.unlink(missing_ok=True)
+
+
+def remove_partials(target: Path) -> None:
+    """Remove the temporary files of every write of ``target``: those of an interrupted or failed
+    job, or of this one."""
+    _remove_partials(target, "*")
 
 
 def _transform(data: xr.DataArray) -> Any:

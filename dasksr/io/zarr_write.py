@@ -24,7 +24,7 @@ import numpy as np
 import xarray as xr
 
 from dasksr.cluster import compute as cluster_compute
-from dasksr.errors import DasksrError, InvalidArgumentError
+from dasksr.errors import DasksrError, InvalidArgumentError, OutputError
 from dasksr.io.write import (
     _after,
     _as_raster,
@@ -178,7 +178,7 @@ def zarr_job(
     except OSError as exc:
         if isinstance(exc, DasksrError):
             raise
-        raise _write_failed(str(target), _cause(exc)) from None
+        raise _store_failed(str(target), partial, _cause(exc)) from None
     pending = []
     for var, raster in rasters.items():
         array = raster.data
@@ -210,7 +210,7 @@ def _finish_zarr(partial: Path, target: Path, variables: list[str], shown: str) 
                 torn.unlink()
         _remove(partial / _PROGRESS)
     except OSError as exc:
-        raise _write_failed(shown, _cause(exc)) from None
+        raise _store_failed(shown, partial, _cause(exc)) from None
     _install(partial, target)
     return target
 
@@ -394,7 +394,19 @@ def _write_zarr_block(
         return np.ones((1,) * block.ndim, dtype=np.uint8)
     _settle_zarr_writes()
     # Raised outside the handler: distributed pickles the chained exceptions with the error.
-    raise _write_failed(shown, reason)
+    raise _store_failed(shown, Path(store).parent, reason)
+
+
+def _store_failed(shown: str, partial: Path, reason: str) -> OutputError:
+    """`_write_failed`, naming the partial store that is kept (it may fill the disk) if any."""
+    if not partial.is_dir():
+        return _write_failed(shown, reason)
+    kept = f"{shown}.partial"
+    return OutputError(
+        f"output {shown!r} cannot be written ({reason}): the chunks written so far are kept in "
+        f"{kept!r}; free disk space or fix the folder's permissions, then run the job again to "
+        f"resume, or remove {kept!r}"
+    )
 
 
 def _write_region(store: str, location: list[tuple[int, int]], block: np.ndarray) -> None:
