@@ -136,9 +136,9 @@ def check_scheduler(address: str, *, shown: str = "--scheduler") -> str:
     if protocol in _PROTOCOLS and colon and host and port.isdigit() and 0 < int(port) < 65536:
         return address
     hint = " (did you mean threads?)" if address.startswith("thread") else ""
+    accepted = f"{THREADS} for this process, or the address of a running `dask scheduler`"
     raise InvalidArgumentError(
-        f"{shown} {address!r} is not a scheduler{hint}: give {THREADS} for this process, or the "
-        "address of a running `dask scheduler` as tcp://HOST:PORT"
+        f"{shown} {address!r} is not a scheduler{hint}: give {accepted} as tcp://HOST:PORT"
     )
 
 
