@@ -14,7 +14,6 @@ import rasterio
 import rioxarray  # noqa: F401  (registers the rio accessor)
 import xarray as xr
 from affine import Affine
-from scipy.ndimage import gaussian_filter
 from scipy.ndimage import shift as ndi_shift
 
 import dasksr
@@ -22,20 +21,7 @@ from dasksr.cli import main
 from dasksr.errors import InvalidArgumentError
 from dasksr.kernels import fuse as K
 from dasksr.multiframe import FrameDroppedWarning, fuse_numpy
-
-
-def scene(size: int = 128, seed: int = 0, level: float = 1000.0) -> np.ndarray:
-    """A textured scene: smooth random fields at several scales, in DN around ``level``."""
-    rng = np.random.default_rng(seed)
-    out = np.zeros((size, size))
-    for sigma, amplitude in ((12, 300), (4, 150), (1.5, 80)):
-        out += (
-            amplitude
-            * gaussian_filter(rng.standard_normal((size, size)), sigma, mode="wrap")
-            * sigma
-        )
-    return level + out
-
+from dasksr.sensor import textured_scene as scene
 
 # ------------------------------------------------------------------------------------------------
 # Kernels

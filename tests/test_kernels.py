@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import warnings
+
 import numpy as np
 import pytest
 from PIL import Image
@@ -199,3 +201,24 @@ def test_compiled_rounding_matches_finalize(
     got = interp.upsample_separable(block, scale, method)
     fine = interp._polyphase_rows_arrays(block, scale, halo, weights, np.dtype(np.float32))
     np.testing.assert_array_equal(got, finalize(fine, np.dtype(dtype), None, None))
+
+
+@pytest.mark.parametrize("work", [np.float32, np.float64])
+@pytest.mark.parametrize("target", [np.int32, np.uint32, np.int64, np.uint64])
+def test_cast_clips_to_the_integer_range_as_the_working_precision_holds_it(
+    work: type, target: type
+) -> None:
+    # float32 holds 2**32 - 1 as 2**32 (and float64 2**63 - 1 as 2**63): clipping to those would
+    # wrap in the cast. Out-of-range values land on the largest representable value inside.
+    from dasksr.kernels.values import cast
+
+    info = np.iinfo(target)
+    values = np.array([1e30, -1e30, 12.4], dtype=work)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        out = cast(values, target)
+    assert out.dtype == target
+    top, bottom = int(out[0]), int(out[1])
+    assert info.max - top < 2 ** (64 - np.finfo(work).nmant) and top <= info.max
+    assert bottom == info.min
+    assert int(out[2]) == 12

@@ -114,6 +114,13 @@ def finalize(
         out = xp.empty(values.shape, dtype=dtype)
     if dtype.kind in "iu":
         low, high, inner = integer_range(dtype, nodata)
+        if values.dtype.kind == "f":
+            # The bounds as the working precision holds them, never outside the integer range:
+            # float32 rounds 2**32 - 1 up to 2**32, which would wrap to 0 in the cast.
+            info = np.iinfo(dtype)
+            exact = (max(int(low), int(info.min)), min(int(high), int(info.max)))
+            low = _inside(exact[0], values.dtype, exact[1])
+            high = _inside(exact[1], values.dtype, exact[0])
         xp.rint(values, out=values)
         xp.clip(values, low, high, out=values)
         if inner is not None:
@@ -128,6 +135,15 @@ def finalize(
     if invalid is not None:
         out[invalid] = (np.nan if dtype.kind == "f" else 0) if nodata is None else nodata
     return out
+
+
+def _inside(bound: int, work: np.dtype[Any], toward: int) -> Any:
+    """``bound`` in the float dtype ``work``, stepped toward ``toward`` if rounding moved it out
+    (both exact Python ints: even float64 rounds 2**63 - 1 up)."""
+    value = work.type(bound)
+    while (float(value) > bound) if toward < bound else (float(value) < bound):
+        value = np.nextafter(value, work.type(toward))
+    return value
 
 
 def cast(values: Any, dtype: Any, nodata: float | None = None) -> Any:

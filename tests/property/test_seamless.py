@@ -17,6 +17,7 @@ from __future__ import annotations
 import itertools
 import tempfile
 from pathlib import Path
+from typing import Any
 
 import dask
 import dask.array as da
@@ -114,6 +115,26 @@ def chunked_result(lazy: da.Array) -> np.ndarray:
         return lazy.compute()
 
 
+def examples(n: int) -> Any:
+    """Hypothesis settings of these tests: ``n`` examples, no deadline, large draws allowed."""
+    return settings(
+        max_examples=n,
+        deadline=None,
+        suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large],
+    )
+
+
+def for_every_method(n: int, drawer: str) -> Any:
+    """Run a property test for every registered method with ``n`` examples; ``drawer`` names its
+    hypothesis ``st.data()`` argument."""
+
+    def wrap(test: Any) -> Any:
+        drawn = given(**{drawer: st.data()})(test)
+        return pytest.mark.parametrize("method", METHODS)(examples(n)(drawn))
+
+    return wrap
+
+
 def sourced(data: np.ndarray, chunks: tuple[tuple[int, ...], ...]) -> xr.DataArray:
     """``data`` as a DataArray whose pixels come from an explicit source (as open_raster's do)."""
     dims = ("band", "y", "x")[-data.ndim :]
@@ -124,11 +145,7 @@ def sourced(data: np.ndarray, chunks: tuple[tuple[int, ...], ...]) -> xr.DataArr
 
 @pytest.mark.parametrize("wiring", ["overlap", "source"])
 @pytest.mark.parametrize("method", METHODS)
-@settings(
-    max_examples=40,
-    deadline=None,
-    suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large],
-)
+@examples(40)
 @given(draw=st.data())
 def test_chunked_equals_whole_image(method: str, wiring: str, draw: st.DataObject) -> None:
     # Two wirings (see dasksr.operation): a dask array of any origin, whose blocks get their halo
@@ -166,15 +183,9 @@ def windows(draw: st.DrawFn, shape: tuple[int, ...]) -> dict[str, object]:
     return picks
 
 
-@pytest.mark.parametrize("method", METHODS)
-@settings(
-    max_examples=25,
-    deadline=None,
-    suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large],
-)
-@given(draw=st.data())
+@for_every_method(25, "draw")
 def test_windows_of_a_source_equal_the_whole_image_of_the_window(
-    method: str, draw: st.DrawFn
+    method: str, draw: st.DataObject
 ) -> None:
     # Band picks, spatial windows and astype keep the source wiring and its contract.
     data, chunks, scale, nodata, out_dtype = draw.draw(rasters(get_method(method).scales))
@@ -240,13 +251,7 @@ def write_file(folder: Path, data: np.ndarray, kind: str, block: tuple[int, int]
     return path
 
 
-@pytest.mark.parametrize("method", METHODS)
-@settings(
-    max_examples=20,
-    deadline=None,
-    suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large],
-)
-@given(data=st.data())
+@for_every_method(20, "data")
 def test_files_read_through_the_source_wiring_equal_the_whole_image(
     method: str, data: st.DataObject
 ) -> None:
