@@ -245,9 +245,8 @@ def fuse_operation(params: FuseParams, *, masked: bool, nodata: float | None) ->
     reduced away. The halo is :func:`dasksr.kernels.fuse.fuse_halo`.
     """
     halo = fuse_halo(params)
-    operands = (Operand("frames", whole_leading=True),)
-    if masked:
-        operands += (Operand("masks", whole_leading=True),)
+    names = ("frames", "masks") if masked else ("frames",)
+    operands = tuple(Operand(name, whole_leading=True) for name in names)
     return Operation(
         name="fuse",
         token=tokenize(params, nodata, masked),

@@ -11,6 +11,7 @@ snr=SNR)`` in the scene's dtype; every method upscales it through ``dasksr.upsca
 from __future__ import annotations
 
 import math
+from typing import Any
 
 import numpy as np
 from scipy import ndimage
@@ -152,7 +153,7 @@ def linear_transfer(name: str, small: np.ndarray, scale: int, radius: int = 5) -
 
 def scene_figures(
     scale: int,
-    methods=("cnn-sensor", "cnn", "lanczos", "bicubic"),
+    methods: tuple[str, ...] = ("cnn-sensor", "cnn", "lanczos", "bicubic"),
     bound: bool = False,
     transfer: bool = False,
 ) -> dict:
@@ -164,7 +165,7 @@ def scene_figures(
         truth = mod_crop(load_scene(name), scale)
         mask = valid_mask(truth, scale)
         small = degraded(truth, scale)
-        row = {}
+        row: dict[str, Any] = {}
         for method in methods:
             if method not in known or scale not in get_method(method).scales:
                 continue
