@@ -34,11 +34,13 @@ from dasksr.kernels.cnn import LearnedBlock, run_network, strips
 from dasksr.kernels.method import Method
 
 __all__ = [
+    "GuidedNetwork",
     "LearnedMethod",
     "ModelRecord",
     "OnnxNetwork",
     "ProcessResource",
     "evaluated_on_luma",
+    "guided_records",
     "learned_method",
     "learned_methods",
     "load_records",
@@ -268,8 +270,47 @@ def learned_method(name: str, models: dict[int, ModelRecord]) -> LearnedMethod:
 
 
 def learned_methods(folder: Path | None = None) -> list[LearnedMethod]:
-    """The learned method of every network family whose records are in ``folder``."""
-    return [learned_method(name, models) for name, models in load_records(folder).items()]
+    """The learned method of every network family whose records are in ``folder`` (the guided
+    networks of ``sharpen`` are not upscaling methods: see `guided_records`)."""
+    return [
+        learned_method(name, models)
+        for name, models in load_records(folder).items()
+        if not any(m.record.get("kind") == "guided" for m in models.values())
+    ]
+
+
+def guided_records(name: str = "cnn-s2", folder: Path | None = None) -> dict[int, ModelRecord]:
+    """The guided networks of ``name`` (``dasksr.sharpen``'s learned method), by ratio."""
+    return {
+        scale: record
+        for scale, record in load_records(folder).get(name, {}).items()
+        if record.record.get("kind") == "guided"
+    }
+
+
+class GuidedNetwork:
+    """A shipped guided network as the kernel sees it: ``(inputs, y + 2 layers, x + 2 layers)``
+    float32 planes to the ``(bands, y, x)`` residual, in row strips (valid convolutions: each
+    strip's rows are exactly the whole plane's), one session per process."""
+
+    def __init__(self, record: ModelRecord) -> None:
+        self.record = record
+        self.layers = record.layers
+
+    def __call__(self, planes: np.ndarray) -> np.ndarray:
+        session = self.record.session()
+        m = self.layers
+        _cin, ny, nx = planes.shape
+        rows, cols = ny - 2 * m, nx - 2 * m
+        outputs = int(self.record.record["architecture"]["outputs"])
+        out = np.empty((outputs, rows, cols), dtype=np.float32)
+        step = max(1, (1 << 16) // max(cols, 1))
+        for r0 in range(0, rows, step):
+            r1 = min(rows, r0 + step)
+            strip = np.ascontiguousarray(planes[None, :, r0 : r1 + 2 * m])
+            (result,) = session.run(None, {"x": strip})
+            out[:, r0:r1] = result[0]
+        return out
 
 
 def evaluated_on_luma(method: Method) -> bool:

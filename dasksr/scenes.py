@@ -9,7 +9,7 @@ keeps the evaluation's pixels out of training. Every scene is split alike: the t
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import Any, Literal
 
 import numpy as np
 
@@ -125,3 +125,130 @@ def load_scene(name: str, part: Literal["train", "test"] = "test") -> np.ndarray
         data, _ = read_file(parts)
         planes.append(data[:, rows(data.shape[1])])
     return np.concatenate(planes)
+
+
+_S2_NATIVE = "sentinel2_l1c_18SVG_20160112_native"
+_L8_NATIVE = "landsat8_l1t_020039_20150804_native"
+
+#: The native Sentinel-2 L1C scene's bands (10, 20 and 60 m; uint16 DN, no fill), by band name.
+SENTINEL2_NATIVE: dict[str, File] = {
+    b: ("rasters", _S2_NATIVE, f"{b}.tif")
+    for b in (
+        "B01",
+        "B02",
+        "B03",
+        "B04",
+        "B05",
+        "B06",
+        "B07",
+        "B08",
+        "B8A",
+        "B09",
+        "B10",
+        "B11",
+        "B12",
+    )
+}
+#: The native Landsat 8 L1T scene's bands (pan B8 at 15 m, the others at 30 m), by band name.
+LANDSAT8_NATIVE: dict[str, File] = {
+    f"B{i}": ("rasters", _L8_NATIVE, f"B{i}.tif") for i in range(1, 12)
+}
+
+
+def read_bands(files: list[File]) -> tuple[np.ndarray, Any]:
+    """Single-band files stacked ``(band, y, x)`` in their dtype, and the first one's transform."""
+    import rasterio
+
+    planes, transform = [], None
+    for parts in files:
+        with rasterio.open(require_path(*parts)) as src:
+            planes.append(src.read(1))
+            transform = src.transform if transform is None else transform
+    return np.stack(planes), transform
+
+
+def wald_pair(
+    coarse: np.ndarray,
+    coarse_transform: Any,
+    guide: np.ndarray,
+    guide_transform: Any,
+    ratio: int,
+    coarse_sigmas: list[float],
+    guide_sigmas: list[float],
+) -> dict[str, Any]:
+    """Wald's reduced-resolution pair of a coarse/guide product: both degraded by ``ratio`` with
+    Gaussian MTFs of ``*_sigmas`` (in the finer grid's pixels of each), the original coarse bands,
+    on the reduced guide's grid, as reference.
+
+    The guide is first cut so that its origin lies on the coarse grid (then the reduced guide's
+    grid is the coarse grid, shifted): ``offset`` is where the reduced coarse grid starts on the
+    reduced guide's grid, in its pixels, as :mod:`dasksr.kernels.sharpen` takes it.
+    """
+    from dasksr.kernels.sharpen import wald_degrade
+
+    cres = coarse_transform.a
+    starts = []
+    for origin, step, corigin in (
+        (guide_transform.f, guide_transform.e, coarse_transform.f),
+        (guide_transform.c, guide_transform.a, coarse_transform.c),
+    ):
+        found = [s for s in range(ratio) if abs(((origin + s * step - corigin) / cres) % 1) < 1e-6]
+        starts.append(found[0])
+    sy, sx = starts
+    oy = round((coarse_transform.f - (guide_transform.f + sy * guide_transform.e)) / cres)
+    ox = round((guide_transform.c + sx * guide_transform.a - coarse_transform.c) / cres)
+    reduced_guide = wald_degrade(guide[:, sy:, sx:], guide_sigmas, ratio)
+    reduced = wald_degrade(coarse, coarse_sigmas, ratio)
+    h = min(reduced_guide.shape[1], coarse.shape[1] - oy)
+    w = min(reduced_guide.shape[2], coarse.shape[2] - ox)
+    offset = (-float(oy), -float(ox))
+    if not all(-ratio < e <= 0 for e in offset):
+        raise ValueError(f"the reduced grids are {offset} guide pixels apart: more than {ratio}")
+    return {
+        "coarse": reduced,
+        "guide": reduced_guide[:, :h, :w],
+        "reference": coarse[:, oy : oy + h, ox : ox + w].astype(np.float64),
+        "offset": offset,
+    }
+
+
+#: Sentinel-2 MSI's MTF at Nyquist, per band (Ulfarsson et al., "Sentinel-2 sharpening using a
+#: reduced-rank method", IEEE TGRS 2019, from ESA's data quality reports).
+SENTINEL2_MTF = {
+    "B01": 0.32,
+    "B02": 0.26,
+    "B03": 0.28,
+    "B04": 0.24,
+    "B05": 0.38,
+    "B06": 0.34,
+    "B07": 0.34,
+    "B08": 0.26,
+    "B8A": 0.33,
+    "B09": 0.26,
+    "B10": 0.26,
+    "B11": 0.22,
+    "B12": 0.23,
+}
+
+
+def sentinel2_native_pair(
+    coarse_bands: tuple[str, ...], guide_bands: tuple[str, ...], ratio: int, jitter: float = 1.0
+) -> dict[str, Any]:
+    """`wald_pair` of the native Sentinel-2 scene: the published MTFs' Gaussians, their widths
+    times ``jitter`` (the data's blur, which the methods do not know); ``coarse_mtf`` holds the
+    published gains (what the methods know)."""
+    from dasksr.kernels.sharpen import mtf_sigma
+
+    coarse, ct = read_bands([SENTINEL2_NATIVE[b] for b in coarse_bands])
+    guide, gt = read_bands([SENTINEL2_NATIVE[b] for b in guide_bands])
+    pair = wald_pair(
+        coarse.astype(np.float64),
+        ct,
+        guide.astype(np.float64),
+        gt,
+        ratio,
+        [mtf_sigma(SENTINEL2_MTF[b], ratio) * jitter for b in coarse_bands],
+        [mtf_sigma(SENTINEL2_MTF[b], ratio) * jitter for b in guide_bands],
+    )
+    pair["coarse_mtf"] = [SENTINEL2_MTF[b] for b in coarse_bands]
+    return pair
