@@ -44,7 +44,7 @@ class _bind:  # a binder used like the function it replaced, hence the lower cas
 
 
 class SRAccessor(Generic[T]):
-    """``da.sr.upscale(scale=2, method='lanczos')``, ``stack.sr.fuse(scale=2)``,
+    """``da.sr.upscale(scale=2, method='lanczos')``, ``stack.sr.fuse(scale=2)``, ``coarse.sr.sharpen(guide)``,
     ``da.sr.to_zarr(path)``, ``da.sr.to_geotiff(path)``, on DataArrays and Datasets."""
 
     def __init__(self, obj: T) -> None:
@@ -52,6 +52,7 @@ class SRAccessor(Generic[T]):
 
     upscale = _bind("dasksr.api:upscale")
     fuse = _bind("dasksr.multiframe:fuse")
+    sharpen = _bind("dasksr.sharpen:sharpen")
     to_zarr = _bind("dasksr.io:to_zarr")
     to_geotiff = _bind("dasksr.io:to_geotiff")
 

@@ -38,6 +38,7 @@ __all__ = [
     "Source",
     "Window",
     "downscale_blocks",
+    "map_extended",
     "map_with_halo",
     "merge_small_chunks",
     "pad_block",
@@ -271,6 +272,42 @@ def map_with_halo(
         align_arrays=False,
         allow_rechunk=False,
         **options,
+    )
+
+
+def map_extended(
+    kernel: Any,
+    *arrays: da.Array,
+    halos: list[int],
+    chunks: tuple[tuple[int, ...], ...],
+    dtype: Any,
+    meta: Any,
+    name: str,
+) -> da.Array:
+    """Call ``kernel(*blocks)`` on arrays already extended past their edges by their ``halos``.
+
+    Array ``i`` carries ``halos[i]`` extra pixels before its first and after its last spatial
+    chunk; its blocks get ``halos[i]`` more from each neighbour (no boundary rule: the extension
+    is the caller's). The arrays may lie on different grids (different shapes and chunk sizes)
+    but have the same number of blocks along each axis, block ``j`` of each covering the same
+    ground. ``chunks`` are the output's.
+    """
+    depth = [
+        {ax: (h if ax >= a.ndim - 2 else 0) for ax in range(a.ndim)}
+        for a, h in zip(arrays, halos, strict=True)
+    ]
+    return da.map_overlap(
+        kernel,
+        *arrays,
+        depth=depth,
+        boundary="none",
+        trim=False,
+        align_arrays=False,
+        allow_rechunk=False,
+        chunks=chunks,
+        dtype=dtype,
+        meta=meta,
+        name=name,
     )
 
 

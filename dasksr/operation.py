@@ -30,12 +30,19 @@ import dask.array as da
 import numpy as np
 from dask.base import tokenize
 
-from dasksr.blockwise import OperationWindows, Window, map_with_halo, merge_small_chunks, pad_block
+from dasksr.blockwise import (
+    OperationWindows,
+    Window,
+    map_extended,
+    map_with_halo,
+    merge_small_chunks,
+    pad_block,
+)
 
 __all__ = ["WIRINGS", "Input", "Operand", "Operation", "Plan", "plan"]
 
 #: The wirings `plan` may take.
-WIRINGS = ("source", "overlap")
+WIRINGS = ("source", "overlap", "extended")
 
 
 @dataclass(frozen=True)
@@ -49,10 +56,14 @@ class Operand:
     whole_leading : bool
         The block function needs the leading (non-spatial) axes whole, as fusion needs every
         frame and band of a block at once: they are taken as one chunk.
+    halo : int, optional
+        This operand's own halo, in its own pixels, where operands lie on different grids (the
+        ``'extended'`` boundary); by default the operation's.
     """
 
     name: str
     whole_leading: bool = False
+    halo: int | None = None
 
 
 @dataclass(frozen=True)
@@ -78,8 +89,11 @@ class Operation:
         axes, in; the fine pixels of the blocks' own input pixels out, in ``dtype``.
     dtype : numpy.dtype or None
         The output dtype; None for the first input's.
-    boundary : {'reflect', 'nearest', 'periodic'}
+    boundary : {'reflect', 'nearest', 'periodic', 'extended'}
         How the image is extended past its edges, the same for blocks and the whole image.
+        ``'extended'``: the caller has already extended every input by its operand's halo (as
+        ``sharpen`` does for operands on two grids), and chunked them so that block ``i`` of every
+        input covers the same ground; `plan` only adds the neighbours' halos.
     nodata : float, optional
         The value that marks invalid pixels, in the inputs and the output.
     nodata_rule : str
@@ -104,6 +118,8 @@ class Operation:
         """The whole-image result: pad every input by the halo with the boundary rule, then run
         the block function once. Any chunking of `plan` gives the same pixels."""
         self._check_count(len(arrays))
+        if self.boundary == "extended":
+            return self.block(*arrays)
         return self.block(*(pad_block(a, self.halo, self.boundary) for a in arrays))
 
     def _check_count(self, n: int) -> None:
@@ -129,13 +145,14 @@ class Plan:
     """The lazy result of an operation and the wiring that makes it (one of `WIRINGS`)."""
 
     array: da.Array
-    wiring: Literal["source", "overlap"]
+    wiring: Literal["source", "overlap", "extended"]
 
 
 def plan(
     operation: Operation,
     *inputs: Input | da.Array,
     spatial_chunks: tuple[tuple[int, ...], tuple[int, ...]] | None = None,
+    output_chunks: tuple[tuple[int, ...], ...] | None = None,
 ) -> Plan:
     """Wire ``operation`` over its inputs' blocks: a lazy result equal to `Operation.whole`.
 
@@ -153,10 +170,16 @@ def plan(
         The output has the inputs' chunks times the scale on the spatial axes. With the
         ``'source'`` wiring every chunk is kept and each task reads its own haloed windows; with
         ``'overlap'`` chunks smaller than the halo are first merged into a neighbour (dask#11580:
-        ``map_overlap`` cannot take a depth larger than a chunk).
+        ``map_overlap`` cannot take a depth larger than a chunk). An operation with the
+        ``'extended'`` boundary takes its inputs' chunks as they are and needs ``output_chunks``
+        (its wiring is ``'extended'``).
     """
     operation._check_count(len(inputs))
     given = [i if isinstance(i, Input) else Input(i) for i in inputs]
+    if operation.boundary == "extended":
+        if output_chunks is None:
+            raise TypeError(f"{operation.name}: an extended operation needs output_chunks")
+        return _plan_extended(operation, [i.array for i in given], output_chunks)
     windows = [i.window for i in given]
     direct = (
         spatial_chunks is None
@@ -249,3 +272,21 @@ def _plan_overlap(
         drop_axis=operation.drop_axis,
     )
     return Plan(array, "overlap")
+
+
+def _plan_extended(
+    operation: Operation, arrays: list[da.Array], chunks: tuple[tuple[int, ...], ...]
+) -> Plan:
+    dtype = _dtype(operation, arrays[0])
+    name = f"{operation.name}-" + tokenize(operation.token, *(a.name for a in arrays))
+    halos = [operation.halo if op.halo is None else op.halo for op in operation.operands]
+    array = map_extended(
+        operation.block,
+        *arrays,
+        halos=halos,
+        chunks=chunks,
+        dtype=dtype,
+        meta=np.empty((0,) * len(chunks), dtype=dtype),
+        name=name,
+    )
+    return Plan(array, "extended")

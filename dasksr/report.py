@@ -207,6 +207,110 @@ def fuse_files(
     return _job(output, [*frames, *masks], build, run, {"kind": kind}, prepare_first=True)
 
 
+def _band_identity(data: xr.DataArray, path: str) -> list[str | None]:
+    """The names of a file's bands: its descriptions, else (one band) a band name in its file
+    name (``B05.tif``, ``T18SVG_20160112T160642_B8A.jp2``, ``LC08_..._B8.TIF``), else None."""
+    import re
+
+    described = data.attrs.get("long_name")
+    if isinstance(described, str):
+        described = (described,)
+    if isinstance(described, (list, tuple)) and len(described) == data.shape[0] and all(described):
+        return [str(d) for d in described]
+    found = re.findall(r"(?<![A-Za-z0-9])B(\d{1,2}|8A)(?![A-Za-z0-9])", Path(path).stem, flags=re.I)
+    if data.shape[0] == 1 and found:
+        number = found[-1].upper()
+        return [f"B{number.zfill(2) if number.isdigit() and len(number) == 1 else number}"]
+    return [None] * data.shape[0]
+
+
+def _side(
+    paths: Sequence[str], what: str, chunks: int | None, variable: str | None
+) -> xr.DataArray:
+    """The files of one side of ``sharpen``, stacked ``(band, y, x)`` with their band names."""
+    import xarray as xr
+
+    from dasksr.frames import grid_difference, open_frame
+
+    planes, names = [], []
+    for path in paths:
+        data = open_frame(path, chunks=chunks, variable=variable)
+        if data.ndim == 2:
+            data = data.expand_dims("band")
+        names += _band_identity(data, path)
+        planes.append(data)
+    for path, other in zip(paths[1:], planes[1:], strict=True):
+        difference = grid_difference(planes[0], other)
+        if difference:
+            raise InvalidArgumentError(
+                f"{what} file {path} is not on the grid of {paths[0]}: {difference}; the files "
+                f"of one side must share a grid"
+            )
+    stacked = (
+        planes[0]
+        if len(planes) == 1
+        else xr.concat(planes, dim=planes[0].dims[0], combine_attrs="override")
+    )
+    lead = stacked.dims[0]
+    stacked = stacked.assign_coords(
+        {lead: [n if n is not None else f"band{i + 1}" for i, n in enumerate(names)]}
+    )
+    if all(n is not None for n in names):
+        stacked.attrs["long_name"] = tuple(names)
+    else:
+        stacked.attrs.pop("long_name", None)
+        stacked = stacked.assign_coords({lead: list(range(1, len(names) + 1))})
+    return stacked
+
+
+def sharpen_files(
+    coarse: Sequence[str],
+    guide: Sequence[str],
+    output: str,
+    *,
+    method: str = "glp",
+    nodata: float | None = None,
+    guide_nodata: float | None = None,
+    variable: str | None = None,
+    chunks: int | None = None,
+    cog: bool = False,
+    zarr_options: dict[str, Any] | None = None,
+    report: str | None = None,
+    **run: Unpack[RunOptions],
+) -> Written:
+    """Sharpen the bands in ``coarse`` with those in ``guide`` into ``output``, as
+    ``dasksr sharpen``: each side one multi-band file or several single-band files."""
+    from dasksr.sharpen import SHARPEN_METHODS
+
+    kind = output_kind(output)
+    if method not in SHARPEN_METHODS:
+        raise InvalidArgumentError(
+            f"unknown sharpen method {method!r}: use one of {', '.join(SHARPEN_METHODS)}"
+        )
+    if not coarse or not guide:
+        raise InvalidArgumentError("give the bands to sharpen, then --guide and the guide bands")
+    if report is not None:
+        check_report(report, run.get("scheduler"))
+    if cog and kind != "tif":
+        raise InvalidArgumentError("--cog needs a .tif output: change the output extension")
+    zarr_options = {k: v for k, v in (zarr_options or {}).items() if v is not None}
+
+    def build() -> xr.DataArray:
+        from dasksr.sharpen import sharpen
+
+        return sharpen(
+            _side(coarse, "coarse", None, variable),
+            _side(guide, "guide", None, variable),
+            method=method,
+            nodata=nodata,
+            guide_nodata=guide_nodata,
+            chunks=chunks,
+        )
+
+    write = {"kind": kind, "cog": cog, "zarr_options": zarr_options, "report": report}
+    return _job(output, [*coarse, *guide], build, run, write, prepare_first=True)[0]
+
+
 def _job(
     output: str,
     inputs: Sequence[str],

@@ -31,10 +31,13 @@ from typing import Any
 import dask.array as da
 import numpy as np
 import xarray as xr
+from dask.base import tokenize
 
 from dasksr.api import check_nodata_fits, raster_transform, spatial_dims
 from dasksr.errors import InvalidArgumentError
+from dasksr.grid import format_number
 from dasksr.kernels import sharpen as kernel
+from dasksr.operation import Operand, Operation, plan
 from dasksr.scenes import SENTINEL2_MTF
 
 __all__ = [
@@ -91,7 +94,9 @@ class GridRelation:
 
     def coarse_length(self, fine: tuple[int, int]) -> tuple[int, int]:
         """Coarse pixels covering ``fine`` guide pixels from the first used one."""
-        return tuple(math.ceil((n - e) / self.ratio - 1e-9) for n, e in zip(fine, self.offset, strict=False))  # type: ignore[return-value]
+        return tuple(
+            math.ceil((n - e) / self.ratio - 1e-9) for n, e in zip(fine, self.offset, strict=False)
+        )  # type: ignore[return-value]
 
 
 def _describe(data: xr.DataArray, transform: Any) -> str:
@@ -99,8 +104,8 @@ def _describe(data: xr.DataArray, transform: Any) -> str:
     crs = data.rio.crs
     where = "no CRS" if crs is None else str(crs.to_string())
     return (
-        f"{nx}x{ny} px of {abs(transform.a):g} x {abs(transform.e):g} at "
-        f"({transform.c:g}, {transform.f:g}), {where}"
+        f"{nx}x{ny} px of {format_number(abs(transform.a))} x {format_number(abs(transform.e))} "
+        f"at ({format_number(transform.c)}, {format_number(transform.f)}), {where}"
     )
 
 
@@ -262,7 +267,9 @@ def _operands(
     rel, hc, hf = layout.relation, layout.coarse_halo, layout.fine_halo
     lengths = rel.coarse_length(layout.fine)
     before = tuple(hc - f for f in rel.first)
-    after = tuple(f + n + hc - size for f, n, size in zip(rel.first, lengths, coarse.shape[-2:], strict=False))
+    after = tuple(
+        f + n + hc - size for f, n, size in zip(rel.first, lengths, coarse.shape[-2:], strict=False)
+    )
     out = [
         _extend(coarse, before, after, "zero"),  # type: ignore[arg-type]
         _extend(coarse_valid, before, after, "zero"),  # type: ignore[arg-type]
@@ -285,23 +292,35 @@ def _operands(
     return out
 
 
-def _blockwise(
-    function: Any, layout: _Layout, operands: list[Any], chunks: Any, dtype: Any
-) -> da.Array:
+def _operation(
+    name: str, token: str, block: Any, layout: _Layout, dtype: Any, nodata: float | None = None
+) -> Operation:
+    """The `Operation` of a sharpen pass: four operands on two grids, each already extended."""
     hc, hf = layout.coarse_halo, layout.fine_halo
-    depth = [{0: 0, 1: hc, 2: hc}] * 2 + [{0: 0, 1: hf, 2: hf}] * 2
-    return da.map_overlap(
-        function,
-        *operands,
-        depth=depth,
-        boundary="none",
-        trim=False,
-        align_arrays=False,
-        allow_rechunk=False,
-        chunks=chunks,
-        dtype=dtype,
-        meta=np.empty((0, 0, 0), dtype=dtype),
+    return Operation(
+        name=name,
+        token=tokenize(token, layout.relation, layout.coarse_halo, layout.fine_halo),
+        operands=(
+            Operand("coarse", whole_leading=True, halo=hc),
+            Operand("coarse validity", whole_leading=True, halo=hc),
+            Operand("guide", whole_leading=True, halo=hf),
+            Operand("guide validity", whole_leading=True, halo=hf),
+        ),
+        scale=layout.relation.ratio,
+        halo=hf,
+        block=block,
+        dtype=np.dtype(dtype),
+        boundary="extended",
+        nodata=nodata,
+        nodata_rule="a guide pixel is nodata where the coarse pixel containing its centre is, "
+        "or where the coarse bands do not reach; no detail is injected where the guide is nodata",
     )
+
+
+def _run(operation: Operation, operands: list[Any], chunks: tuple[tuple[int, ...], ...]) -> Any:
+    if isinstance(operands[0], da.Array):
+        return plan(operation, *operands, output_chunks=chunks).array
+    return operation.whole(*operands)
 
 
 def _stats_block(
@@ -317,16 +336,15 @@ def _glp_weights(
     """GLP's regression weights, ``(coarse bands, guide bands)``, from the whole scene."""
     bands, k = operands[0].shape[0], guides + 2
     block = partial(_stats_block, geometry=layout.geometry, sigmas=tuple(sigmas))
-    if isinstance(operands[0], da.Array):
-        ny, nx = (len(c) for c in layout.fine_chunks)
-        chunks = ((bands,), (1,) * ny, (k * k,) * nx)
-        parts = np.asarray(_blockwise(block, layout, operands, chunks, np.float64).compute())
-        gram = parts.reshape(bands, ny, nx, k, k).sum(axis=(1, 2))
-    else:
-        gram = block(*operands).reshape(bands, k, k)
-    if not np.all(gram[:, -1, -1] > 0) and not np.any(gram[:, -2, -2] > 0):
+    operation = _operation("sharpen-statistics", tokenize(tuple(sigmas)), block, layout, np.float64)
+    ny, nx = (len(c) for c in layout.fine_chunks)
+    chunks = ((bands,), (1,) * ny, (k * k,) * nx)
+    parts = np.asarray(da.compute(_run(operation, operands, chunks))[0])
+    gram = parts.reshape(bands, ny, nx, k, k).sum(axis=(1, 2))
+    if np.any(gram[:, -2, -2] == 0):
         raise InvalidArgumentError(
-            "sharpen: no pixel is valid in both the coarse bands and the guide"
+            "sharpen: no coarse pixel is valid where the guide is valid: nothing to learn the "
+            "guide's weights from"
         )
     weights = kernel.solve_weights(gram)[:, :guides]
     # Rounded so that the chunking, which moves the sums' last bits, cannot change a result.
@@ -476,10 +494,9 @@ def _sharpen_arrays(
         dtype=dtype,
         nodata=nodata,
     )
-    if isinstance(coarse, da.Array):
-        out = _blockwise(block, layout, operands, ((coarse.shape[0],), *layout.fine_chunks), dtype)
-    else:
-        out = block(*operands)
+    token = tokenize(method, weights, sigmas, None if network is None else network.record.sha256)
+    operation = _operation(f"sharpen-{method}-x{r}", token, block, layout, dtype, nodata)
+    out = _run(operation, operands, ((coarse.shape[0],), *layout.fine_chunks))
     back = np.argsort(order)
     return (out if list(back) == list(range(len(back))) else out[back]), nodata
 

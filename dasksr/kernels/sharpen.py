@@ -171,8 +171,13 @@ def upsample_valid(
     """``up`` of the padded coarse block onto the fine core plus ``margin``, by the nodata rule;
     and the fine validity (the containing coarse pixel's)."""
     r, h = geometry.ratio, geometry.coarse_halo
-    taps = [up_taps(n + 2 * margin, r, e, -margin) for n, e in zip(core, geometry.offset, strict=False)]
-    near = [nearest_taps(n + 2 * margin, r, e, -margin) + h for n, e in zip(core, geometry.offset, strict=False)]
+    taps = [
+        up_taps(n + 2 * margin, r, e, -margin) for n, e in zip(core, geometry.offset, strict=False)
+    ]
+    near = [
+        nearest_taps(n + 2 * margin, r, e, -margin) + h
+        for n, e in zip(core, geometry.offset, strict=False)
+    ]
     fine_valid = valid[..., near[0], :][..., near[1]]
     if valid.all():
         return _resample(coarse, taps, h), fine_valid
@@ -198,12 +203,15 @@ def guide_detail(
     core plus ``margin``: the detail the coarse grid cannot hold."""
     r, hf = geometry.ratio, geometry.fine_halo
     out = np.empty((planes.shape[0], core[0] + 2 * margin, core[1] + 2 * margin), planes.dtype)
-    up = [up_taps(n + 2 * margin, r, e, -margin) for n, e in zip(core, geometry.offset, strict=False)]
+    up = [
+        up_taps(n + 2 * margin, r, e, -margin) for n, e in zip(core, geometry.offset, strict=False)
+    ]
     # The coarse positions the cubic taps read, from the lowest to the highest.
     spans = [t.reach for t in up]
     for i, sigma in enumerate(sigmas):
         down = [
-            down_taps(hi - lo + 1, r, e, sigma, lo) for (lo, hi), e in zip(spans, geometry.offset, strict=False)
+            down_taps(hi - lo + 1, r, e, sigma, lo)
+            for (lo, hi), e in zip(spans, geometry.offset, strict=False)
         ]
         low = _resample(planes[i], down, hf)  # coarse positions lo .. hi
         shifted = [AxisTaps(t.index - lo, t.weights) for t, (lo, _) in zip(up, spans, strict=False)]
@@ -222,7 +230,9 @@ def coarse_features(
     guide: np.ndarray, geometry: BlockGeometry, sigma: float, core: tuple[int, int]
 ) -> np.ndarray:
     """``down(G_k)`` with the MTF ``sigma``, on the coarse core positions of the block."""
-    down = [down_taps(n, geometry.ratio, e, sigma) for n, e in zip(core, geometry.offset, strict=False)]
+    down = [
+        down_taps(n, geometry.ratio, e, sigma) for n, e in zip(core, geometry.offset, strict=False)
+    ]
     return _resample(guide, down, geometry.fine_halo)
 
 
