@@ -26,7 +26,7 @@ if TYPE_CHECKING:  # the names as type checkers and editors see them (ruff: re-e
     from dasksr.methods import Method, get_method, list_methods, register  # noqa: F401
     from dasksr.metrics import psnr, rgb2y, ssim  # noqa: F401
     from dasksr.multiframe import fuse  # noqa: F401
-    from dasksr.sharpen import sharpen  # noqa: F401
+    from dasksr.guided import sharpen  # noqa: F401
     from dasksr.simulate import simulate_stack  # noqa: F401
 
 #: Each public name and the module that defines it; a submodule maps to itself.
@@ -44,7 +44,7 @@ _PUBLIC = {
     "to_zarr": "dasksr.io",
     "upscale": "dasksr.api",
     "fuse": "dasksr.multiframe",
-    "sharpen": "dasksr.sharpen",
+    "sharpen": "dasksr.guided",
     "open_stack": "dasksr.frames",
     "simulate_stack": "dasksr.simulate",
     "degrade_sensor": "dasksr.degrade",

@@ -52,7 +52,7 @@ class SRAccessor(Generic[T]):
 
     upscale = _bind("dasksr.api:upscale")
     fuse = _bind("dasksr.multiframe:fuse")
-    sharpen = _bind("dasksr.sharpen:sharpen")
+    sharpen = _bind("dasksr.guided:sharpen")
     to_zarr = _bind("dasksr.io:to_zarr")
     to_geotiff = _bind("dasksr.io:to_geotiff")
 

@@ -280,7 +280,7 @@ def sharpen_files(
 ) -> Written:
     """Sharpen the bands in ``coarse`` with those in ``guide`` into ``output``, as
     ``dasksr sharpen``: each side one multi-band file or several single-band files."""
-    from dasksr.sharpen import SHARPEN_METHODS
+    from dasksr.guided import SHARPEN_METHODS
 
     kind = output_kind(output)
     if method not in SHARPEN_METHODS:
@@ -296,7 +296,7 @@ def sharpen_files(
     zarr_options = {k: v for k, v in (zarr_options or {}).items() if v is not None}
 
     def build() -> xr.DataArray:
-        from dasksr.sharpen import sharpen
+        from dasksr.guided import sharpen
 
         return sharpen(
             _side(coarse, "coarse", None, variable),

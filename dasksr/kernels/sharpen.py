@@ -267,7 +267,7 @@ def detail_statistics(
             fine_ok = _all_valid_within(guide_valid, reach, 0, guide_valid.shape[-2:])
             centre = [
                 np.clip(
-                    np.round(e + (np.arange(n) + 0.5) * geometry.ratio - 0.5).astype(np.int64)
+                    np.floor(e + (np.arange(n) + 0.5) * geometry.ratio).astype(np.int64)
                     + geometry.fine_halo,
                     0,
                     fine_ok.shape[ax] - 1,
