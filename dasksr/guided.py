@@ -245,19 +245,28 @@ def _layout(
 
 
 def _extend(array: Any, before: tuple[int, int], after: tuple[int, int], mode: str) -> Any:
-    """Pad (or crop, for negative widths) the last two axes; ``mode`` 'zero' or 'symmetric'."""
+    """Pad (or crop, for negative widths) the last two axes; ``mode`` 'zero' or 'symmetric'.
+
+    The symmetric extension is written as an index map (half-sample symmetry, repeated for
+    widths beyond the axis's length, as ``numpy.pad`` does), the same for NumPy and dask arrays.
+    """
     xp = da if isinstance(array, da.Array) else np
-    widths = [(0, 0)] + [(max(b, 0), max(a, 0)) for b, a in zip(before, after, strict=False)]
-    if any(w != (0, 0) for w in widths):
-        if mode == "zero":
+    if mode == "zero":
+        widths = [(0, 0)] + [(max(b, 0), max(a, 0)) for b, a in zip(before, after, strict=True)]
+        if any(w != (0, 0) for w in widths):
             array = xp.pad(array, widths, mode="constant", constant_values=0)
-        else:
-            array = xp.pad(array, widths, mode="symmetric")
-    crop = [slice(None)] + [
-        slice(max(-b, 0), array.shape[ax + 1] - max(-a, 0))
-        for ax, (b, a) in enumerate(zip(before, after, strict=False))
-    ]
-    return array[tuple(crop)]
+        crop = [slice(None)] + [
+            slice(max(-b, 0), array.shape[ax + 1] - max(-a, 0))
+            for ax, (b, a) in enumerate(zip(before, after, strict=True))
+        ]
+        return array[tuple(crop)]
+    for ax, (b, a) in enumerate(zip(before, after, strict=True)):
+        n = array.shape[ax + 1]
+        index = np.arange(-b, n + a) % (2 * n)
+        index = np.where(index >= n, 2 * n - 1 - index, index)
+        if not np.array_equal(index, np.arange(n)):
+            array = xp.take(array, index, axis=ax + 1)
+    return array
 
 
 def _operands(

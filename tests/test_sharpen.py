@@ -137,7 +137,7 @@ def test_chunked_equals_whole_floats():
 def test_nodata_footprint_and_extent():
     """A fine pixel is nodata exactly when the coarse pixel containing its centre is, or when
     the coarse bands do not reach it; the output covers the guide's extent."""
-    ratio, fine = 2, (40, 44)
+    _ratio, fine = 2, (40, 44)
     gt = Affine(10, 0, 0, 0, -10, 0)
     ct = Affine(20, 0, -10, 0, -20, 0)  # starts one guide column early, ends short
     coarse = as_uint16(texture((1, 15, 20), 3))
@@ -149,7 +149,7 @@ def test_nodata_footprint_and_extent():
     ys, xs = np.nonzero(invalid)
     # Coarse pixel (4, 6) covers guide rows 8-9 and columns 11-12 (it starts at x = 110 m).
     inside = (ys < 30) & (xs < 39)
-    assert set(zip(ys[inside], xs[inside])) == {(8, 11), (8, 12), (9, 11), (9, 12)}
+    assert set(zip(ys[inside], xs[inside], strict=False)) == {(8, 11), (8, 12), (9, 11), (9, 12)}
     assert invalid[30:].all() and invalid[:, 39:].all()  # past the coarse extent
     assert out.rio.nodata == 0
 
