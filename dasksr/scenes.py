@@ -176,40 +176,57 @@ def wald_pair(
     coarse_sigmas: list[float],
     guide_sigmas: list[float],
 ) -> dict[str, Any]:
-    """Wald's reduced-resolution pair of a coarse/guide product: both degraded by ``ratio`` with
-    Gaussian MTFs of ``*_sigmas`` (in the finer grid's pixels of each), the original coarse bands,
-    on the reduced guide's grid, as reference.
+    """Wald's reduced-resolution pair of a coarse/guide product, on the coarse grid.
 
-    The guide is first cut so that its origin lies on the coarse grid (then the reduced guide's
-    grid is the coarse grid, shifted): ``offset`` is where the reduced coarse grid starts on the
-    reduced guide's grid, in its pixels, as :mod:`dasksr.kernels.sharpen` takes it.
+    The guide is filtered by Gaussian MTFs (``guide_sigmas``, guide pixels) and sampled at the
+    centres of the coarse pixels, wherever the two grids' origins lie (Landsat's pan is half a pan
+    pixel off the multispectral grid): the reduced guide is on the coarse grid. The coarse bands
+    are filtered (``coarse_sigmas``, coarse pixels times ``ratio``) and sampled ``ratio`` times
+    coarser on their own grid. The original coarse bands are the reference. Only the coarse
+    pixels whose footprint lies inside the guide are kept, in whole ``ratio x ratio`` groups;
+    ``offset`` (where the reduced coarse grid starts on the reduced guide's, in its pixels) is
+    ``(0, 0)``. ``transform`` is the reduced guide's (the kept coarse pixels').
     """
-    from dasksr.kernels.sharpen import wald_degrade
+    from affine import Affine
 
-    cres = coarse_transform.a
-    starts = []
-    for origin, step, corigin in (
-        (guide_transform.f, guide_transform.e, coarse_transform.f),
-        (guide_transform.c, guide_transform.a, coarse_transform.c),
-    ):
-        found = [s for s in range(ratio) if abs(((origin + s * step - corigin) / cres) % 1) < 1e-6]
-        starts.append(found[0])
-    sy, sx = starts
-    oy = round((coarse_transform.f - (guide_transform.f + sy * guide_transform.e)) / cres)
-    ox = round((guide_transform.c + sx * guide_transform.a - coarse_transform.c) / cres)
-    reduced_guide = wald_degrade(guide[:, sy:, sx:], guide_sigmas, ratio)
-    reduced = wald_degrade(coarse, coarse_sigmas, ratio)
-    h = min(reduced_guide.shape[1], coarse.shape[1] - oy)
-    w = min(reduced_guide.shape[2], coarse.shape[2] - ox)
-    offset = (-float(oy), -float(ox))
-    if not all(-ratio < e <= 0 for e in offset):
-        raise ValueError(f"the reduced grids are {offset} guide pixels apart: more than {ratio}")
+    from dasksr.kernels.sharpen import down_taps, wald_degrade
+
+    origin = (
+        (coarse_transform.f - guide_transform.f) / guide_transform.e,
+        (coarse_transform.c - guide_transform.c) / guide_transform.a,
+    )
+    first, counts = [], []
+    for o, n_guide, n_coarse in zip(origin, guide.shape[-2:], coarse.shape[-2:], strict=True):
+        j0 = max(0, int(np.ceil(-o / ratio - 1e-9)))
+        j1 = min(n_coarse, int(np.floor((n_guide - o) / ratio + 1e-9)))
+        first.append(j0)
+        counts.append((j1 - j0) // ratio * ratio)
+    (y0, x0), (ny, nx) = first, counts
+    kept = coarse[:, y0 : y0 + ny, x0 : x0 + nx].astype(np.float64)
+    reduced_guide = np.empty((guide.shape[0], ny, nx))
+    for i, sigma in enumerate(guide_sigmas):
+        halo = int(np.ceil(4.0 * sigma)) + ratio + 2
+        padded = np.pad(guide[i].astype(np.float64), halo, mode="symmetric")
+        taps = [
+            down_taps(n, ratio, o + j * ratio, sigma)
+            for n, o, j in zip((ny, nx), origin, (y0, x0), strict=True)
+        ]
+        rows = _apply(padded, taps[0], -2, halo)
+        reduced_guide[i] = _apply(rows, taps[1], -1, halo)
+    t = coarse_transform
     return {
-        "coarse": reduced,
-        "guide": reduced_guide[:, :h, :w],
-        "reference": coarse[:, oy : oy + h, ox : ox + w].astype(np.float64),
-        "offset": offset,
+        "coarse": wald_degrade(kept, coarse_sigmas, ratio),
+        "guide": reduced_guide,
+        "reference": kept,
+        "offset": (0.0, 0.0),
+        "transform": Affine(t.a, 0, t.c + x0 * t.a, 0, t.e, t.f + y0 * t.e),
     }
+
+
+def _apply(values: np.ndarray, taps: Any, axis: int, shift: int) -> np.ndarray:
+    from dasksr.kernels.sharpen import apply_taps
+
+    return apply_taps(values, taps, axis, shift)
 
 
 #: Sentinel-2 MSI's MTF at Nyquist, per band (Ulfarsson et al., "Sentinel-2 sharpening using a
