@@ -9,8 +9,11 @@ from pathlib import Path
 import numpy as np
 import pytest
 import rasterio
+import test_cli  # the same folder (pytest puts it on the path)
 from affine import Affine
-from test_cli import Run, assert_one_line_error, listing, run  # noqa: F401  (the same folder)
+from test_cli import Run, assert_one_line_error, listing
+
+run = pytest.fixture(test_cli.run.__wrapped__, name="run")  # dasksr.cli.main in this process
 
 GUIDE_T = Affine(10, 0, 435730, 0, -10, 4179460)
 COARSE_T = Affine(20, 0, 435720, 0, -20, 4179460)
