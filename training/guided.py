@@ -307,6 +307,8 @@ def export(args: argparse.Namespace) -> None:
         "wall_time_s": round(meta["wall_s"], 1),
         "best_validation": best,
         "trained_on": "2-core AMD EPYC CPU, torch 2.13.0, 1 process",
+        "schedule": f"cosine learning rate from {meta['lr']} over the run's planned steps",
+        "note": args.note,
         "date": time.strftime("%Y-%m-%d", time.gmtime()),
     }
     path.with_suffix(".json").write_text(json.dumps(record, indent=1) + "\n")
@@ -328,6 +330,7 @@ def main(argv=None) -> None:
     t.add_argument("--threads", type=int, default=2)
     e = sub.add_parser("export")
     e.add_argument("checkpoint", type=Path)
+    e.add_argument("--note", default="", help="how the run ended, for the record")
     args = ap.parse_args(argv)
     {"train": train, "export": export}[args.command](args)
 
