@@ -24,7 +24,7 @@ FOLDER = ("rasters", "sentinel2_l1c_18SVG_20160112_native")
 COARSE = ("B05", "B06", "B07", "B8A", "B11", "B12")
 GUIDE = ("B02", "B03", "B04", "B08")
 #: 160 x 160 guide pixels (1.6 km) of the held-out rows.
-WINDOW = {"y": slice(1500, 1660), "x": slice(900, 1060)}
+WINDOW = {"y": slice(1240, 1400), "x": slice(120, 280)}
 
 
 def bands(names: tuple[str, ...]) -> xr.DataArray:
@@ -64,14 +64,19 @@ def main() -> None:
     axes[0, 0].set_title("10 m B04 B03 B02 (guide)")
     axes[1, 0].imshow(guide.sel(band="B08").isel(WINDOW).values, cmap="gray")
     axes[1, 0].set_title("10 m B08 (guide)")
+
+    def ndre(window: xr.DataArray) -> np.ndarray:
+        b8a, b05 = window.sel(band="B8A").values, window.sel(band="B05").values
+        return (b8a - b05) / np.maximum(b8a + b05, 1)
+
+    first = results["20 m, bicubic"].isel(WINDOW).astype(float)
+    low, high = np.percentile(ndre(first), (2, 98))
     for col, (name, data) in enumerate(results.items(), start=1):
         window = data.isel(WINDOW).astype(float)
         rgb = window.sel(band=["B12", "B8A", "B05"]).values.transpose(1, 2, 0)
         axes[0, col].imshow(stretch(rgb))
         axes[0, col].set_title(f"B12 B8A B05: {name}")
-        b8a, b05 = window.sel(band="B8A").values, window.sel(band="B05").values
-        ndre = (b8a - b05) / np.maximum(b8a + b05, 1)
-        axes[1, col].imshow(ndre, cmap="RdYlGn", vmin=-0.1, vmax=0.5)
+        axes[1, col].imshow(ndre(window), cmap="RdYlGn", vmin=low, vmax=high)
         axes[1, col].set_title(f"NDRE: {name}")
     for ax in axes.flat:
         ax.set_xticks([])
