@@ -23,7 +23,12 @@ from dasksr.methods import get_method
 from dasksr.models import ProcessResource
 
 WEIGHTS = Path(models.__file__).resolve().parent / "weights"
-RECORDS = [r for family in models.load_records().values() for r in family.values()]
+RECORDS = [
+    r
+    for family in models.load_records().values()
+    for r in family.values()
+    if r.record.get("kind") != "guided"  # sharpen's networks: tests/test_sharpen.py
+]
 IDS = [f"{r.name}_x{r.scale}" for r in RECORDS]
 #: The training scripts' folder: `test_training_scripts` runs their tests there.
 TRAINING = Path(__file__).resolve().parent.parent / "training"

@@ -228,3 +228,62 @@ def test_learned_method_needs_band_identity():
         sharpen(named, gnamed, method="cnn-s2")
     with pytest.raises(InvalidArgumentError, match="unknown sharpen method"):
         sharpen(coarse, guide, method="brovey")
+
+
+def test_guided_records_match_their_files():
+    from dasksr.models import guided_records, learned_methods
+
+    records = guided_records()
+    assert set(records) == {2, 6}
+    for ratio, record in records.items():
+        record.check()  # the SHA-256 of the file is the record's
+        meta = record.record
+        arch = meta["architecture"]
+        c, n = arch["channels"], arch["layers"]
+        assert meta["macs_per_fine_pixel"] == 9 * (
+            arch["inputs"] * c + c * c * (n - 2) + c * arch["outputs"]
+        )
+        assert arch["inputs"] == 2 * len(meta["coarse_bands"]) + len(meta["guide_bands"])
+        assert meta["scale"] == ratio and meta["steps"] > 0 and meta["note"]
+    # They are sharpen's, not upscaling methods.
+    assert "cnn-s2" not in {m.name for m in learned_methods()}
+
+
+@pytest.mark.data
+def test_sentinel2_wald_figures_of_the_docs():
+    """The published Sentinel-2 20 m figures (docs/sharpen.md), on the held-out rows."""
+    from dasksr.data import data_path
+
+    if data_path("rasters", "sentinel2_l1c_18SVG_20160112_native") is None:
+        pytest.skip("shared data absent")
+    from dasksr import metrics
+    from dasksr.kernels.sharpen import mtf_sigma
+    from dasksr.scenes import SENTINEL2_MTF, SENTINEL2_NATIVE, read_bands, split_row, wald_pair
+
+    names, guides = ("B05", "B06", "B07", "B8A", "B11", "B12"), ("B02", "B03", "B04", "B08")
+    coarse, ct = read_bands([SENTINEL2_NATIVE[b] for b in names])
+    guide, gt = read_bands([SENTINEL2_NATIVE[b] for b in guides])
+    jitter = np.random.default_rng(7)
+    jc, jg = jitter.uniform(0.8, 1.25, 6), jitter.uniform(0.8, 1.25, 4)
+    pair = wald_pair(
+        coarse.astype(float),
+        ct,
+        guide.astype(float),
+        gt,
+        2,
+        [mtf_sigma(SENTINEL2_MTF[b], 2) * j for b, j in zip(names, jc, strict=True)],
+        [mtf_sigma(SENTINEL2_MTF[b], 2) * j for b, j in zip(guides, jg, strict=True)],
+    )
+    c = np.clip(np.rint(pair["coarse"]), 0, 65535).astype(np.uint16)
+    g = np.clip(np.rint(pair["guide"]), 0, 65535).astype(np.uint16)
+    rows = slice(split_row(g.shape[1]), g.shape[1])
+    ref = pair["reference"][:, rows]
+    rmse = {}
+    for method in ("glp", "cnn-s2"):
+        out = sharpen_numpy(c, g, ratio=2, method=method, names=names, guides=guides)
+        rmse[method] = metrics.band_rmse(ref, out[:, rows].astype(float))
+    bicubic = dasksr.upscale(c, scale=2, method="bicubic")[:, rows].astype(float)
+    base = metrics.band_rmse(ref, bicubic).mean()
+    assert rmse["glp"].mean() / base <= 0.45
+    assert rmse["cnn-s2"].mean() / base <= 0.30
+    assert np.all(rmse["cnn-s2"] < rmse["glp"])

@@ -17,7 +17,12 @@ import pytest
 from dasksr import models
 from dasksr.data import data_path
 
-RECORDS = [r for family in models.load_records().values() for r in family.values()]
+RECORDS = [
+    r
+    for family in models.load_records().values()
+    for r in family.values()
+    if r.record.get("kind") != "guided"  # guided.py's networks have their own test below
+]
 IDS = [f"{r.name}_x{r.scale}" for r in RECORDS]
 
 
@@ -252,3 +257,20 @@ def test_more_scenes_keep_the_split_and_mask_the_fill():
         "landsat7_rgb_byte/RGB.byte.tif"
     }
     assert all(raw.shape[0] == 718 - int(718 * 0.6) for n, raw in held_out.items() if ":" in n)
+
+
+@pytest.mark.parametrize("ratio", [2, 6])
+def test_guided_onnx_equals_pytorch(ratio):
+    """The shipped cnn-s2 file computes what its checkpoint does in PyTorch."""
+    torch = pytest.importorskip("torch")
+    import onnxruntime as ort
+    from guided import CHECKPOINTS, load
+
+    model, meta = load(CHECKPOINTS / f"cnn-s2_x{ratio}-best.npz")
+    record = models.guided_records()[ratio]
+    x = np.random.default_rng(ratio).uniform(0, 3, (1, meta["cin"], 40, 37)).astype(np.float32)
+    with torch.no_grad():
+        expected = model(torch.from_numpy(x)).numpy()
+    session = ort.InferenceSession(record.path, providers=["CPUExecutionProvider"])
+    (got,) = session.run(None, {"x": x})
+    np.testing.assert_allclose(got, expected, rtol=1e-4, atol=1e-5)
