@@ -50,6 +50,9 @@ import rioxarray  # noqa: F401
 import xarray as xr
 from affine import Affine
 
+# A sibling module: `python benchmarks/sharpen.py` imports from its own folder.
+from sharpen_peers import gdal_brovey, run_s2super, s2super_status
+
 import dasksr
 from dasksr import metrics
 from dasksr.kernels.sharpen import mtf_sigma
@@ -61,9 +64,6 @@ from dasksr.scenes import (
     split_row,
     wald_pair,
 )
-
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-from sharpen_peers import gdal_brovey, run_s2super, s2super_status
 
 S2_20M = ("B05", "B06", "B07", "B8A", "B11", "B12")
 S2_60M = ("B01", "B09")

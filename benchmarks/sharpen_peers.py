@@ -17,7 +17,8 @@ rejected with "PanchroBand missing") and runs the ``gdal_translate`` command-lin
 computes, per pixel, ``pseudo = sum_k w_k * ms_up_k`` and ``out_b = ms_up_b * pan / pseudo``, with
 ``ms_up`` the spectral bands resampled (cubic by default) to the pan's grid; the output has the
 spectral bands' data type (rounded and clamped for integer types). Default weights are 1/n, as
-``gdal_pansharpen.py`` (and GDAL itself) use when none are given.
+``gdal_pansharpen.py`` (and GDAL itself) use when none are given. ``gdal_translate`` comes from the
+system (Debian 12: ``apt-get install gdal-bin``, GDAL 3.6.2), not from the project's environment.
 
 The output is always on the pan's grid (same transform and size) here: ``SpatialExtentAdjustment``
 is ``None`` by default (``NoneWithoutWarning`` when ``warn_extent=False``). With ``Union`` (GDAL's
@@ -43,14 +44,15 @@ and the installed ``gdal_translate`` would ignore it. :func:`gdal_version` and
 
 s2super (:func:`run_s2super`)
 -----------------------------
-s2super 1.2.30 (PyPI) ships a small TensorFlow/Keras SavedModel (``s2super/s2super_v5``, inputs
-``[(N, 64, 64, 1) unsharp band, (N, 64, 64, 3) RGB]``, output ``(N, 64, 64, 2)`` prediction and
-confidence) that sharpens Sentinel-2's 20 m bands with the 10 m B02, B03, B04. As published it does
-not run: its dependency ``buteo`` imports GDAL's Python bindings (``osgeo``), which pip does not
-build without GDAL's headers, and TensorFlow >= 2.16 (Keras 3) cannot load its Keras 2 SavedModel;
-``buteo`` >= 0.8 also dropped the ``get_patches``/``patches_to_array`` it calls. It runs in its own
-benchmark-only virtual environment, never in the project's (nothing is downloaded when the
-benchmark runs)::
+s2super 1.2.30 (PyPI) ships a TensorFlow/Keras SavedModel (33 MB of weights, ``s2super/s2super_v5``,
+inputs ``[(N, 64, 64, 1) unsharp band, (N, 64, 64, 3) RGB]``, output ``(N, 64, 64, 2)`` prediction
+and confidence) that sharpens Sentinel-2's 20 m bands with the 10 m B02, B03, B04. ``pip install
+s2super`` alone does not give a working install: its dependency ``buteo`` imports GDAL's Python
+bindings (``osgeo``) without declaring them, and they build only against GDAL's headers; TensorFlow
+>= 2.16 brings Keras 3, whose ``load_model`` does not read Keras 2 SavedModel directories (not
+re-run here); and ``buteo`` >= 0.8 no longer has the ``get_patches``/``patches_to_array`` it calls
+(0.7.70 has). It runs in its own benchmark-only virtual environment, never in the project's (nothing
+is downloaded when the benchmark runs)::
 
     apt-get install -y gdal-bin libgdal-dev              # Debian 12: GDAL 3.6.2
     python3.11 -m venv /work/s2super-venv
@@ -463,7 +465,9 @@ def run_s2super(
         seconds = time.perf_counter() - t0
         if proc.returncode != 0:
             lines = [line for line in proc.stderr.strip().splitlines() if line.strip()]
-            raise RuntimeError(f"s2super failed: {lines[-1] if lines else proc.returncode}")
+            why = "killed by signal" if proc.returncode < 0 else "exit status"
+            last = f": {lines[-1]}" if lines else ""
+            raise RuntimeError(f"s2super failed ({why} {abs(proc.returncode)}){last}")
         out = {band: np.load(d / f"out_{band}.npy") for band in bands_20m}
     return out, seconds
 

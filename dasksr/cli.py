@@ -340,52 +340,27 @@ def fuse(
     click.echo(fuse_summary(written, fine))
 
 
+_SHARPEN_ARGS = "BAND... --guide GUIDE... OUTPUT"
+_SHARPEN_METHOD = "glp (any sensor) or cnn-s2 (Sentinel-2 20 m and 60 m bands, named)."
+
+
 @cli.command(context_settings={"ignore_unknown_options": True})
-@click.argument(
-    "paths",
-    nargs=-1,
-    required=True,
-    type=click.UNPROCESSED,
-    metavar="BAND... --guide GUIDE... OUTPUT",
-)
-@click.option(
-    "--method",
-    "-m",
-    type=click.Choice(["glp", "cnn-s2"]),
-    default="glp",
-    show_default=True,
-    help="glp: MTF-matched detail injection, any sensor; cnn-s2: the Sentinel-2 networks "
-    "(20 m and 60 m bands from the 10 m bands; bands named by file name or description).",
-)
+@click.argument("paths", nargs=-1, required=True, type=click.UNPROCESSED, metavar=_SHARPEN_ARGS)
+@click.option("--method", "-m", default="glp", show_default=True, help=_SHARPEN_METHOD)
 @_parsed(NodataType, "The bands' fill value, replacing their nodata tag; also the output's.")
 @click.option("--guide-nodata", type=float, help="The guide's fill value, replacing its tag.")
 @_variable
 @_overwrite
 @click.option("--cog", is_flag=True, help="Write a Cloud-Optimized GeoTIFF with overviews.")
-@click.option(
-    "--report",
-    metavar="FILE",
-    help="Write a Dask performance report (HTML) to FILE; runs the job on a cluster.",
-)
+@click.option("--report", metavar="FILE", help="Write a Dask performance report (HTML) to FILE.")
 @_with_common
 def sharpen(paths: tuple[str, ...], **options: Any) -> None:
     """Put every BAND on the grid of the sharper GUIDE bands (Sentinel-2 20/60 m to 10 m,
-    pan-sharpening) into OUTPUT (.zarr or .tif). Each side: one multi-band file or several
-    single-band files."""
-    from dasksr.report import sharpen_files, summary
+    pan-sharpening) into OUTPUT (.zarr or .tif); each side one or several files."""
+    from dasksr.report import sharpen_files, split_sharpen_paths, summary
 
-    if "--guide" not in paths:
-        raise InvalidArgumentError("give the bands, then --guide and the guide bands, then OUTPUT")
-    at = paths.index("--guide")
-    coarse, rest = list(paths[:at]), list(paths[at + 1 :])
-    if len(rest) < 2:
-        raise InvalidArgumentError("give at least one guide band after --guide, then OUTPUT")
-    *guide, output = rest
-    flags = [p for p in [*coarse, *guide, output] if p.startswith("-")]
-    if flags:
-        raise InvalidArgumentError(f"unknown option {flags[0]!r}: see dasksr sharpen --help")
-    written = sharpen_files(coarse, guide, output, notify=_stderr, **options)
-    click.echo(summary(written))
+    coarse, guide, output = split_sharpen_paths(paths)
+    click.echo(summary(sharpen_files(coarse, guide, output, notify=_stderr, **options)))
 
 
 @cli.command()

@@ -263,6 +263,21 @@ def _side(
     return stacked
 
 
+def split_sharpen_paths(paths: Sequence[str]) -> tuple[list[str], list[str], str]:
+    """``BAND... --guide GUIDE... OUTPUT`` (the command line's words) as its three parts."""
+    if "--guide" not in paths:
+        raise InvalidArgumentError("give the bands, then --guide and the guide bands, then OUTPUT")
+    at = list(paths).index("--guide")
+    coarse, rest = list(paths[:at]), list(paths[at + 1 :])
+    if len(rest) < 2:
+        raise InvalidArgumentError("give at least one guide band after --guide, then OUTPUT")
+    *guide, output = rest
+    flags = [p for p in [*coarse, *guide, output] if p.startswith("-")]
+    if flags:
+        raise InvalidArgumentError(f"unknown option {flags[0]!r}: see dasksr sharpen --help")
+    return coarse, guide, output
+
+
 def sharpen_files(
     coarse: Sequence[str],
     guide: Sequence[str],
