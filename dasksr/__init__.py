@@ -22,11 +22,11 @@ if TYPE_CHECKING:  # the names as type checkers and editors see them (ruff: re-e
     from dasksr.errors import DasksrError  # noqa: F401
     from dasksr.evaluate import evaluate_images  # noqa: F401
     from dasksr.frames import open_stack  # noqa: F401
+    from dasksr.guided import sharpen  # noqa: F401
     from dasksr.io import open_raster, to_geotiff, to_zarr  # noqa: F401
     from dasksr.methods import Method, get_method, list_methods, register  # noqa: F401
     from dasksr.metrics import psnr, rgb2y, ssim  # noqa: F401
     from dasksr.multiframe import fuse  # noqa: F401
-    from dasksr.guided import sharpen  # noqa: F401
     from dasksr.simulate import simulate_stack  # noqa: F401
 
 #: Each public name and the module that defines it; a submodule maps to itself.

@@ -48,7 +48,7 @@ def write(path: Path, bands: np.ndarray, transform) -> Path:
 
 
 def pan_pattern() -> np.ndarray:
-    """64 x 64 uint16, even values (so pan / 2 and 1.5 * pan are exact), a checkerboard on a ramp."""
+    """64 x 64 uint16, even (pan / 2 and 1.5 * pan are exact): a checkerboard on a ramp."""
     rows, cols = np.mgrid[0:64, 0:64]
     return (1000 + 20 * cols + 10 * rows + 400 * ((rows // 4 + cols // 4) % 2)).astype(np.uint16)
 
