@@ -78,6 +78,12 @@ Input conventions (from ``s2super/super_sample.py``, ``super_sample(data, indice
 - ``fit_data=True`` (its default) first refits the model for 5 epochs on the image itself (B08 as
   the target); :func:`run_s2super` uses the README's ``fit_data=False`` and ``method="fast"``
   (3 patch offsets, weighted mean) unless told otherwise. The 10 m bands are returned unchanged.
+
+Cost: every 20 m band is predicted over 64 x 64 patches at 6 patch offsets (3 + 3 border ones).
+One run on the shared scene's six 20 m bands (973 x 967) with B02, B03, B04, B08 at 10 m
+(1946 x 1934), ``threads=2``, took 1999 s wall (model load about 12 s of it; about 1.2e-4 s per
+10 m pixel and band) on a 2-core machine shared with other jobs, with a peak of about 4.5 GB
+resident; the 2 x 2 means of its outputs correlate with the 20 m inputs at 0.99998.
 """
 
 from __future__ import annotations
