@@ -42,7 +42,6 @@ from dasksr.scenes import SENTINEL2_MTF
 
 __all__ = [
     "GENERIC_MTF",
-    "LANDSAT8_MTF",
     "SHARPEN_METHODS",
     "GridRelation",
     "band_mtf",
@@ -54,9 +53,6 @@ __all__ = [
 #: The MTF gain at Nyquist assumed for a band of unknown sensor (the pansharpening literature's
 #: usual default).
 GENERIC_MTF = 0.3
-#: Landsat 8/9 OLI: no per-band MTF values were found in a citable source here; the generic value
-#: is used for every band (pan included), named apart so that a measured table can replace it.
-LANDSAT8_MTF: dict[str, float] = {}
 #: The guided methods.
 SHARPEN_METHODS = ("glp", "cnn-s2")
 #: Default fine chunk size (pixels per side).
@@ -64,14 +60,10 @@ _FINE_CHUNK = 1024
 
 
 def band_mtf(name: str | None) -> float:
-    """The MTF gain at Nyquist of a band by its name (Sentinel-2's ``B01`` .. ``B12``, ``B8A``;
-    anything else gets `GENERIC_MTF`)."""
-    if name is None:
-        return GENERIC_MTF
-    key = str(name).upper()
-    if key.startswith("B") and key[1:].isdigit() and len(key) == 2:
-        key = f"B0{key[1]}"
-    return SENTINEL2_MTF.get(key, LANDSAT8_MTF.get(key, GENERIC_MTF))
+    """The MTF gain at Nyquist of a band by its name: Sentinel-2's as the products name them
+    (``B01`` .. ``B12``, ``B8A``); anything else, Landsat's ``B2`` included (no citable OLI
+    values were found), gets `GENERIC_MTF`."""
+    return GENERIC_MTF if name is None else SENTINEL2_MTF.get(str(name).upper(), GENERIC_MTF)
 
 
 @dataclass(frozen=True)
@@ -382,30 +374,10 @@ def _sharpen_block(
     dtype: Any,
     nodata: float | None,
 ) -> Any:
+    common = {"geometry": geometry, "weights": weights, "sigmas": sigmas, "dtype": dtype}
     if network is None:
-        return kernel.glp_block(
-            cb,
-            cv,
-            gb,
-            gv,
-            geometry=geometry,
-            weights=weights,
-            sigmas=sigmas,
-            dtype=dtype,
-            nodata=nodata,
-        )
-    return kernel.network_block(
-        cb,
-        cv,
-        gb,
-        gv,
-        geometry=geometry,
-        weights=weights,
-        sigmas=sigmas,
-        network=network,
-        dtype=dtype,
-        nodata=nodata,
-    )
+        return kernel.glp_block(cb, cv, gb, gv, nodata=nodata, **common)
+    return kernel.network_block(cb, cv, gb, gv, network=network, nodata=nodata, **common)
 
 
 def _outside(relation: GridRelation, fine: tuple[int, int], coarse: tuple[int, int]) -> bool:

@@ -99,6 +99,21 @@ class RunOptions(TypedDict, total=False):
     notify: Notify
 
 
+def _write_options(
+    kind: str, cog: bool, report: str | None, zarr_options: dict[str, Any] | None, run: RunOptions
+) -> dict[str, Any]:
+    """Check the writing options against the output's kind; the Zarr options that were given."""
+    if report is not None:
+        check_report(report, run.get("scheduler"))
+    if cog and kind != "tif":
+        raise InvalidArgumentError("--cog needs a .tif output: change the output extension")
+    zarr_options = {k: v for k, v in (zarr_options or {}).items() if v is not None}
+    if zarr_options and kind != "zarr":
+        flags = ", ".join("--" + k.replace("_", "-") for k in zarr_options)
+        raise InvalidArgumentError(f"{flags} needs a .zarr output: change the output extension")
+    return zarr_options
+
+
 def upscale_file(
     source: str,
     output: str,
@@ -128,14 +143,7 @@ def upscale_file(
         raise InvalidArgumentError("give --scale or --resolution, not both")
     if scale is not None:
         get_method(method).check_scale(scale)
-    if report is not None:
-        check_report(report, run.get("scheduler"))
-    if cog and kind != "tif":
-        raise InvalidArgumentError("--cog needs a .tif output: change the output extension")
-    zarr_options = {k: v for k, v in (zarr_options or {}).items() if v is not None}
-    if zarr_options and kind != "zarr":
-        flags = ", ".join("--" + k.replace("_", "-") for k in zarr_options)
-        raise InvalidArgumentError(f"{flags} needs a .zarr output: change the output extension")
+    zarr_options = _write_options(kind, cog, report, zarr_options, run)
 
     def build() -> xr.DataArray:
         from dasksr.api import upscale
@@ -219,8 +227,7 @@ def _band_identity(data: xr.DataArray, path: str) -> list[str | None]:
         return [str(d) for d in described]
     found = re.findall(r"(?<![A-Za-z0-9])B(\d{1,2}|8A)(?![A-Za-z0-9])", Path(path).stem, flags=re.I)
     if data.shape[0] == 1 and found:
-        number = found[-1].upper()
-        return [f"B{number.zfill(2) if number.isdigit() and len(number) == 1 else number}"]
+        return [f"B{found[-1].upper()}"]  # as named: Landsat's B4 is not Sentinel-2's B04
     return [None] * data.shape[0]
 
 
@@ -304,11 +311,7 @@ def sharpen_files(
         )
     if not coarse or not guide:
         raise InvalidArgumentError("give the bands to sharpen, then --guide and the guide bands")
-    if report is not None:
-        check_report(report, run.get("scheduler"))
-    if cog and kind != "tif":
-        raise InvalidArgumentError("--cog needs a .tif output: change the output extension")
-    zarr_options = {k: v for k, v in (zarr_options or {}).items() if v is not None}
+    zarr_options = _write_options(kind, cog, report, zarr_options, run)
 
     def build() -> xr.DataArray:
         from dasksr.guided import sharpen
