@@ -287,3 +287,26 @@ def test_sentinel2_wald_figures_of_the_docs():
     assert rmse["glp"].mean() / base <= 0.45
     assert rmse["cnn-s2"].mean() / base <= 0.30
     assert np.all(rmse["cnn-s2"] < rmse["glp"])
+
+
+@pytest.mark.parametrize("dtype", [np.float64, np.float32])
+@pytest.mark.parametrize("axis", [-1, -2])
+def test_compiled_taps_are_the_array_arithmetic_bit_for_bit(dtype, axis):
+    from dasksr.kernels.loops import gather_taps
+    from dasksr.kernels.sharpen import down_taps, up_taps
+
+    rng = np.random.default_rng(3)
+    values = (rng.random((3, 41, 37)) * 1e4).astype(dtype)
+    n = values.shape[axis]
+    for taps, shift in (
+        (up_taps(2 * n - 12, 2, -0.5, 0), 3),
+        (down_taps(n // 3 - 4, 3, 0.4, 1.1), 6),
+    ):
+        index = taps.index + shift
+        assert index.min() >= 0 and index.max() < n
+        moved = np.moveaxis(values, axis, -1)
+        expected = np.zeros((*moved.shape[:-1], index.shape[0]), dtype)
+        for t in range(index.shape[1]):
+            expected += moved[..., index[:, t]] * taps.weights[:, t].astype(dtype)
+        got = gather_taps(values, index, taps.weights, axis)
+        np.testing.assert_array_equal(np.moveaxis(got, axis, -1), expected)

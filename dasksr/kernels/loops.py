@@ -26,7 +26,7 @@ from typing import Any
 
 import numpy as np
 
-__all__ = ["polyphase_rows", "kernel_cache_dir", "CACHE_DIR_ENV"]
+__all__ = ["polyphase_rows", "gather_taps", "kernel_cache_dir", "CACHE_DIR_ENV"]
 
 #: The environment variable that moves dasksr's cache folder (compiled kernels go to ``numba/``).
 CACHE_DIR_ENV = "DASKSR_CACHE_DIR"
@@ -196,3 +196,61 @@ def _kernel() -> Any:
                 globals()["_sum_rows"] = numba.njit(inline="always")(_sum_rows)
                 _kernel_compiled.append(_compiled(nogil=True)(_polyphase_rows))
     return _kernel_compiled[0]
+
+
+def _gather_taps(values: Any, index: Any, weights: Any, along_rows: bool, out: Any) -> None:
+    """``out[.., i, ..] = sum_t weights[i, t] * values[.., index[i, t], ..]`` along the rows or the
+    columns of a 2-D array; the first product, then each following one added, in tap order."""
+    ntaps = index.shape[1]
+    if along_rows:  # pragma: no cover - compiled
+        width = values.shape[1]
+        for i in range(index.shape[0]):
+            dst = out[i]
+            src = values[index[i, 0]]
+            w = weights[i, 0]
+            for c in range(width):
+                dst[c] = src[c] * w
+            for t in range(1, ntaps):
+                src = values[index[i, t]]
+                w = weights[i, t]
+                for c in range(width):
+                    dst[c] = dst[c] + src[c] * w
+    else:  # pragma: no cover - compiled
+        for r in range(values.shape[0]):
+            src = values[r]
+            dst = out[r]
+            for i in range(index.shape[0]):
+                acc = src[index[i, 0]] * weights[i, 0]
+                for t in range(1, ntaps):
+                    acc = acc + src[index[i, t]] * weights[i, t]
+                dst[i] = acc
+
+
+_gather_compiled: list[Any] = []
+
+
+def gather_taps(
+    values: np.ndarray, index: np.ndarray, weights: np.ndarray, axis: int
+) -> np.ndarray:
+    """Per-position taps along ``axis`` (-1 or -2) of a NumPy array of two or more dimensions:
+    output position ``i`` is ``sum_t weights[i, t] * values[..., index[i, t], ...]``, the first
+    product and then each following one added in tap order, each rounded to ``values``' dtype:
+    the arithmetic of the array-at-a-time ``apply_taps`` of ``kernels.sharpen``, bit for bit.
+    ``index`` must lie inside the axis (the caller checks)."""
+    if axis not in (-1, -2):
+        raise ValueError(f"taps run along axis -1 or -2, not {axis}")
+    if not _gather_compiled:
+        with _kernel_lock:
+            if not _gather_compiled:
+                _gather_compiled.append(_compiled(nogil=True)(_gather_taps))
+    kernel = _gather_compiled[0]
+    values = np.ascontiguousarray(values)
+    index = np.ascontiguousarray(index, dtype=np.int64)
+    weights = np.ascontiguousarray(weights, dtype=values.dtype)
+    shape = list(values.shape)
+    shape[axis] = index.shape[0]
+    out = np.empty(shape, dtype=values.dtype)
+    planes = values.reshape(-1, *values.shape[-2:])
+    for plane, dst in zip(planes, out.reshape(-1, *shape[-2:]), strict=True):
+        kernel(plane, index, weights, axis == -2, dst)
+    return out

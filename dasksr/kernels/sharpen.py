@@ -44,6 +44,7 @@ from typing import Any
 import numpy as np
 
 from dasksr.kernels.interp import keys_cubic
+from dasksr.kernels.loops import gather_taps
 from dasksr.kernels.values import finalize
 
 __all__ = [
@@ -128,12 +129,14 @@ def down_taps(
 def apply_taps(values: np.ndarray, taps: AxisTaps, axis: int, shift: int) -> np.ndarray:
     """``taps`` along ``axis`` of ``values``, whose position 0 is the taps' position ``-shift``
     (the halo the array carries before the core)."""
-    values = np.moveaxis(values, axis, -1)
     index = taps.index + shift
-    if index.min() < 0 or index.max() >= values.shape[-1]:
+    if index.min() < 0 or index.max() >= values.shape[axis]:
         raise ValueError(
-            f"taps read positions {index.min()}..{index.max()} of an axis of {values.shape[-1]}"
+            f"taps read positions {index.min()}..{index.max()} of an axis of {values.shape[axis]}"
         )
+    if isinstance(values, np.ndarray) and values.ndim >= 2 and axis in (-1, -2):
+        return gather_taps(values, index, taps.weights, axis)  # the same arithmetic, compiled
+    values = np.moveaxis(values, axis, -1)
     out = np.zeros((*values.shape[:-1], index.shape[0]), dtype=values.dtype)
     for t in range(index.shape[1]):
         out += values[..., index[:, t]] * taps.weights[:, t].astype(values.dtype)
@@ -183,13 +186,25 @@ def upsample_valid(
         return _resample(coarse, taps, h), fine_valid
     values = np.where(valid, coarse, 0)
     fine = _resample(values, taps, h)
-    weight = _resample(valid.astype(coarse.dtype), taps, h)
+    # The fine pixels whose taps read an invalid coarse pixel (with a non-zero weight): few, along
+    # the nodata edges, so their renormalisation runs on those pixels alone.
     loose = [AxisTaps(t.index, np.abs(t.weights)) for t in taps]
-    touched = _resample((~valid).astype(coarse.dtype), loose, h) > 0
-    own = coarse[..., near[0], :][..., near[1]]
+    touched = _resample((~valid).astype(np.float32), loose, h) > 0
+    if not touched.any():
+        return fine, fine_valid
+    *lead, i, j = np.nonzero(touched)
+    rows, cols = taps[0].index[i] + h, taps[1].index[j] + h
+    weight = np.zeros(i.size, coarse.dtype)
+    for a in range(rows.shape[1]):
+        across = np.zeros(i.size, coarse.dtype)
+        for c in range(cols.shape[1]):
+            inside = valid[(*lead, rows[:, a], cols[:, c])].astype(coarse.dtype)
+            across += inside * taps[1].weights[j, c].astype(coarse.dtype)
+        weight += across * taps[0].weights[i, a].astype(coarse.dtype)
+    own = coarse[(*lead, near[0][i], near[1][j])]
     enough = weight >= 0.5
-    fixed = np.where(enough, fine / np.where(enough, weight, 1), own)
-    return np.where(touched, fixed, fine), fine_valid
+    fine[(*lead, i, j)] = np.where(enough, fine[(*lead, i, j)] / np.where(enough, weight, 1), own)
+    return fine, fine_valid
 
 
 def guide_detail(
