@@ -9,16 +9,24 @@ Two degradations:
   0.3 to 0.7 low-resolution pixels and white noise of 30 to 50 dB SNR, on single bands of the shared
   satellite scenes (`dasksr.scenes`: the top 60 % of each scene, the bottom 40 % is kept for
   evaluation), the aerial tile, the AID aerial tiles and the natural images. uint8 bands are
-  divided by 255; other bands are mapped by their 0.5 and 99.5 percentiles, the value rule dasksr
-  applies at inference.
+  divided by 255, other bands by the 99.5th percentile of their non-zero values: one factor per
+  band and no offset. That only brings the optimiser's values near 1; it changes nothing in what
+  the network computes, which is positively homogeneous (no biases, PReLU), and dasksr applies no
+  normalisation at inference.
 
-Set5 and Set14 are never read here.
+Every natural image and AID tile is checked against the evaluation sets: `split` drops from both
+splits the images that ``dedupe.py`` found to be Set5 or Set14 images (``excluded.json``: BSDS200
+``302003`` is Set5's ``woman``, rotated). Set5 and Set14 are read here only by `fingerprints`, for
+that check, never as training or validation data.
 """
 
 from __future__ import annotations
 
 import glob
+import json
+import os
 from dataclasses import dataclass
+from pathlib import Path
 
 import numpy as np
 from PIL import Image
@@ -30,6 +38,14 @@ from dasksr.metrics import rgb2y
 from dasksr.scenes import read_file, scene_files, test_rows, train_rows, zero_is_fill
 
 NATURAL = ("T91/*.bmp", "BSDS200/*.jpg", "BSDS500-test200/*.jpg")
+AID = ("rs-tiles/AID-150px-subset/*/*.jpg",)
+#: The evaluation sets' high-resolution images, which no training or validation image may be.
+BENCHMARKS = ("Set5/image_SRF_2/*_HR.png", "Set14/image_SRF_2/*_HR.png")
+#: Training images found to be benchmark images (``dedupe.py`` writes it; `split` drops them).
+EXCLUDED = Path(__file__).resolve().with_name("excluded.json")
+#: Thumbnail side and the similarity from which two images count as the same picture.
+THUMBNAIL = 32
+SAME_PICTURE = 0.6
 
 
 @dataclass
@@ -61,9 +77,119 @@ def luma(path: str) -> np.ndarray:
     return np.asarray(y).astype(np.uint8)
 
 
-def split(files: list[str], every: int = 25) -> tuple[list[str], list[str]]:
-    """A fixed validation split: every ``every``-th file."""
-    return [f for i, f in enumerate(files) if i % every], files[::every]
+def relative(path: str) -> str:
+    """A shared image's path relative to the ``sr-benchmarks`` folder (``BSDS200/302003.jpg``)."""
+    root = data_path("sr-benchmarks")
+    return Path(os.path.relpath(path, root)).as_posix()
+
+
+def excluded() -> set[str]:
+    """The training images `split` drops (paths relative to ``sr-benchmarks``)."""
+    return {e["image"] for e in json.loads(EXCLUDED.read_text())["excluded"]}
+
+
+def split(files: list[str], every: int = 25, exclude: bool = True) -> tuple[list[str], list[str]]:
+    """A fixed validation split: every ``every``-th file; then, unless ``exclude`` is false, the
+    benchmark images of ``excluded.json`` are dropped from both parts (after the split, so that
+    every other image stays where it was)."""
+    drop = excluded() if exclude else set()
+    train = [f for i, f in enumerate(files) if i % every]
+    return [f for f in train if relative(f) not in drop], [
+        f for f in files[::every] if relative(f) not in drop
+    ]
+
+
+def image_lists(exclude: bool = True) -> dict[str, list[str]]:
+    """Every image file that training or validation reads: the natural images' and the AID
+    tiles' training and validation splits (``train.py`` reads these lists and no others)."""
+    natural_train, natural_val = split(_files(NATURAL), exclude=exclude)
+    aid_train, aid_val = split(_files(AID), exclude=exclude)
+    return {
+        "natural_train": natural_train,
+        "natural_val": natural_val,
+        "aid_train": aid_train,
+        "aid_val": aid_val,
+    }
+
+
+#: The lists of `image_lists` each model reads (``cnn-sensor`` validates on AID tiles only).
+READS = {
+    "cnn": ("natural_train", "natural_val"),
+    "cnn-sensor": ("natural_train", "aid_train", "aid_val"),
+}
+#: What each model trains and validates on, for its record (``export.py``).
+SOURCES = {
+    "cnn": "T91, BSDS200, BSDS500-test200 (every 25th image held out for validation)",
+    "cnn-sensor": "top 60% rows of shared Sentinel-2 B02/B03/B04/B08, Landsat 8 B8, HRO aerial "
+    "bands; AID-150px tiles (every 25th held out for validation); T91, BSDS200 and "
+    "BSDS500-test200 Y (their training split: every 25th image left out)",
+}
+#: What ``train.py --more-scenes`` adds to the sources.
+MORE_SOURCES = "; top 60% rows of Landsat 8 B2/B3/B4 and Landsat 7 RGB"
+
+
+def training_data(meta: dict) -> str:
+    """A checkpoint's training data as its record states it: the model's sources, and whether its
+    runs dropped the benchmark images of ``excluded.json`` (``train.py`` notes that in each run)
+    or which of them they read, before the check existed."""
+    text = SOURCES[meta["model"]]
+    if any(run.get("more_scenes") for run in meta["runs"]):
+        text += MORE_SOURCES
+    if all("excluded" in run for run in meta["runs"]):
+        return text + "; images found to be Set5/Set14 images left out (training/excluded.json)"
+    seen = [
+        f"{e['image']} (= {e['benchmark']} {e['name']}) was in its "
+        + ("validation" if e["list"].endswith("_val") else "training")
+        + " split"
+        for e in json.loads(EXCLUDED.read_text())["excluded"]
+        if e["list"] in READS[meta["model"]]
+    ]
+    return (
+        text
+        + "; trained before the check against Set5/Set14 (training/excluded.json): "
+        + ("; ".join(seen) if seen else "it read none of the images listed there")
+    )
+
+
+def fingerprints(path: str) -> np.ndarray:
+    """``(2, THUMBNAIL, THUMBNAIL)`` detail thumbnails of an image: the whole image and its centred
+    square, in grey levels, each minus its 5x5 local mean, zero-mean and of unit norm.
+
+    The local mean is taken out so that smooth shading (skies, walls) does not make unrelated
+    pictures alike; the centred square matches a picture cut to another aspect ratio.
+    """
+    image = Image.open(path)
+    if image.format == "JPEG":  # decoded at a reduced size (DCT scaling): 5x faster
+        image.draft("L", (image.width // 4, image.height // 4))
+    image = image.convert("L")
+    w, h = image.size
+    s = min(w, h)
+    square = image.crop(((w - s) // 2, (h - s) // 2, (w - s) // 2 + s, (h - s) // 2 + s))
+    out = []
+    for part in (image, square):
+        t = np.asarray(part.resize((THUMBNAIL, THUMBNAIL), Image.Resampling.BOX), np.float64)
+        padded = np.pad(t, 2, mode="reflect")
+        windows = np.lib.stride_tricks.sliding_window_view(padded, (5, 5))
+        t = t - windows.mean(axis=(-2, -1))
+        t -= t.mean()
+        out.append(t / (np.linalg.norm(t) + 1e-12))
+    return np.stack(out)
+
+
+#: The 8 rotations and flips (the dihedral group of the square), by name.
+ORIENTATIONS = tuple(f"rot{90 * k}{'+flip' if f else ''}" for k in range(4) for f in (0, 1))
+
+
+def similarity(a: np.ndarray, b: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Best correlation of every fingerprint in ``a`` (``(n, 2, t, t)``) with every one in ``b``
+    (``(m, 2, t, t)``) over the 8 rotations and flips of ``a`` and over the whole image and the
+    centred square: ``(n, m)`` scores in [-1, 1] and the index in `ORIENTATIONS` of the best."""
+    turned = []
+    for k in range(4):
+        r = np.rot90(a, k, axes=(-2, -1))
+        turned += [r, r[..., ::-1]]
+    scores = np.einsum("nokyx,mkyx->nmok", np.stack(turned, axis=1), b).max(axis=3)
+    return scores.max(axis=2), scores.argmax(axis=2)
 
 
 def _bicubic(lr: np.ndarray, scale: int) -> np.ndarray:
@@ -104,7 +230,7 @@ def sensor_bands(
         rows = (test_rows if held_out_of is not None else train_rows)(data.shape[1])
         for b in range(data.shape[0]):
             bands.append((f"{parts[-2]}/{parts[-1]}:{b + 1}", data[b, rows]))
-    for f in _files(("rs-tiles/AID-150px-subset/*/*.jpg",)):
+    for f in _files(AID):
         bands.append((f, luma(f)))
     return bands
 

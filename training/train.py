@@ -99,9 +99,6 @@ def draw_weights(
     return weights
 
 
-#: What ``--more-scenes`` adds to the record's ``sources``.
-MORE_SOURCES = "; top 60% rows of Landsat 8 B2/B3/B4 and Landsat 7 RGB"
-
 #: Failed patch draws in a row after which `sample` gives up (no patch fits anywhere).
 MAX_MISSES = 100_000
 
@@ -278,21 +275,22 @@ def main(argv=None):
     scale = args.scale
     patch = args.patch or 96 // scale
     t_prep = time.time()
-    natural_train, natural_val = datasets.split(datasets._files(datasets.NATURAL))
+    # The image files' splits, benchmark images (excluded.json) left out.
+    lists = datasets.image_lists()
+    natural_train, natural_val = lists["natural_train"], lists["natural_val"]
     if args.model == "cnn":
         train = datasets.natural_pairs(scale, natural_train)
         val = datasets.natural_pairs(scale, natural_val)
         degradation = "bicubic (MATLAB imresize, antialiased), Y channel, /255"
-        sources = "T91, BSDS200, BSDS500-test200 (every 25th image held out for validation)"
     else:
         bands = datasets.sensor_bands(held_out_of=args.oracle, more=args.more_scenes)
         if args.oracle:
             if not any("/" in name for name, _ in bands):
                 raise SystemExit(f"--oracle: no shared scene matches {args.oracle!r}")
             args.scene_share = 1.0
-        aid = [b for b in bands if b[0].endswith(".jpg")]
-        aid_train = [b for i, b in enumerate(aid) if i % 25]
-        aid_val = [b for i, b in enumerate(aid) if not i % 25]
+        aid = {name: raw for name, raw in bands if name.endswith(".jpg")}
+        aid_train = [(f, aid[f]) for f in lists["aid_train"]]
+        aid_val = [(f, aid[f]) for f in lists["aid_val"]]
         scenes = [b for b in bands if not b[0].endswith(".jpg")]
         nat = [(f, datasets.luma(f)) for f in natural_train]
         # The scenes' pairs come first in `train` (``scene_variants`` per band).
@@ -301,10 +299,6 @@ def main(argv=None):
         train += datasets.sensor_pairs(aid_train + nat, scale, args.variants, rng)
         val = datasets.sensor_pairs(aid_val, scale, 1, np.random.default_rng(1234))
         degradation = "dasksr.degrade_sensor: Gaussian PSF sigma U(0.3, 0.7) LR px, white noise SNR U(30, 50) dB"
-        sources = (
-            "top 60% rows of shared Sentinel-2 B02/B03/B04/B08, Landsat 8 B8, HRO aerial bands; "
-            "AID-150px tiles (every 25th held out for validation); T91 + BSDS200 Y"
-        )
     areas = np.array([p.lr.size for p in train], dtype=float)
     if args.model == "cnn-sensor":
         shares = None
@@ -335,7 +329,7 @@ def main(argv=None):
         "runs": [],
         "best_val_psnr": None,
         "degradation": degradation,
-        "sources": sources,
+        "sources": datasets.SOURCES[args.model],
     }
     deepened_from = None
     if resumed:
@@ -361,8 +355,8 @@ def main(argv=None):
             "steps": init_meta["steps"] + before["steps"],
             "wall_s": init_meta["wall_s"] + before["wall_s"],
         }
-    if args.more_scenes and MORE_SOURCES not in meta["sources"]:
-        meta["sources"] += MORE_SOURCES
+    if args.more_scenes and datasets.MORE_SOURCES not in meta["sources"]:
+        meta["sources"] += datasets.MORE_SOURCES
     args.out.parent.mkdir(parents=True, exist_ok=True)
     best_path = args.out.with_name(args.out.stem + "-best.npz")
     best = meta.get("best_val_psnr")
@@ -384,6 +378,8 @@ def main(argv=None):
         **({"oracle_held_out_of": args.oracle} if args.oracle else {}),
         **({"more_scenes": True} if args.more_scenes else {}),
         **({"deepened_from_layers": deepened_from} if deepened_from else {}),
+        # The benchmark images this run left out (data.training_data reads it for the record).
+        "excluded": sorted(datasets.excluded()),
         "start": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
     }
     meta["runs"].append(run)
