@@ -18,10 +18,14 @@ Every natural image and AID tile is checked against the evaluation sets: `split`
 splits the images that ``dedupe.py`` found to be Set5 or Set14 images (``excluded.json``: BSDS200
 ``302003`` is Set5's ``woman``, rotated). Set5 and Set14 are read here only by `fingerprints`, for
 that check, never as training or validation data.
+
+How ``train.py`` shares its patches among the images (`scene_weights`, `scene_shares`,
+`draw_weights`) is here too: NumPy only, so that its tests run where torch is not installed (CI).
 """
 
 from __future__ import annotations
 
+import argparse
 import glob
 import json
 import os
@@ -258,3 +262,67 @@ def sensor_pairs(
                 valid = (small > 0).all(axis=(1, 3))
             pairs.append(Pair(hr, lr, _bicubic(lr, scale), valid))
     return pairs
+
+
+def scene_weights(text: str) -> dict[str, float]:
+    """``'sentinel2=1,landsat8=2'`` as ``{'sentinel2': 1.0, 'landsat8': 2.0}`` (argparse type)."""
+    out = {}
+    for item in text.split(","):
+        name, sep, value = item.partition("=")
+        try:
+            out[name.strip()] = float(value)
+        except ValueError:
+            sep = ""
+        if not sep or not name.strip() or out[name.strip()] < 0:
+            raise argparse.ArgumentTypeError(f"expected NAME=WEIGHT pairs, got {item!r}")
+    return out
+
+
+def scene_shares(names: list[str], weights: dict[str, float]) -> list[float]:
+    """Each scene band's share of the scenes' patches: a scene's weight, split among its bands.
+
+    ``names`` are ``folder/file:band``; every weight must name exactly one scene folder and every
+    folder must be named.
+    """
+    folders = [n.split("/")[0] for n in names]
+    chosen = {}
+    for key in weights:
+        hits = {f for f in folders if key in f}
+        if len(hits) != 1:
+            raise SystemExit(f"--scene-weights: {key!r} matches {len(hits)} scenes, not one")
+        chosen[hits.pop()] = weights[key]
+    missing = sorted(set(folders) - set(chosen))
+    if missing:
+        raise SystemExit(f"--scene-weights: no weight for {', '.join(missing)}")
+    total = sum(chosen.values())
+    return [chosen[f] / total / folders.count(f) for f in folders]
+
+
+def draw_weights(
+    areas: np.ndarray,
+    scene_bands: int,
+    variants: int,
+    share: float,
+    band_shares: list[float] | None = None,
+) -> np.ndarray:
+    """How likely each training pair is drawn: by its area, every pixel alike, unless ``share > 0``.
+
+    Then the first ``scene_bands * variants`` pairs (the scenes', ``variants`` per band) take
+    ``share`` of the draws, split among the bands by ``band_shares`` (default: by area), and the
+    other pairs the rest, by area.
+    """
+    weights = areas / areas.sum()
+    if share <= 0:
+        return weights
+    from_scenes = np.zeros(len(weights), bool)
+    from_scenes[: scene_bands * variants] = True
+    if band_shares is not None:
+        for i, w in enumerate(band_shares):
+            part = slice(i * variants, (i + 1) * variants)
+            weights[part] *= w / weights[part].sum()
+    weights[from_scenes] *= share / weights[from_scenes].sum()
+    if share < 1:
+        weights[~from_scenes] *= (1 - share) / weights[~from_scenes].sum()
+    else:
+        weights[~from_scenes] = 0.0
+    return weights

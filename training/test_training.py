@@ -3,8 +3,11 @@ the ONNX rewrite and the training data.
 
 Run as the scripts run, from this folder, so that their siblings (``model``, ``train``, ``data``,
 ``graph``) import by name: ``cd training && python -m pytest test_training.py``.
-``tests/test_cnn.py::test_training_scripts`` runs it so. Tests that need torch (the ``train``
-extra) skip without it.
+``tests/test_cnn.py::test_training_scripts`` runs it so, in CI too. Tests that need torch (the
+``train`` extra) skip without it, as in CI, which does not install it. They check the training
+code itself (patch sampling, deepening, the argument checks) and that PyTorch computes what the
+shipped files do. That a shipped file is its committed checkpoint is checked without torch, so in
+CI, by ``tests/test_provenance.py``.
 """
 
 from __future__ import annotations
@@ -191,8 +194,7 @@ def test_deepening_keeps_the_function(scale, extra):
 def test_scene_weights_share_the_scene_patches():
     """`train.py --scene-weights`: each named scene gets its weight's share of the scenes' patches,
     split evenly among its bands; a name matching no scene or several, or a scene left out, fails."""
-    pytest.importorskip("torch")
-    from train import scene_shares, scene_weights
+    from data import scene_shares, scene_weights
 
     names = [f"sentinel2_x/B0{b}.tif:1" for b in (2, 3, 4, 8)]
     names += ["landsat8_y/B8.TIF:1"] + [f"aerial_z/a.tif:{b}" for b in (1, 2, 3)]
@@ -209,11 +211,10 @@ def test_scene_weights_share_the_scene_patches():
         scene_shares(names, {"sentinel2": 1.0, "landsat8": 1.0})
 
 
-def test_draw_weights_give_the_scenes_their_share(capsys):
+def test_draw_weights_give_the_scenes_their_share():
     """`train.py --scene-share/--scene-variants`: the scenes' pairs (first, ``variants`` per band)
     take the share, each band's variants alike; every pixel alike without a share."""
-    pytest.importorskip("torch")
-    from train import draw_weights, main
+    from data import draw_weights
 
     # Two scene bands (areas 100 and 300) with 4 variants each, then three other pairs.
     areas = np.array([100.0] * 4 + [300.0] * 4 + [50.0, 50.0, 100.0])
@@ -226,6 +227,12 @@ def test_draw_weights_give_the_scenes_their_share(capsys):
     np.testing.assert_allclose(even[:8], [0.6 * 0.5 / 4] * 8)
     only = draw_weights(areas, 2, 4, 1.0)
     assert only[8:].sum() == 0 and only.sum() == pytest.approx(1.0)
+
+
+def test_sensor_options_are_checked(capsys):
+    pytest.importorskip("torch")
+    from train import main
+
     for model, bad, message in (
         ("cnn-sensor", ["--scene-variants", "0"], "must be at least 1"),
         ("cnn-sensor", ["--variants", "0"], "must be at least 1"),

@@ -34,71 +34,6 @@ from dasksr.blockwise import pad_block
 from dasksr.methods import get_method
 from dasksr.metrics import psnr
 
-
-def scene_weights(text: str) -> dict[str, float]:
-    """``'sentinel2=1,landsat8=2'`` as ``{'sentinel2': 1.0, 'landsat8': 2.0}`` (argparse type)."""
-    out = {}
-    for item in text.split(","):
-        name, sep, value = item.partition("=")
-        try:
-            out[name.strip()] = float(value)
-        except ValueError:
-            sep = ""
-        if not sep or not name.strip() or out[name.strip()] < 0:
-            raise argparse.ArgumentTypeError(f"expected NAME=WEIGHT pairs, got {item!r}")
-    return out
-
-
-def scene_shares(names: list[str], weights: dict[str, float]) -> list[float]:
-    """Each scene band's share of the scenes' patches: a scene's weight, split among its bands.
-
-    ``names`` are ``folder/file:band``; every weight must name exactly one scene folder and every
-    folder must be named.
-    """
-    folders = [n.split("/")[0] for n in names]
-    chosen = {}
-    for key in weights:
-        hits = {f for f in folders if key in f}
-        if len(hits) != 1:
-            raise SystemExit(f"--scene-weights: {key!r} matches {len(hits)} scenes, not one")
-        chosen[hits.pop()] = weights[key]
-    missing = sorted(set(folders) - set(chosen))
-    if missing:
-        raise SystemExit(f"--scene-weights: no weight for {', '.join(missing)}")
-    total = sum(chosen.values())
-    return [chosen[f] / total / folders.count(f) for f in folders]
-
-
-def draw_weights(
-    areas: np.ndarray,
-    scene_bands: int,
-    variants: int,
-    share: float,
-    band_shares: list[float] | None = None,
-) -> np.ndarray:
-    """How likely each training pair is drawn: by its area, every pixel alike, unless ``share > 0``.
-
-    Then the first ``scene_bands * variants`` pairs (the scenes', ``variants`` per band) take
-    ``share`` of the draws, split among the bands by ``band_shares`` (default: by area), and the
-    other pairs the rest, by area.
-    """
-    weights = areas / areas.sum()
-    if share <= 0:
-        return weights
-    from_scenes = np.zeros(len(weights), bool)
-    from_scenes[: scene_bands * variants] = True
-    if band_shares is not None:
-        for i, w in enumerate(band_shares):
-            part = slice(i * variants, (i + 1) * variants)
-            weights[part] *= w / weights[part].sum()
-    weights[from_scenes] *= share / weights[from_scenes].sum()
-    if share < 1:
-        weights[~from_scenes] *= (1 - share) / weights[~from_scenes].sum()
-    else:
-        weights[~from_scenes] = 0.0
-    return weights
-
-
 #: Failed patch draws in a row after which `sample` gives up (no patch fits anywhere).
 MAX_MISSES = 100_000
 
@@ -229,7 +164,7 @@ def main(argv=None):
     )
     ap.add_argument(
         "--scene-weights",
-        type=scene_weights,
+        type=datasets.scene_weights,
         help="cnn-sensor, with --scene-share: how the scenes' patches are shared among the scenes, "
         "as NAME=W pairs where NAME is part of a scene's folder name, for example "
         "'sentinel2=1,landsat8=1,aerial=1' (default: by area, every pixel alike)",
@@ -303,10 +238,12 @@ def main(argv=None):
     if args.model == "cnn-sensor":
         shares = None
         if args.scene_weights:
-            shares = scene_shares([name for name, _ in scenes], args.scene_weights)
-        weights = draw_weights(areas, len(scenes), scene_variants, args.scene_share, shares)
+            shares = datasets.scene_shares([name for name, _ in scenes], args.scene_weights)
+        weights = datasets.draw_weights(
+            areas, len(scenes), scene_variants, args.scene_share, shares
+        )
     else:
-        weights = draw_weights(areas, 0, 0, 0.0)
+        weights = datasets.draw_weights(areas, 0, 0, 0.0)
     print(
         f"{len(train)} training, {len(val)} validation images, prepared in "
         f"{time.time() - t_prep:.0f} s",
