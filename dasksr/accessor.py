@@ -14,22 +14,29 @@ __all__ = ["SRAccessor"]
 T = TypeVar("T", xr.DataArray, xr.Dataset)
 
 
+def _load(function: Callable[..., Any] | str) -> Callable[..., Any]:
+    if isinstance(function, str):
+        module, name = function.split(":")
+        found: Callable[..., Any] = getattr(importlib.import_module(module), name)
+        return found
+    return function
+
+
 class _bind:  # a binder used like the function it replaced, hence the lower case
     """Binds ``function`` (or ``"module:name"``, imported when first used) to the accessor's object.
 
     The string form keeps this module cheap: xarray's import registers the accessor (see
-    ``dasksr/__init__.py``), and it must not pull in Dask or the kernels at that moment.
+    ``dasksr/__init__.py``), and it must not pull in Dask or the kernels at that moment. The
+    object is passed through `_GEOREFERENCED` first: rasters loaded from STAC by stackstac keep
+    their georeference where the API does not look (`dasksr.io.stac.georeferenced`).
     """
 
     def __init__(self, function: Callable[..., Any] | str) -> None:
         self._function = function
 
     def _resolve(self) -> Callable[..., Any]:
-        if isinstance(self._function, str):
-            module, name = self._function.split(":")
-            self._function = getattr(importlib.import_module(module), name)
-        function: Callable[..., Any] = self._function  # type: ignore[assignment]
-        return function
+        self._function = _load(self._function)
+        return self._function
 
     def __get__(self, accessor: SRAccessor[Any] | None, owner: type) -> Callable[..., Any]:
         function = self._resolve()
@@ -38,9 +45,12 @@ class _bind:  # a binder used like the function it replaced, hence the lower cas
 
         @functools.wraps(function)
         def method(*args: Any, **kwargs: Any) -> Any:
-            return function(accessor._obj, *args, **kwargs)
+            return function(_load(_GEOREFERENCED)(accessor._obj), *args, **kwargs)
 
         return method
+
+
+_GEOREFERENCED = "dasksr.io.stac:georeferenced"
 
 
 class SRAccessor(Generic[T]):

@@ -194,6 +194,9 @@ _method = click.option(
     help="Reconstruction method (see `dasksr methods`).",
 )
 _variable = click.option("--variable", default=None, help="Variable to read from a Zarr input.")
+_assets = click.option(
+    "--assets", metavar="KEYS", help="Bands of a STAC item INPUT: asset keys or band names."
+)
 _overwrite = click.option("--overwrite", is_flag=True, help="Replace OUTPUT if it exists.")
 
 
@@ -232,6 +235,7 @@ def _with_common(f: Any) -> Any:
     "Input bands to upscale, numbered from 1: e.g. 1,3 or 2-4 (default: all).",
 )
 @_variable
+@_assets
 @_overwrite
 @click.option("--cog", is_flag=True, help="Write a Cloud-Optimized GeoTIFF with overviews.")
 @click.option(
@@ -255,8 +259,8 @@ def _with_common(f: Any) -> Any:
 def upscale(
     source: str, output: str, zarr_format: str | None, compression_level: int | None, **options: Any
 ) -> None:
-    """Super-resolve INPUT (GeoTIFF/COG or Zarr, a path or an http(s)://, s3:// or /vsi URL)
-    into OUTPUT (.zarr or .tif)."""
+    """Super-resolve INPUT (GeoTIFF/COG, Zarr or STAC item, a path or an http(s)://, s3:// or
+    /vsi URL) into OUTPUT (.zarr or .tif)."""
     from dasksr.report import summary, upscale_file
 
     zarr_options = {
@@ -350,16 +354,19 @@ _SHARPEN_METHOD = "glp (any sensor) or cnn-s2 (Sentinel-2 20 m and 60 m bands, n
 @_parsed(NodataType, "The bands' fill value, replacing their nodata tag; also the output's.")
 @click.option("--guide-nodata", type=float, help="The guide's fill value, replacing its tag.")
 @_variable
+@_assets
+@click.option("--guide-assets", metavar="KEYS", help="The guide bands of a STAC item INPUT.")
 @_overwrite
 @click.option("--cog", is_flag=True, help="Write a Cloud-Optimized GeoTIFF with overviews.")
 @click.option("--report", metavar="FILE", help="Write a Dask performance report (HTML) to FILE.")
 @_with_common
 def sharpen(paths: tuple[str, ...], **options: Any) -> None:
     """Put every BAND on the grid of the sharper GUIDE bands (Sentinel-2 20/60 m to 10 m,
-    pan-sharpening) into OUTPUT (.zarr or .tif); each side one or several files."""
+    pan-sharpening) into OUTPUT (.zarr or .tif); each side one or several files, or
+    ITEM OUTPUT --assets BANDS --guide-assets GUIDES from a STAC item."""
     from dasksr.report import sharpen_files, split_sharpen_paths, summary
 
-    coarse, guide, output = split_sharpen_paths(paths)
+    coarse, guide, output = split_sharpen_paths(paths, options["assets"], options["guide_assets"])
     click.echo(summary(sharpen_files(coarse, guide, output, notify=_stderr, **options)))
 
 
@@ -444,7 +451,7 @@ def evaluate(hr: str, scale: int, method: str, lr: str | None, json_path: str | 
 
 def main(argv: list[str] | None = None) -> int:
     """Entry point of the ``dasksr`` console script; returns the exit status."""
-    from dasksr.report import interrupted_line, one_line
+    from dasksr.report import interrupted_line, library_errors, one_line
 
     args = sys.argv[1:] if argv is None else list(argv)
     try:
@@ -463,19 +470,12 @@ def main(argv: list[str] | None = None) -> int:
         click.echo(f"dasksr: error: {one_line(str(exc))}", err=True)
         return 2
     except Exception as exc:
-        if not isinstance(exc, (OSError, *_rasterio_errors())):
+        if not isinstance(exc, (OSError, *library_errors())):
             raise
         # Readers and writers name their file; an error that reaches here has no side to name.
         click.echo(f"dasksr: error: {one_line(str(exc))}", err=True)
         return 2
     return 0
-
-
-def _rasterio_errors() -> tuple[type[Exception], ...]:
-    """rasterio's error class when rasterio was imported (else none was raised): ``--help`` does
-    not import it."""
-    errors = sys.modules.get("rasterio.errors")
-    return () if errors is None else (errors.RasterioError,)
 
 
 def run() -> None:

@@ -12,8 +12,9 @@ from __future__ import annotations
 import math
 import sys
 import time
-from collections.abc import Callable, Sequence
-from contextlib import AbstractContextManager
+import warnings
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import AbstractContextManager, contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, NamedTuple, TypedDict, Unpack
 
@@ -129,12 +130,15 @@ def upscale_file(
     cog: bool = False,
     zarr_options: dict[str, Any] | None = None,
     report: str | None = None,
+    assets: str | None = None,
     **run: Unpack[RunOptions],
 ) -> Written:
     """Upscale the raster at ``source`` into ``output`` (.zarr or .tif), as ``dasksr upscale``.
 
     Every option is checked before anything is read or written; ``scale`` (default 2) and
-    ``resolution`` exclude each other. ``run`` says where the job runs (`RunOptions`).
+    ``resolution`` exclude each other. A STAC item (``.json``, or any ``source`` with
+    ``assets``) gives the bands that ``assets`` names (`dasksr.io.stac.open_item`). ``run``
+    says where the job runs (`RunOptions`).
     """
     from dasksr.methods import get_method
 
@@ -145,18 +149,22 @@ def upscale_file(
         get_method(method).check_scale(scale)
     zarr_options = _write_options(kind, cog, report, zarr_options, run)
 
+    notify = run.get("notify", _stderr)
+
     def build() -> xr.DataArray:
         from dasksr.api import upscale
-        from dasksr.frames import open_frame, select_bands
+        from dasksr.frames import select_bands
 
-        data = open_frame(source, chunks=chunks, variable=variable)
+        with _notes(notify):
+            data = _open_input(source, assets, chunks=chunks, variable=variable)
         if bands is not None:
             data = select_bands(data, bands, path=source)
         if resolution is None:
             options: dict[str, Any] = {"scale": 2 if scale is None else scale}
         else:
             options = {"resolution": resolution}
-        return upscale(data, method=method, nodata=nodata, dtype=dtype, **options)
+        fine = upscale(data, method=method, nodata=nodata, dtype=dtype, **options)
+        return _as_georeferenced(fine, data)
 
     write = {"kind": kind, "cog": cog, "zarr_options": zarr_options, "report": report}
     return _job(output, [source], build, run, write)[0]
@@ -191,13 +199,14 @@ def fuse_files(
         from dasksr.frames import open_stack
         from dasksr.multiframe import FrameDroppedWarning, fuse
 
-        stack, invalid = open_stack(
-            frames, masks=masks, mask_band=mask_band, variable=variable, chunks=chunks
-        )
+        with _notes(notify):
+            stack, invalid = open_stack(
+                frames, masks=masks, mask_band=mask_band, variable=variable, chunks=chunks
+            )
         with warnings.catch_warnings(record=True) as caught:
             warnings.simplefilter("always", FrameDroppedWarning)
             try:
-                return fuse(
+                fused = fuse(
                     stack,
                     scale,
                     masks=invalid,
@@ -205,6 +214,7 @@ def fuse_files(
                     solver=solver,
                     iterations=iterations,
                 )
+                return _as_georeferenced(fused, stack)
             finally:  # the dropped frames are named before an error that they cause
                 for w in caught:
                     if issubclass(w.category, FrameDroppedWarning):
@@ -213,6 +223,54 @@ def fuse_files(
     # The output is checked before worker processes start; they start while the frames are
     # opened and registered.
     return _job(output, [*frames, *masks], build, run, {"kind": kind}, prepare_first=True)
+
+
+def _open_input(
+    source: str, assets: str | None, *, chunks: int | None, variable: str | None
+) -> xr.DataArray:
+    """The raster at ``source``, or the ``assets`` of the STAC item there."""
+    from dasksr.frames import checked_raster, open_frame
+    from dasksr.io.stac import is_stac_item, open_item
+
+    if assets is None and not is_stac_item(source):
+        return open_frame(source, chunks=chunks, variable=variable)
+    purpose = (
+        "upscale the assets of one grid at a time, or bring the coarser ones to the finer grid "
+        "with dasksr sharpen ITEM OUTPUT --assets COARSE --guide-assets FINE"
+    )
+    return checked_raster(open_item(source, assets, chunks=chunks, purpose=purpose), source)
+
+
+@contextmanager
+def _notes(notify: Notify) -> Iterator[None]:
+    """Says dasksr's notes on the inputs (`NoGeoreferenceWarning`) as one line each through
+    ``notify``, rather than as Python warnings; other warnings pass as they are."""
+    import warnings
+
+    from dasksr.io.read import NoGeoreferenceWarning
+
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always", NoGeoreferenceWarning)
+        try:
+            yield
+        finally:
+            notes = [w for w in caught if issubclass(w.category, NoGeoreferenceWarning)]
+            others = [w for w in caught if w not in notes]
+    if notes:  # one line, also for the frames of a burst of photos
+        more = f" (so have {len(notes) - 1} other inputs)" if len(notes) > 1 else ""
+        notify(f"dasksr: note: {one_line(str(notes[0].message))}{more}")
+    for w in others:
+        warnings.warn_explicit(w.message, w.category, w.filename, w.lineno)
+
+
+def _as_georeferenced(fine: xr.DataArray, data: xr.DataArray) -> xr.DataArray:
+    """``fine`` without the pixel-index coordinates that the API gives the result of an input
+    without georeference (`NoGeoreferenceWarning`): GDAL would read them as a geotransform."""
+    from dasksr.api import raster_transform, spatial_dims
+
+    if data.rio.crs is not None or raster_transform(data) is not None:
+        return fine
+    return fine.drop_vars([d for d in spatial_dims(fine) if d in fine.coords])
 
 
 def _band_identity(data: xr.DataArray, path: str) -> list[str | None]:
@@ -270,8 +328,21 @@ def _side(
     return stacked
 
 
-def split_sharpen_paths(paths: Sequence[str]) -> tuple[list[str], list[str], str]:
-    """``BAND... --guide GUIDE... OUTPUT`` (the command line's words) as its three parts."""
+def split_sharpen_paths(
+    paths: Sequence[str], assets: str | None = None, guide_assets: str | None = None
+) -> tuple[list[str], list[str], str]:
+    """``BAND... --guide GUIDE... OUTPUT`` (the command line's words) as its three parts; with
+    ``assets`` and ``guide_assets``, ``ITEM OUTPUT``, the item being both sides."""
+    if assets is not None or guide_assets is not None:
+        if assets is None or guide_assets is None:
+            raise InvalidArgumentError(
+                "a STAC item needs both --assets (the bands to sharpen) and --guide-assets"
+            )
+        if len(paths) != 2 or any(p.startswith("-") for p in paths):
+            raise InvalidArgumentError(
+                "with --assets and --guide-assets, give the STAC item and then OUTPUT"
+            )
+        return [paths[0]], [paths[0]], paths[1]
     if "--guide" not in paths:
         raise InvalidArgumentError("give the bands, then --guide and the guide bands, then OUTPUT")
     at = list(paths).index("--guide")
@@ -298,10 +369,15 @@ def sharpen_files(
     cog: bool = False,
     zarr_options: dict[str, Any] | None = None,
     report: str | None = None,
+    assets: str | None = None,
+    guide_assets: str | None = None,
     **run: Unpack[RunOptions],
 ) -> Written:
     """Sharpen the bands in ``coarse`` with those in ``guide`` into ``output``, as
-    ``dasksr sharpen``: each side one multi-band file or several single-band files."""
+    ``dasksr sharpen``: each side one multi-band file or several single-band files, or the
+    ``assets`` and ``guide_assets`` of the STAC item that each side then is. Bands of an item
+    are named as their sensor names them where the item tells it (`dasksr.io.stac.sensor_name`:
+    ``B05``), as the method tells Sentinel-2's bands by those names."""
     from dasksr.guided import SHARPEN_METHODS
 
     kind = output_kind(output)
@@ -316,9 +392,23 @@ def sharpen_files(
     def build() -> xr.DataArray:
         from dasksr.guided import sharpen
 
+        if assets is not None:
+            from dasksr.frames import checked_raster
+            from dasksr.io.stac import open_item
+
+            sides = [
+                checked_raster(
+                    open_item(item, words, flag=flag, sensor_names=True, purpose=purpose), item
+                )
+                for item, words, flag, purpose in (
+                    (coarse[0], assets, "--assets", "sharpen bands of one grid at a time"),
+                    (guide[0], guide_assets, "--guide-assets", "guide bands share one grid"),
+                )
+            ]
+        else:
+            sides = [_side(coarse, "coarse", None, variable), _side(guide, "guide", None, variable)]
         return sharpen(
-            _side(coarse, "coarse", None, variable),
-            _side(guide, "guide", None, variable),
+            *sides,
             method=method,
             nodata=nodata,
             guide_nodata=guide_nodata,
@@ -409,7 +499,11 @@ def write_output(
                 if job is not None:
                     path = job.run(progress=show)
                 else:
-                    path = to_geotiff(fine, output, overwrite=overwrite, cog=cog, progress=show)
+                    with warnings.catch_warnings():
+                        # A result without georeference (NoGeoreferenceWarning) is written with
+                        # the identity transform, in its own pixels, which rasterio warns about.
+                        warnings.filterwarnings("ignore", message="The given matrix is equal to")
+                        path = to_geotiff(fine, output, overwrite=overwrite, cog=cog, progress=show)
             wall = time.perf_counter() - start
     except BaseException as exc:
         if job is None:
@@ -490,11 +584,16 @@ def fuse_summary(written: Written, fine: xr.DataArray) -> str:
 def describe_raster(path: str, *, variable: str | None = None) -> dict[str, str]:
     """Shape, dtype, bands, chunks, CRS, transform, resolution, bounds and nodata of a raster, as
     ``dasksr info`` prints them."""
+    from dasksr.api import raster_transform
     from dasksr.frames import open_frame
     from dasksr.grid import format_number
+    from dasksr.io.read import NoGeoreferenceWarning
 
-    data = open_frame(path, variable=variable)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", NoGeoreferenceWarning)  # said by "none" below
+        data = open_frame(path, variable=variable)
     bands = data.attrs.get("long_name")
+    georeferenced = raster_transform(data) is not None
     return {
         "path": path,
         "dims": ", ".join(f"{d}: {n}" for d, n in data.sizes.items()),
@@ -503,9 +602,13 @@ def describe_raster(path: str, *, variable: str | None = None) -> dict[str, str]
         "chunks": _stored_chunks(data),
         "read as": " x ".join(str(c[0]) for c in data.chunks) if data.chunks else "-",
         "crs": str(data.rio.crs) if data.rio.crs is not None else "none",
-        "transform": ", ".join(format_number(v) for v in tuple(data.rio.transform())[:6]),
-        "resolution": ", ".join(format_number(abs(v)) for v in data.rio.resolution()),
-        "bounds": ", ".join(format_number(v) for v in data.rio.bounds()),
+        "transform": ", ".join(format_number(v) for v in tuple(data.rio.transform())[:6])
+        if georeferenced
+        else "none (pixel units)",
+        "resolution": ", ".join(format_number(abs(v)) for v in data.rio.resolution())
+        if georeferenced
+        else "-",
+        "bounds": ", ".join(format_number(v) for v in data.rio.bounds()) if georeferenced else "-",
         "nodata": str(data.rio.nodata),
     }
 
@@ -535,6 +638,14 @@ def methods_table() -> list[str]:
         "  ".join(c.ljust(w) for c, w in zip(r[:3], widths, strict=True)) + "  " + r[3]
         for r in rows
     ]
+
+
+def library_errors() -> tuple[type[Exception], ...]:
+    """The error classes of the readers' libraries that name their file, as the command line
+    reports them in one line: rasterio's, when it was imported (else none was raised; ``--help``
+    does not import it)."""
+    errors = sys.modules.get("rasterio.errors")
+    return () if errors is None else (errors.RasterioError,)
 
 
 def one_line(message: str) -> str:

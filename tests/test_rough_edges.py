@@ -8,11 +8,15 @@ from __future__ import annotations
 import errno
 import os
 import socket
+import subprocess
+import sys
 import time
+import warnings
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pytest
 from test_cli import Run, assert_one_line_error, listing, run  # noqa: F401  (the same folder)
 
@@ -134,3 +138,74 @@ def test_a_full_disk_names_the_partial_store_and_the_ways_out(
     done = run("upscale", uint16_tif.path, output, "--chunks", "128")
     assert done.status == 0, done.err
     assert listing(tmp_path) == {"scene.tif", "out.zarr"}
+
+
+# ----------------------------------------------------------------------------------------------
+# An input without georeference (a photo, a microscope image)
+# ----------------------------------------------------------------------------------------------
+
+
+@pytest.fixture
+def photo(tmp_path: Path) -> Path:
+    from PIL import Image
+
+    rng = np.random.default_rng(5)
+    path = tmp_path / "photo.jpg"
+    Image.fromarray(rng.integers(0, 255, (48, 64, 3)).astype("uint8")).save(path)
+    return path
+
+
+def test_a_photo_gives_one_note_and_an_output_without_georeference(photo: Path) -> None:
+    # It gave 6 lines of Python warnings and an output with an invented grid (origin 0, 0,
+    # pixel size +0.5).
+    import rasterio
+
+    output = photo.parent / "photo_x2.tif"
+    done = subprocess.run(
+        [sys.executable, "-m", "dasksr.cli", "upscale", str(photo), str(output)],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert done.returncode == 0, done.stderr
+    lines = done.stderr.splitlines()
+    assert len(lines) == 1, done.stderr
+    assert lines[0].startswith("dasksr: note: ") and "no georeference" in lines[0]
+    assert "Warning" not in done.stderr
+    with rasterio.open(output) as src:
+        assert src.crs is None and src.transform.is_identity
+        assert (src.count, src.height, src.width) == (3, 96, 128)
+
+
+def test_a_photo_to_zarr_has_no_grid(photo: Path, run: Callable[..., Run]) -> None:
+    import xarray as xr
+
+    output = photo.parent / "photo_x2.zarr"
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        result = run("upscale", photo, output)
+    assert result.status == 0, result.err
+    assert [line.split(":")[1] for line in result.err.splitlines()] == [" note"]
+    assert not [w for w in caught if "georeferenc" in str(w.message).lower()]
+    stored = xr.open_zarr(output)
+    assert set(stored.coords) <= {"band"} and "spatial_ref" not in stored.variables
+    assert "grid_mapping" not in stored["data"].attrs
+    # And GDAL finds no geotransform in it.
+    described = subprocess.run(
+        ["gdalinfo", f'ZARR:"{output}":/data:0'], capture_output=True, text=True, timeout=60
+    )
+    assert described.returncode == 0 and "Origin" not in described.stdout
+
+
+def test_the_api_warns_once_with_its_own_class(photo: Path) -> None:
+    from dasksr.io import NoGeoreferenceWarning, open_raster
+
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        data = open_raster(photo)
+        assert data.values.shape == (3, 48, 64)  # the reads: no warning from rasterio either
+    from rasterio.errors import NotGeoreferencedWarning
+
+    about = (NoGeoreferenceWarning, NotGeoreferencedWarning)
+    assert [w.category for w in caught if issubclass(w.category, about)] == [NoGeoreferenceWarning]
+    assert data.rio.crs is None and "spatial_ref" not in data.coords and "y" not in data.coords

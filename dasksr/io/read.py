@@ -30,6 +30,7 @@ from dasksr.io.readers import (
     _gdal_options,
     _Listing,
     _listings,
+    _quiet_georeference,
     _RasterWindows,
     _zarr_array,
     _ZarrWindows,
@@ -41,6 +42,7 @@ from dasksr.windows import WindowArray
 
 __all__ = [
     "DEFAULT_CHUNK",
+    "NoGeoreferenceWarning",
     "aligned_chunks",
     "clear_cache",
     "gdal_path",
@@ -48,6 +50,11 @@ __all__ = [
     "is_zarr_path",
     "open_raster",
 ]
+
+
+class NoGeoreferenceWarning(UserWarning):
+    """An input has no georeference (a photo, a microscope image): it is read in pixel units, and
+    what is made from it carries no georeference either."""
 
 
 #: Target chunk edge in input pixels; rounded to a multiple of the file's own tiles.
@@ -190,10 +197,14 @@ def _open_gdal(path: Path | str, chunks: Any) -> xr.DataArray:
     stamp = _remote_stamp(path) if isinstance(path, str) else _file_stamp(source)
     options = _gdal_options(remote=remote)
     try:
-        with rasterio.Env(**options), rasterio.open(source) as src:
+        with rasterio.Env(**options), _quiet_georeference(), rasterio.open(source) as src:
             (bh, bw) = src.block_shapes[0]
             height, width, count = src.height, src.width, src.count
             dtype = np.dtype(src.dtypes[0])
+            # rasterio reads a file without one as the identity transform, warning each time.
+            georeferenced = not (
+                src.crs is None and src.transform.is_identity and not src.gcps[0] and not src.rpcs
+            )
             # Read the last block of every band now: a truncated file fails here, not mid-job.
             windows = list(src.block_windows(1))
             if windows:
@@ -209,13 +220,24 @@ def _open_gdal(path: Path | str, chunks: Any) -> xr.DataArray:
     )
     # rioxarray gives the coordinates, CRS and attributes; the pixels come from our own tasks,
     # which open the file by path and turn a damaged block into an InputError that pickles.
-    with warnings.catch_warnings(), rasterio.Env(**options):
+    with _quiet_georeference(), rasterio.Env(**options):
         # Per-band scales/offsets are read from the `scales`/`offsets` attributes, as rioxarray's
         # warning advises: on the command line it would only be noise on stderr.
         warnings.filterwarnings("ignore", message=r"(Scales|Offsets) differ across bands")
         meta = rioxarray.open_rasterio(source, lock=False, cache=False, mask_and_scale=False)
     if not isinstance(meta, xr.DataArray):  # subdatasets
         raise InputError(f"input {str(path)!r} has subdatasets: open one of them by its GDAL name")
+    if not georeferenced:
+        # No invented grid (origin 0, pixel 1): no coordinates and no grid mapping at all.
+        meta = meta.drop_vars(["x", "y", "spatial_ref"], errors="ignore")
+        for key in ("grid_mapping", "coordinates"):
+            meta.encoding.pop(key, None)
+        warnings.warn(
+            f"input {str(path)!r} has no georeference (no CRS, geotransform or GCPs): it is read "
+            "in pixel units, and the output has no georeference either",
+            NoGeoreferenceWarning,
+            stacklevel=3,
+        )
     name = "open_raster-" + tokenize(source, stamp, block_chunks)
     # A source: upscaling reads each block's haloed window straight from the file.
     reader = _RasterWindows(
@@ -227,6 +249,7 @@ def _open_gdal(path: Path | str, chunks: Any) -> xr.DataArray:
         shown=str(path),
         remote=remote,
         url=str(path) if remote else None,
+        georeferenced=georeferenced,
     )
     pixels = Source(reader, block_chunks, name=name, meta=np.empty((0, 0, 0), dtype=dtype))
     return _tidy_attrs(attach_source(meta, pixels))

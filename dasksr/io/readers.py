@@ -10,6 +10,9 @@ import hashlib
 import itertools
 import os
 import threading
+import warnings
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -170,9 +173,12 @@ class _RasterWindows(_BlockWindows):
         shown: str,
         remote: bool = False,
         url: str | None = None,
+        georeferenced: bool = True,
     ):
         self.path = path
         self.remote = remote
+        #: False for a photo or the like, which rasterio warns about at every open.
+        self.georeferenced = georeferenced
         # The URL as given (``gs://b/k``), stamped again as it was at open: its GDAL name
         # (``/vsigs/b/k``) cannot always be mapped back.
         self.url = url
@@ -198,7 +204,7 @@ class _RasterWindows(_BlockWindows):
         (b0, b1), rows, cols = region
         try:
             with rasterio.Env(**_gdal_options(remote=self.remote)):
-                src = _open_dataset(self.path, self.stamp)
+                src = _open_dataset(self.path, self.stamp, quiet=not self.georeferenced)
                 return np.asarray(
                     src.read(
                         indexes=list(range(b0 + 1, b1 + 1)), window=Window.from_slices(rows, cols)
@@ -353,11 +359,33 @@ _local = threading.local()
 _HANDLES_PER_THREAD = 4
 
 
-def _open_dataset(path: str, stamp: Any) -> Any:
-    """This thread's open rasterio dataset for ``path`` as it was at ``stamp``."""
+def _open_dataset(path: str, stamp: Any, *, quiet: bool = False) -> Any:
+    """This thread's open rasterio dataset for ``path`` as it was at ``stamp``; ``quiet`` opens
+    it without rasterio's warning for a file with no georeference."""
     import rasterio
 
-    return _thread_handle(path, stamp, lambda: rasterio.open(path))
+    def open_() -> Any:
+        if not quiet:
+            return rasterio.open(path)
+        with _quiet_georeference():
+            return rasterio.open(path)
+
+    return _thread_handle(path, stamp, open_)
+
+
+#: The warning filters are the process's: threads that change them at once would undo each
+#: other's change (and let the warning through).
+_quiet_lock = threading.Lock()
+
+
+@contextmanager
+def _quiet_georeference() -> Iterator[None]:
+    """Without rasterio's NotGeoreferencedWarning: dasksr says it once, in its own words."""
+    from rasterio.errors import NotGeoreferencedWarning
+
+    with _quiet_lock, warnings.catch_warnings():
+        warnings.simplefilter("ignore", NotGeoreferencedWarning)
+        yield
 
 
 def _forget_dataset(path: str) -> None:
