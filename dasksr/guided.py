@@ -325,18 +325,33 @@ def _run(operation: Operation, operands: list[Any], chunks: tuple[tuple[int, ...
 
 
 def _stats_block(
-    cb: Any, cv: Any, gb: Any, gv: Any, *, geometry: Any, sigmas: Sequence[float]
+    cb: Any,
+    cv: Any,
+    gb: Any,
+    gv: Any,
+    *,
+    geometry: Any,
+    sigmas: Sequence[float],
+    radiometry: kernel.Radiometry | None,
 ) -> Any:
-    stats = kernel.detail_statistics(cb, cv, gb, gv, geometry=geometry, sigmas=sigmas)
+    stats = kernel.detail_statistics(
+        cb, cv, gb, gv, geometry=geometry, sigmas=sigmas, radiometry=radiometry
+    )
     return stats.reshape(stats.shape[0], 1, -1)
 
 
 def _glp_weights(
-    layout: _Layout, operands: list[Any], sigmas: Sequence[float], guides: int
+    layout: _Layout,
+    operands: list[Any],
+    sigmas: Sequence[float],
+    guides: int,
+    radiometry: kernel.Radiometry | None = None,
 ) -> np.ndarray:
     """GLP's regression weights, ``(coarse bands, guide bands)``, from the whole scene."""
     bands, k = operands[0].shape[0], guides + 2
-    block = partial(_stats_block, geometry=layout.geometry, sigmas=tuple(sigmas))
+    block = partial(
+        _stats_block, geometry=layout.geometry, sigmas=tuple(sigmas), radiometry=radiometry
+    )
     operation = _operation("sharpen-statistics", tokenize(tuple(sigmas)), block, layout, np.float64)
     ny, nx = (len(c) for c in layout.fine_chunks)
     chunks = ((bands,), (1,) * ny, (k * k,) * nx)
@@ -373,11 +388,13 @@ def _sharpen_block(
     network: Any,
     dtype: Any,
     nodata: float | None,
+    radiometry: kernel.Radiometry | None = None,
 ) -> Any:
     common = {"geometry": geometry, "weights": weights, "sigmas": sigmas, "dtype": dtype}
+    common |= {"nodata": nodata, "radiometry": radiometry}
     if network is None:
-        return kernel.glp_block(cb, cv, gb, gv, nodata=nodata, **common)
-    return kernel.network_block(cb, cv, gb, gv, network=network, nodata=nodata, **common)
+        return kernel.glp_block(cb, cv, gb, gv, **common)
+    return kernel.network_block(cb, cv, gb, gv, network=network, **common)
 
 
 def _outside(relation: GridRelation, fine: tuple[int, int], coarse: tuple[int, int]) -> bool:
@@ -442,8 +459,10 @@ def _sharpen_arrays(
     nodata: float | None,
     guide_nodata: float | None,
     chunk: int,
+    radiometry: tuple[list[tuple[float, float]], list[tuple[float, float]]] | None = None,
 ) -> tuple[Any, float | None]:
-    """The sharpened array (NumPy for NumPy inputs, else lazy) and its nodata."""
+    """The sharpened array (NumPy for NumPy inputs, else lazy) and its nodata. ``radiometry`` is
+    each coarse and guide band's ``(scale, offset)`` (`band_radiometry`)."""
     if method not in SHARPEN_METHODS:
         from dasksr.errors import UnknownMethodError
 
@@ -451,11 +470,16 @@ def _sharpen_arrays(
             f"unknown sharpen method {method!r}: use one of {', '.join(SHARPEN_METHODS)}"
         )
     r = relation.ratio
-    network, order = None, list(range(coarse.shape[0]))
+    network, order, guide_order = None, list(range(coarse.shape[0])), list(range(guide.shape[0]))
     if method == "cnn-s2":
         network, order, guide_order = _network(r, names, guides)
         coarse, guide = coarse[order], guide[guide_order]
         names = [names[i] for i in order]
+    model = None
+    if radiometry is not None:
+        model = _model_radiometry(
+            [radiometry[0][i] for i in order], [radiometry[1][i] for i in guide_order]
+        )
     fine = tuple(int(n) for n in guide.shape[-2:])
     dtype = np.dtype(coarse.dtype)
     if nodata is None and _outside(relation, fine, coarse.shape[-2:]):  # type: ignore[arg-type]
@@ -465,7 +489,7 @@ def _sharpen_arrays(
     margin = 0 if network is None else network.layers
     layout = _layout(relation, fine, kernel.halos(r, max(sigmas), margin), chunk)  # type: ignore[arg-type]
     operands = _operands(layout, coarse, _valid(coarse, nodata), guide, _valid(guide, guide_nodata))
-    weights = _glp_weights(layout, operands, sigmas, guide.shape[0])
+    weights = _glp_weights(layout, operands, sigmas, guide.shape[0], model)
     block = partial(
         _sharpen_block,
         geometry=layout.geometry,
@@ -474,12 +498,74 @@ def _sharpen_arrays(
         network=network,
         dtype=dtype,
         nodata=nodata,
+        radiometry=model,
     )
-    token = tokenize(method, weights, sigmas, None if network is None else network.record.sha256)
+    token = tokenize(
+        method, weights, sigmas, model, None if network is None else network.record.sha256
+    )
     operation = _operation(f"sharpen-{method}-x{r}", token, block, layout, dtype, nodata)
     out = _run(operation, operands, ((coarse.shape[0],), *layout.fine_chunks))
     back = np.argsort(order)
     return (out if list(back) == list(range(len(back))) else out[back]), nodata
+
+
+#: What the shipped Sentinel-2 networks were trained on: L1C digital numbers of processing
+#: baselines before 04.00, reflectance times 10000 with no offset.
+_MODEL_QUANTIFICATION = 10000.0
+
+
+def band_radiometry(data: xr.DataArray) -> list[tuple[float, float]]:
+    """Each band's ``(scale, offset)``: its stored values ``v`` mean ``scale * v + offset``.
+
+    From the per-band ``scales`` and ``offsets`` attributes (rasterio's names, which dasksr's
+    readers give GDAL's band scale and offset, and a Sentinel-2 product's ``RADIO_ADD_OFFSET`` /
+    ``BOA_ADD_OFFSET``), one value per band or one for all; ``(1, 0)`` where none is given.
+    """
+    n = data.shape[0]
+    out = []
+    for attr, identity in (("scales", 1.0), ("offsets", 0.0)):
+        values = np.atleast_1d(np.asarray(data.attrs.get(attr, identity), dtype=np.float64))
+        if values.size == 1:
+            values = np.repeat(values, n)
+        if values.size != n:
+            raise InvalidArgumentError(
+                f"sharpen: {attr} has {values.size} values for {n} bands; give one per band"
+            )
+        out.append(values)
+    return [(float(s), float(o)) for s, o in zip(out[0], out[1], strict=True)]
+
+
+def _model_radiometry(
+    coarse: list[tuple[float, float]], guide: list[tuple[float, float]]
+) -> kernel.Radiometry | None:
+    """The maps from the stored values to the values `sharpen` works on (None when they are the
+    same): reflectance times 10000 with no offset, what the shipped Sentinel-2 networks were
+    trained on (L1C digital numbers before processing baseline 04.00) and the level GLP's
+    weights were chosen at (`kernel.solve_weights`).
+
+    A band with a scale other than 1 holds scaled reflectance (Sentinel-2 COGs: 0.0001 and -0.1):
+    it is worked on as ``10000 * (scale * v + offset)``. A band with scale 1 and an offset holds
+    digital numbers with a radiometric offset (Sentinel-2 since processing baseline 04.00:
+    ``RADIO_ADD_OFFSET`` = -1000): it is worked on as ``v + offset``. The result is mapped back.
+    """
+
+    def model(pair: tuple[float, float]) -> tuple[float, float]:
+        scale, offset = pair
+        if scale == 1.0:
+            return 1.0, offset
+        return scale * _MODEL_QUANTIFICATION, offset * _MODEL_QUANTIFICATION
+
+    maps = [[model(p) for p in side] for side in (coarse, guide)]
+    if all(m == (1.0, 0.0) for side in maps for m in side):
+        return None
+    if any(m[0] <= 0 for side in maps for m in side):
+        raise InvalidArgumentError("sharpen: a band's scale must be positive")
+    return kernel.Radiometry(
+        coarse_gain=tuple(m[0] for m in maps[0]),
+        coarse_offset=tuple(m[1] for m in maps[0]),
+        guide_gain=tuple(m[0] for m in maps[1]),
+        guide_offset=tuple(m[1] for m in maps[1]),
+    )
 
 
 def sharpen_numpy(
@@ -562,6 +648,7 @@ def sharpen(
         nodata=_nodata(coarse_da, nodata),
         guide_nodata=_nodata(guide_da, guide_nodata),
         chunk=size,
+        radiometry=(band_radiometry(coarse_da), band_radiometry(guide_da)),
     )
     return _on_guide_grid(out, coarse_da, guide_da, names, out_nodata, method)
 

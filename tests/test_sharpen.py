@@ -310,3 +310,32 @@ def test_compiled_taps_are_the_array_arithmetic_bit_for_bit(dtype, axis):
             expected += moved[..., index[:, t]] * taps.weights[:, t].astype(dtype)
         got = gather_taps(values, index, taps.weights, axis)
         np.testing.assert_array_equal(np.moveaxis(got, axis, -1), expected)
+
+
+def test_radiometric_offsets_are_applied():
+    """A product of processing baseline 04.00 or later stores DN + 1000 and declares the offset
+    (RADIO_ADD_OFFSET = -1000): both methods sharpen it as they sharpen the same scene stored
+    without it, shifted by the offset; without the declaration the result differs."""
+    g, gt, c, ct = pair(2, (0.0, -1.0), fine=(64, 72), bands=6, guides=4, seed=5)
+    names, gnames = ["B05", "B06", "B07", "B8A", "B11", "B12"], ["B02", "B03", "B04", "B08"]
+    c16, g16 = as_uint16(c, 300, 4000), as_uint16(g, 200, 3000)
+    for method in ("glp", "cnn-s2"):
+        plain = sharpen(raster(c16, ct, names=names), raster(g16, gt, names=gnames), method=method)
+        shifted_c = raster(c16 + 1000, ct, names=names)
+        shifted_g = raster(g16 + 1000, gt, names=gnames)
+        blind = sharpen(shifted_c, shifted_g, method=method).values.astype(np.int64)
+        shifted_c.attrs["offsets"] = [-1000.0] * 6
+        shifted_g.attrs["offsets"] = -1000.0  # one value for every band
+        told = sharpen(shifted_c, shifted_g, method=method)
+        expected = plain.values.astype(np.int64) + 1000
+        assert np.abs(told.values.astype(np.int64) - expected).max() <= 1  # rounding
+        assert np.abs(blind - expected).max() > 5
+        assert told.attrs["offsets"] == [-1000.0] * 6  # the output keeps the stored convention
+        # Scaled reflectance (Sentinel-2 COGs: DN * 0.0001 - 0.1) is worked on as the same DN.
+        scaled = raster(c16 + 1000, ct, names=names)
+        scaled.attrs |= {"scales": 1e-4, "offsets": -0.1}
+        result = sharpen(scaled, shifted_g, method=method).values.astype(np.int64)
+        assert np.abs(result - expected).max() <= 1
+    shifted_c.attrs["offsets"] = [-1000.0] * 5
+    with pytest.raises(InvalidArgumentError, match="one per band"):
+        sharpen(shifted_c, shifted_g, method="cnn-s2")
