@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -89,32 +90,43 @@ def make_product(folder: Path, size: int) -> tuple[list[Path], list[Path]]:
     return coarse, guide
 
 
-def tree_rss(pid: int) -> int:
-    """Resident bytes of ``pid`` and its descendants."""
+def tree_rss(pid: int) -> dict[int, tuple[str, int]]:
+    """Resident bytes of ``pid`` and each of its descendants, with a short name for each."""
     import psutil
 
     try:
         proc = psutil.Process(pid)
         procs = [proc, *proc.children(recursive=True)]
     except psutil.NoSuchProcess:
-        return 0
-    total = 0
+        return {}
+    out = {}
     for p in procs:
         with contextlib.suppress(psutil.NoSuchProcess):
-            total += p.memory_info().rss
-    return total
+            words = " ".join(p.cmdline()[1:3])[-60:]
+            out[p.pid] = (words, p.memory_info().rss)
+    return out
 
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--method", default="glp")
     ap.add_argument("--size", type=int, default=10980)
-    ap.add_argument("--keep", action="store_true")
+    ap.add_argument("--keep", action="store_true", help="keep the generated product")
+    ap.add_argument("--product", type=Path, help="a product kept by an earlier --keep run")
+    ap.add_argument("--workers", type=int, help="dasksr sharpen --workers")
     args = ap.parse_args()
-    tmp = Path(tempfile.mkdtemp(prefix="dasksr_tile_"))
-    start = time.perf_counter()
-    coarse, guide = make_product(tmp, args.size)
-    print(f"generated the product in {time.perf_counter() - start:.0f} s")
+    if args.product:
+        tmp = args.product
+        coarse = [tmp / f"{b}.tif" for b in ("B05", "B06", "B07", "B8A", "B11", "B12")]
+        guide = [tmp / f"{b}.tif" for b in ("B02", "B03", "B04", "B08")]
+        with rasterio.open(guide[0]) as src:
+            args.size = src.width
+        shutil.rmtree(tmp / "out.zarr", ignore_errors=True)
+    else:
+        tmp = Path(tempfile.mkdtemp(prefix="dasksr_tile_"))
+        start = time.perf_counter()
+        coarse, guide = make_product(tmp, args.size)
+        print(f"generated the product in {time.perf_counter() - start:.0f} s in {tmp}")
     exe = str(Path(sys.executable).with_name("dasksr"))
     cmd = [
         exe,
@@ -126,8 +138,9 @@ def main() -> None:
         "-m",
         args.method,
         "--no-progress",
+        *(["--workers", str(args.workers)] if args.workers else []),
     ]
-    peak = 0
+    peak, peaks = 0, {}
     start = time.perf_counter()
     proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     done = threading.Event()
@@ -135,7 +148,10 @@ def main() -> None:
     def sample() -> None:
         nonlocal peak
         while not done.is_set():
-            peak = max(peak, tree_rss(proc.pid))
+            sizes = tree_rss(proc.pid)
+            peak = max(peak, sum(rss for _, rss in sizes.values()))
+            for pid, (name, rss) in sizes.items():
+                peaks[pid] = (name, max(rss, peaks.get(pid, (name, 0))[1]))
             time.sleep(0.2)
 
     watcher = threading.Thread(target=sample, daemon=True)
@@ -151,9 +167,9 @@ def main() -> None:
         f"({pixels / 1e6 / wall:.2f} MPix/s), peak RSS of the process tree "
         f"{peak / 2**30:.2f} GiB"
     )
-    if not args.keep:
-        import shutil
-
+    for pid, (name, rss) in sorted(peaks.items()):
+        print(f"  peak RSS {rss / 2**30:5.2f} GiB  pid {pid}  {name}")
+    if not args.keep and not args.product:
         shutil.rmtree(tmp)
 
 

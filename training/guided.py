@@ -117,6 +117,7 @@ def prepared(pair: dict, ratio: int) -> dict:
     base, fused, _ = K.glp_planes(
         cp, valid, gp, gvalid, geometry=geometry, weights=weights, sigmas=sigmas
     )
+    assert base is not None
     x = K.network_inputs(base, fused, gp, geometry, 0)
     return {
         "x": x / UNIT,

@@ -339,21 +339,39 @@ def glp_planes(
     weights: np.ndarray,
     sigmas: Sequence[float],
     margin: int = 0,
-) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """``up(C)``, the GLP result and the fine validity on the fine core plus ``margin``, float64.
+    keep_base: bool = True,
+) -> tuple[np.ndarray | None, np.ndarray, np.ndarray]:
+    """``up(C)`` (None unless ``keep_base``), the GLP result and the fine validity on the fine
+    core plus ``margin``, float64.
 
     ``weights`` is ``(coarse bands, guide bands)``: each coarse band's synthetic guide.
     """
     core = geometry.fine_core(guide)
-    base, fine_valid = upsample_valid(coarse.astype(np.float64), valid, geometry, core, margin)
-    synthetic = np.tensordot(weights, guide.astype(np.float64), axes=(1, 0))
-    detail = guide_detail(synthetic, sigmas, geometry, core, margin)
+    wide = (core[0] + 2 * margin, core[1] + 2 * margin)
+    ok = None
     if not guide_valid.all():
         reach = max(guide_support(geometry.ratio, s) for s in sigmas)
-        wide = (core[0] + 2 * margin, core[1] + 2 * margin)
         ok = _all_valid_within(guide_valid, reach, geometry.fine_halo - margin, wide)
-        detail[:, ~ok] = 0
-    return base, base + detail, fine_valid
+    planes = guide.astype(np.float64, copy=False)
+    fused = np.empty((coarse.shape[0], *wide))
+    base = np.empty_like(fused) if keep_base else None
+    fine_valid = np.empty(fused.shape, bool)
+    # One band at a time, so that a block's temporaries are a few planes, whatever the band count;
+    # the synthetic guide as a sum of products in band order, the same at every position.
+    for b in range(coarse.shape[0]):
+        up, fine_valid[b] = upsample_valid(
+            coarse[b : b + 1].astype(np.float64), valid[b : b + 1], geometry, core, margin
+        )
+        synthetic = planes[0] * weights[b, 0]
+        for k in range(1, planes.shape[0]):
+            synthetic += planes[k] * weights[b, k]
+        detail = guide_detail(synthetic[None], [sigmas[b]], geometry, core, margin)[0]
+        if ok is not None:
+            detail[~ok] = 0
+        if base is not None:
+            base[b] = up[0]
+        np.add(up[0], detail, out=fused[b])
+    return base, fused, fine_valid
 
 
 def glp_block(
@@ -374,7 +392,14 @@ def glp_block(
     if radiometry is not None:
         coarse, guide = radiometry.coarse(coarse), radiometry.guide(guide)
     _, fused, fine_valid = glp_planes(
-        coarse, valid, guide, guide_valid, geometry=geometry, weights=weights, sigmas=sigmas
+        coarse,
+        valid,
+        guide,
+        guide_valid,
+        geometry=geometry,
+        weights=weights,
+        sigmas=sigmas,
+        keep_base=False,
     )
     if radiometry is not None:
         fused = radiometry.stored(fused)
@@ -482,6 +507,7 @@ def network_block(
         sigmas=sigmas,
         margin=m,
     )
+    assert base is not None  # kept by default
     clean = guide if guide_valid.all() else np.where(guide_valid, guide, 0)
     planes = network_inputs(base, fused, clean, geometry, m)
     residual = network(planes)
