@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import linecache
+import tempfile
 from pathlib import Path
 from typing import Any
 
@@ -46,6 +47,7 @@ def run_notebook(path: Path, folder: Path, monkeypatch: pytest.MonkeyPatch) -> d
 
     monkeypatch.setenv("MPLBACKEND", "Agg")
     monkeypatch.chdir(folder)
+    monkeypatch.setattr(tempfile, "tempdir", str(folder))  # tempfile.mkdtemp() makes folders here
     figures: list[Path] = []
 
     def show(*args: Any, **kwargs: Any) -> None:
@@ -138,7 +140,11 @@ def check_sentinel2_outputs(namespace: dict[str, Any], folder: Path) -> None:
     assert all(d.max() == 0 for d in namespace["differences"].values())
     assert set(namespace["scores"]) == set(methods)
     assert namespace["scores"]["lanczos"][0] > namespace["scores"]["nearest"][0]
-    workdir = folder / "dasksr-sentinel2"
+    # A new temporary folder (under ``folder`` here: run_notebook points tempfile there), never
+    # one in the working folder, which is the checkout when a user runs it.
+    workdir = namespace["WORKDIR"]
+    assert workdir.parent == folder and workdir.name.startswith("dasksr-sentinel2-")
+    assert not (folder / "dasksr-sentinel2").exists()
     assert namespace["zarr_path"] == (workdir / "sentinel2_x2.zarr").absolute()
     assert namespace["zarr_path"].is_dir() and namespace["tif_path"].is_file()
     assert not [p for p in workdir.iterdir() if "partial" in p.name]
