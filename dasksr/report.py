@@ -156,7 +156,7 @@ def upscale_file(
         from dasksr.frames import select_bands
 
         with _notes(notify):
-            data = _open_input(source, assets, chunks=chunks, variable=variable)
+            data = _open_input(source, assets, chunks=chunks, variable=variable, nodata=nodata)
         if bands is not None:
             data = select_bands(data, bands, path=source)
         if resolution is None:
@@ -226,7 +226,12 @@ def fuse_files(
 
 
 def _open_input(
-    source: str, assets: str | None, *, chunks: int | None, variable: str | None
+    source: str,
+    assets: str | None,
+    *,
+    chunks: int | None,
+    variable: str | None,
+    nodata: float | None = None,
 ) -> xr.DataArray:
     """The raster at ``source``, or the ``assets`` of the STAC item there."""
     from dasksr.frames import checked_raster, open_frame
@@ -238,7 +243,8 @@ def _open_input(
         "upscale the assets of one grid at a time, or bring the coarser ones to the finer grid "
         "with dasksr sharpen ITEM OUTPUT --assets COARSE --guide-assets FINE"
     )
-    return checked_raster(open_item(source, assets, chunks=chunks, purpose=purpose), source)
+    data = open_item(source, assets, chunks=chunks, purpose=purpose, nodata=nodata)
+    return checked_raster(data, source)
 
 
 @contextmanager
@@ -398,11 +404,20 @@ def sharpen_files(
 
             sides = [
                 checked_raster(
-                    open_item(item, words, flag=flag, sensor_names=True, purpose=purpose), item
+                    open_item(
+                        item, words, flag=flag, sensor_names=True, purpose=purpose, nodata=fill
+                    ),
+                    item,
                 )
-                for item, words, flag, purpose in (
-                    (coarse[0], assets, "--assets", "sharpen bands of one grid at a time"),
-                    (guide[0], guide_assets, "--guide-assets", "guide bands share one grid"),
+                for item, words, flag, purpose, fill in (
+                    (coarse[0], assets, "--assets", "sharpen bands of one grid at a time", nodata),
+                    (
+                        guide[0],
+                        guide_assets,
+                        "--guide-assets",
+                        "the guide's share one",
+                        guide_nodata,
+                    ),
                 )
             ]
         else:

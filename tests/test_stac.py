@@ -21,7 +21,7 @@ from test_cli import Run, assert_one_line_error, listing, run  # noqa: F401  (th
 from test_remote import RangeServer
 
 import dasksr
-from dasksr.io.stac import georeferenced, open_item
+from dasksr.io.stac import georeferenced, open_item, select_bands, sensor_name
 
 #: Sentinel-2-like grids: 10 m bands of 64 x 64 px and a 20 m band of 32 x 32 px, one extent.
 T10 = Affine(10, 0, 500000, 0, -10, 4000000)
@@ -209,6 +209,20 @@ def test_a_shared_common_name_must_be_chosen_by_key(tmp_path: Path) -> None:
     item.save_object(include_self_link=False)
     with pytest.raises(dasksr.errors.InvalidArgumentError, match=r"B05, B06, B07.*by key"):
         open_item(str(tmp_path / "item.json"), "rededge")
+
+
+def test_sentinel2_band_names_from_the_band_record_or_the_file_name() -> None:
+    # Earth Search keys and names its bands by colour and the file by band; Planetary Computer
+    # names them by band. Landsat's B4 stays B4 (not Sentinel-2's B04).
+    geometry = {"type": "Point", "coordinates": [0, 0]}
+    item = pystac.Item("x", geometry, [0, 0, 0, 0], datetime.datetime(2024, 1, 1), {})
+    base = "https://h.example/S2B_29RKH/"
+    item.add_asset("rededge1", _asset(base + "B05.tif", 32, T20, _eo(("rededge1", "rededge"))))
+    item.add_asset("B8A", _asset(base + "T29RKH_B8A_20m.tif", 32, T20, _eo(("B8A", "nir08"))))
+    item.add_asset("red", _asset("https://h.example/LC08_SR_B4.TIF", 32, T20, _eo(("red", "red"))))
+    item.add_asset("aot", _asset(base + "AOT.tif", 32, T20, {}))
+    names = [sensor_name(b, item) for b in select_bands(item, ["rededge1", "nir08", "red", "aot"])]
+    assert names == ["B05", "B8A", "B4", None]
 
 
 def test_not_an_item_is_one_line(tmp_path: Path, run: Callable[..., Run]) -> None:

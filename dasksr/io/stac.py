@@ -226,6 +226,7 @@ def open_item(
     flag: str = "--assets",
     sensor_names: bool = False,
     purpose: str = "",
+    nodata: float | None = None,
 ) -> xr.DataArray:
     """The ``assets`` of the STAC item at ``href``, stacked as one lazy ``(band, y, x)`` raster.
 
@@ -244,6 +245,9 @@ def open_item(
         rather than by the words given: `dasksr.sharpen` tells Sentinel-2's bands by those names.
     purpose : str
         What a user with bands on several grids can do instead, for the message.
+    nodata : float, optional
+        The nodata value of every band, which the caller will use; otherwise the bands' own
+        (their files', else the item's ``raster:bands``) must agree.
 
     Returns
     -------
@@ -288,11 +292,14 @@ def open_item(
             data = data.rio.write_nodata(band.nodata, encoded=False)
         planes.append((band, data))
     _check_one_grid(planes, purpose)
-    nodata = {float(d.rio.nodata) for _, d in planes if d.rio.nodata is not None}
-    if len(nodata) > 1:
+    found = {float(d.rio.nodata) for _, d in planes if d.rio.nodata is not None}
+    if nodata is not None:
+        found = {float(nodata)}
+    if len(found) > 1:
         raise InvalidArgumentError(
             f"the assets {', '.join(dict.fromkeys(b.asset for b, _ in planes))} have different "
-            f"nodata values ({', '.join(map(str, sorted(nodata)))}): choose one with --nodata"
+            f"nodata values ({', '.join(map(str, sorted(found)))}): give the one to use "
+            f"({'--guide-nodata' if 'guide' in flag else '--nodata'})"
         )
     names = [
         (sensor_name(b, item) if sensor_names else None) or b.name
@@ -304,7 +311,7 @@ def open_item(
     stacked.attrs = {k: v for k, v in stacked.attrs.items() if k not in ("scales", "offsets")}
     stacked.attrs["long_name"] = tuple(names)
     # One nodata for the raster: that of the bands that have one (Sentinel-2's 0 for every band).
-    return stacked.rio.write_nodata(nodata.pop(), encoded=False) if nodata else stacked
+    return stacked.rio.write_nodata(found.pop(), encoded=False) if found else stacked
 
 
 def _check_one_grid(planes: list[tuple[StacBand, xr.DataArray]], purpose: str) -> None:
