@@ -303,12 +303,14 @@ def _side(
 
     from dasksr.frames import grid_difference, open_frame
 
-    planes, names = [], []
+    planes, names, radiometry = [], [], []
     for path in paths:
         data = open_frame(path, chunks=chunks, variable=variable)
         if data.ndim == 2:
             data = data.expand_dims("band")
-        names += _band_identity(data, path)
+        identity = _band_identity(data, path)
+        names += identity
+        radiometry += _file_radiometry(data, path, identity)
         planes.append(data)
     for path, other in zip(paths[1:], planes[1:], strict=True):
         difference = grid_difference(planes[0], other)
@@ -331,7 +333,33 @@ def _side(
     else:
         stacked.attrs.pop("long_name", None)
         stacked = stacked.assign_coords({lead: list(range(1, len(names) + 1))})
+    for attr, index, identity in (("scales", 0, 1.0), ("offsets", 1, 0.0)):
+        stacked.attrs.pop(attr, None)
+        if any(pair[index] != identity for pair in radiometry):
+            stacked.attrs[attr] = [pair[index] for pair in radiometry]
     return stacked
+
+
+def _file_radiometry(
+    data: xr.DataArray, path: str, names: list[str | None]
+) -> list[tuple[float, float]]:
+    """Each band's ``(scale, offset)`` in one file: the file's own (GDAL's band scale and offset),
+    else a Sentinel-2 product's radiometric offset from its metadata file (`dasksr.io.safe`)."""
+    import numpy as np
+
+    from dasksr.io.safe import band_radiometry
+
+    n = data.shape[0]
+    own = [
+        np.atleast_1d(data.attrs.get(a, i)).astype(float)
+        for a, i in (("scales", 1), ("offsets", 0))
+    ]
+    own = [np.repeat(v, n) if v.size == 1 else v for v in own]
+    pairs = [(float(s), float(o)) for s, o in zip(own[0], own[1], strict=True)]
+    for i, name in enumerate(names):
+        if pairs[i] == (1.0, 0.0):
+            pairs[i] = band_radiometry(path, name) or pairs[i]
+    return pairs
 
 
 def split_sharpen_paths(

@@ -141,3 +141,76 @@ def test_bad_input_is_one_line_and_nothing_written(
         result = run("sharpen", *coarse, "--guide", *guide, out, "-m", method, *extra)
         assert_one_line_error(result, *words)
         assert listing(tmp_path) == before
+
+
+MTD_L1C = """<?xml version="1.0" encoding="UTF-8"?>
+<n1:Level-1C_User_Product xmlns:n1="https://psd-14.sentinel2.eo.esa.int/PSD/User_Product_Level-1C.xsd">
+  <n1:General_Info><Product_Image_Characteristics>
+    <QUANTIFICATION_VALUE unit="none">10000</QUANTIFICATION_VALUE>
+    <Radiometric_Offset_List>
+{offsets}
+    </Radiometric_Offset_List>
+    <Spectral_Information_List>
+{bands}
+    </Spectral_Information_List>
+  </Product_Image_Characteristics></n1:General_Info>
+</n1:Level-1C_User_Product>
+"""
+S2_BANDS = ["B1", "B2", "B3", "B4", "B5", "B6", "B7", "B8", "B8A", "B9", "B10", "B11", "B12"]
+
+
+def safe_product(folder: Path, shift: int, offset: int | None) -> tuple[list, list]:
+    """A SAFE-like Sentinel-2 product: the band files in GRANULE/*/IMG_DATA, the metadata (with
+    ``RADIO_ADD_OFFSET`` = ``offset``, or none) at the top, the values shifted by ``shift``."""
+    images = folder / "S2B_MSIL1C.SAFE" / "GRANULE" / "L1C_T18SVG" / "IMG_DATA"
+    images.mkdir(parents=True)
+    rows = "\n".join(
+        f'      <RADIO_ADD_OFFSET band_id="{i}">{offset}</RADIO_ADD_OFFSET>'
+        for i in range(13)
+        if offset is not None
+    )
+    bands = "\n".join(
+        f'      <Spectral_Information bandId="{i}" physicalBand="{b}"/>'
+        for i, b in enumerate(S2_BANDS)
+    )
+    (folder / "S2B_MSIL1C.SAFE" / "MTD_MSIL1C.xml").write_text(
+        MTD_L1C.format(offsets=rows, bands=bands)
+    )
+    from scipy.ndimage import gaussian_filter
+
+    rng = np.random.default_rng(1)
+    base = gaussian_filter(rng.normal(size=(64, 66)), 2)
+    base = (base - base.min()) / np.ptp(base)
+    coarse, guide = [], []
+    for i, b in enumerate(("B02", "B03", "B04", "B08")):
+        values = np.round(300 + 2500 * base * (0.7 + 0.1 * i)).astype(np.uint16) + shift
+        guide.append(write(images / f"T18SVG_20220105T154659_{b}.tif", values, GUIDE_T))
+    small = np.pad(base, ((0, 2), (2, 2)), mode="edge")[:66, :70].reshape(33, 2, 35, 2)
+    for i, b in enumerate(("B05", "B06", "B07", "B8A", "B11", "B12")):
+        own = gaussian_filter(rng.normal(size=(33, 35)), 1.5) * 400
+        values = np.round(500 + own + 2000 * small.mean(axis=(1, 3)) * (0.6 + 0.1 * i)).astype(
+            np.uint16
+        )
+        coarse.append(write(images / f"T18SVG_20220105T154659_{b}.tif", values + shift, COARSE_T))
+    return coarse, guide
+
+
+@pytest.mark.parametrize("method", ["glp", "cnn-s2"])
+def test_a_products_radiometric_offset_is_applied(
+    tmp_path: Path, run: Callable[..., Run], method: str
+) -> None:
+    """A product of baseline 04.00 or later (DN + 1000, RADIO_ADD_OFFSET -1000 in its metadata)
+    sharpens to the older product's result plus 1000; without the metadata it would not."""
+    results = {}
+    for name, shift, offset in (("old", 0, None), ("new", 1000, -1000), ("blind", 1000, None)):
+        coarse, guide = safe_product(tmp_path / name, shift, offset)
+        out = tmp_path / f"{name}.tif"
+        result = run("sharpen", *coarse, "--guide", *guide, out, "-m", method, "--no-progress")
+        assert result.status == 0, result.err
+        with rasterio.open(out) as src:
+            results[name] = src.read().astype(np.int64)
+            if offset is not None:
+                assert src.offsets == (-1000.0,) * 6  # the output keeps the stored convention
+    assert np.abs(results["new"] - results["old"] - 1000).max() <= 1
+    if method == "cnn-s2":  # the network is not shift-invariant: the offset matters
+        assert np.abs(results["blind"] - results["old"] - 1000).max() > 3
