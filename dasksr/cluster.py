@@ -13,7 +13,7 @@ from typing import Any
 
 import dask
 
-from dasksr.errors import InvalidArgumentError, SchedulerError
+from dasksr.errors import InvalidArgumentError, OutputError, SchedulerError
 
 __all__ = [
     "connect",
@@ -21,6 +21,7 @@ __all__ = [
     "active_client",
     "starting",
     "check_scheduler",
+    "check_workers_write",
     "SMALL_JOB_PIXELS",
     "THREADS",
 ]
@@ -331,3 +332,60 @@ def compute(collections: Sequence[Any], *, progress: bool = False) -> list[Any]:
         with ProgressBar(out=sys.stderr):
             return list(dask.compute(*collections))
     return list(dask.compute(*collections))
+
+
+def check_workers_write(folder: os.PathLike[str] | str, *, shown: str) -> None:
+    """Check that every worker of a remote scheduler can write in the local ``folder``.
+
+    Workers of a cluster that this process did not start may run on other machines, where the
+    output's folder is another one, or none. This process writes a probe file there; each worker
+    (`distributed.Client.run`) must find it and write its own beside it. If one cannot,
+    `OutputError` names it and suggests an object-store URL, before any task has run. An embedded
+    cluster (one started by this process) shares its disk and is not probed.
+    """
+    import uuid
+
+    client = active_client()
+    if client is None or getattr(client, "cluster", None) is not None:
+        return
+    token = uuid.uuid4().hex
+    probe = os.path.join(os.fspath(folder), f".dasksr-probe-{token}")
+    try:
+        with open(probe, "w") as f:
+            f.write(token)
+        answers = client.run(_probe_folder, os.fspath(folder), token)
+    finally:
+        with suppress(OSError):
+            os.remove(probe)
+    failed = {address: why for address, why in sorted(answers.items()) if why}
+    if failed:
+        address, why = next(iter(failed.items()))
+        more = f" (and {len(failed) - 1} more)" if len(failed) > 1 else ""
+        raise OutputError(
+            f"output {shown!r}: the worker at {address}{more} cannot write its folder "
+            f"{os.fspath(folder)!r} ({why}): the workers do not share this disk; write to "
+            "object storage instead, e.g. s3://BUCKET/NAME.zarr"
+        )
+
+
+def _probe_folder(folder: str, token: str) -> str | None:
+    """On a worker: None when ``folder`` holds the client's probe and takes a file, else why not."""
+    import socket
+
+    probe = os.path.join(folder, f".dasksr-probe-{token}")
+    try:
+        with open(probe) as f:
+            if f.read() != token:
+                return "the client's probe file differs there"
+    except OSError as exc:
+        return f"the client's probe file is not there: {exc.strerror or exc}"
+    mine = f"{probe}-{socket.gethostname()}-{os.getpid()}"
+    try:
+        with open(mine, "w") as f:
+            f.write(token)
+    except OSError as exc:
+        return exc.strerror or str(exc)
+    finally:
+        with suppress(OSError):
+            os.remove(mine)
+    return None

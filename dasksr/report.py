@@ -50,7 +50,7 @@ def _stderr(message: str) -> None:
 class Written(NamedTuple):
     """What a job wrote: the output's path, shape and dtype, and the seconds it took."""
 
-    path: Path
+    path: Path | str
     shape: tuple[int, ...]
     dtype: str
     wall: float

@@ -161,7 +161,10 @@ def test_job_on_a_scheduler_equals_the_threaded_result(
     assert executed_tasks(scheduler) >= before + 9  # 3 x 3 blocks were written by the workers
     out = tmp_path / f"out{ext}"
     if ext == ".zarr":
-        got, want = xr.open_zarr(out)["data"], xr.open_zarr(reference)["data"]
+        got, want = (
+            xr.open_zarr(out, mask_and_scale=False)["data"],
+            xr.open_zarr(reference, mask_and_scale=False)["data"],
+        )
         assert got.dtype == want.dtype == np.int16
         np.testing.assert_array_equal(got.values, want.values)
         xr.testing.assert_identical(got.compute(), want.compute())
@@ -194,7 +197,8 @@ def test_progress_bar_on_a_scheduler(
     assert "100% Completed" in captured.err
     assert captured.out.startswith("wrote ")
     np.testing.assert_array_equal(
-        xr.open_zarr(out)["data"].values, dasksr.upscale(uint16_tif.data, scale=2, nodata=0)
+        xr.open_zarr(out, mask_and_scale=False)["data"].values,
+        dasksr.upscale(uint16_tif.data, scale=2, nodata=0),
     )
 
 
@@ -269,7 +273,10 @@ def test_a_worker_killed_mid_job_leaves_the_output_unchanged(
             assert victim.wait(timeout=10) == -signal.SIGKILL
             assert len(client.scheduler_info()["workers"]) == 2
     assert 3 <= killed.get("done", -1) < blocks, "the worker was not killed mid-job"
-    got, want = xr.open_zarr(out)["data"], xr.open_zarr(reference)["data"]
+    got, want = (
+        xr.open_zarr(out, mask_and_scale=False)["data"],
+        xr.open_zarr(reference, mask_and_scale=False)["data"],
+    )
     np.testing.assert_array_equal(got.values, want.values)
     xr.testing.assert_identical(got.compute(), want.compute())
     assert not [p for p in out.rglob("*") if p.name.endswith(".partial")]  # no torn chunk files
@@ -337,5 +344,5 @@ def test_cli_workers_2_equals_the_in_process_result(
             "--no-progress",
         ]
         assert main([*argv, *extra]) == 0
-        outputs[label] = xr.open_zarr(out)["data"].values
+        outputs[label] = xr.open_zarr(out, mask_and_scale=False)["data"].values
     np.testing.assert_array_equal(outputs["threads"], outputs["workers"])

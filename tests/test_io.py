@@ -105,12 +105,18 @@ def test_geotiff_output_is_tiled_and_deflate_compressed(job: Any) -> None:
             assert by % 16 == 0 and bx % 16 == 0
 
 
-def test_zarr_output_opens_with_plain_xarray_in_its_own_dtype(job: Any) -> None:
+def test_zarr_output_opens_in_its_own_dtype_and_gdal_sees_its_nodata(job: Any) -> None:
     raster, _, store = job
-    ds = xr.open_zarr(store)  # defaults: mask_and_scale=True, as any user would open it
-    data = ds["data"]
-    assert data.dtype == np.uint16  # no scale/offset or _FillValue turning it into floats
-    for key in ("scale_factor", "add_offset", "_FillValue", "missing_value"):
+    # Nodata is the arrays' Zarr fill_value: GDAL reports it, and plain xarray.open_zarr masks
+    # with it (format 2: float32 with NaN), as docs/conventions.md says.
+    with rasterio.open(f'ZARR:"{store}":/data:0') as src:
+        assert src.nodata == 0
+    masked = xr.open_zarr(store)["data"]
+    assert masked.dtype == np.float32 and bool(masked.isnull().any())
+    assert dasksr.open_raster(store).dtype == np.uint16
+    data = xr.open_zarr(store, mask_and_scale=False)["data"]
+    assert data.dtype == np.uint16  # no scale/offset turning it into floats
+    for key in ("scale_factor", "add_offset", "missing_value"):
         assert key not in data.attrs
         assert key not in data.encoding
     assert data.rio.crs.to_epsg() == 32633
@@ -133,7 +139,7 @@ def test_geotiff_zarr_and_whole_image_result_are_identical(job: Any) -> None:
     reference = expected(raster, SCALE, METHOD)
     with rasterio.open(tif) as out:
         from_tif = out.read()
-    from_zarr = xr.open_zarr(store)["data"].values
+    from_zarr = xr.open_zarr(store, mask_and_scale=False)["data"].values
     np.testing.assert_array_equal(from_tif, reference)
     np.testing.assert_array_equal(from_zarr, reference)
     assert (reference == 0).any()  # the nodata corner went through the job
@@ -183,7 +189,9 @@ def test_scales_offsets_and_units_are_kept_and_the_dtype_too(
         assert tif.offsets == (-0.1, -0.1, 0.0)
         assert tif.units == ("reflectance", "reflectance", "W m-2")
         from_tif = tif.read()
-    data = xr.open_zarr(tmp_path / "out.zarr")["data"]  # plain xarray would apply CF scale_factor
+    data = xr.open_zarr(tmp_path / "out.zarr", mask_and_scale=False)[
+        "data"
+    ]  # plain xarray would apply CF scale_factor
     assert data.dtype == np.uint16
     assert "scale_factor" not in data.attrs and "add_offset" not in data.attrs
     assert data.attrs["scales"] == [1e-4, 1e-4, 2e-4]
@@ -215,7 +223,7 @@ def test_dtypes_and_nodata_survive_both_formats(
         assert out.count == bands
         assert out.nodata == pytest.approx(nodata, nan_ok=True)
         assert out.transform == raster.transform @ Affine.scale(1 / 3)
-    data = xr.open_zarr(store)["data"]
+    data = xr.open_zarr(store, mask_and_scale=False)["data"]
     assert data.dtype == np.dtype(dtype)
     assert data.shape == (bands, 70 * 3, 90 * 3)
     assert data.rio.nodata == pytest.approx(nodata, nan_ok=True)
@@ -311,8 +319,10 @@ def test_interrupted_zarr_job_resumes_and_equals_a_clean_run(
 
         clean = dasksr.to_zarr(fine, tmp_path / "clean.zarr")
     assert not partial_store.exists()
-    resumed = xr.open_zarr(target)["data"]
-    np.testing.assert_array_equal(resumed.values, xr.open_zarr(clean)["data"].values)
+    resumed = xr.open_zarr(target, mask_and_scale=False)["data"]
+    np.testing.assert_array_equal(
+        resumed.values, xr.open_zarr(clean, mask_and_scale=False)["data"].values
+    )
     np.testing.assert_array_equal(resumed.values, expected(uint16_tif, SCALE, "bilinear"))
     assert resumed.rio.crs.to_epsg() == 32633
 
@@ -351,7 +361,9 @@ def test_interrupted_cli_job_resumes_when_run_again(
     ]
     assert 0 < len(done) < 9
     assert main(args) == 0
-    np.testing.assert_array_equal(xr.open_zarr(out)["data"].values, expected(raster, 2, "lanczos"))
+    np.testing.assert_array_equal(
+        xr.open_zarr(out, mask_and_scale=False)["data"].values, expected(raster, 2, "lanczos")
+    )
     assert listing(tmp_path) == {"scene.tif", "out.zarr", "calls"}
 
 
@@ -364,7 +376,8 @@ def test_changed_job_does_not_reuse_a_partial_store(tmp_path: Path, uint16_tif: 
         # Another method: the finished chunks of the first job must not be kept.
         dasksr.to_zarr(data.sr.upscale(scale=2, method="nearest"), target)
     np.testing.assert_array_equal(
-        xr.open_zarr(target)["data"].values, expected(uint16_tif, 2, "nearest")
+        xr.open_zarr(target, mask_and_scale=False)["data"].values,
+        expected(uint16_tif, 2, "nearest"),
     )
 
 
@@ -403,7 +416,9 @@ def test_overwrite_replaces_an_existing_output(tmp_path: Path, uint16_tif: Any) 
     reference = expected(uint16_tif, 2, "bilinear")
     with rasterio.open(tmp_path / "o.tif") as out:
         np.testing.assert_array_equal(out.read(), reference)
-    np.testing.assert_array_equal(xr.open_zarr(tmp_path / "o.zarr")["data"].values, reference)
+    np.testing.assert_array_equal(
+        xr.open_zarr(tmp_path / "o.zarr", mask_and_scale=False)["data"].values, reference
+    )
 
 
 # ----------------------------------------------------------------------------------------------
@@ -509,7 +524,7 @@ def test_a_zarr_chunk_written_twice_is_recorded_once_and_unchanged(
         )
     assert [p.name for p in (store / ".dasksr-progress").iterdir()] == ["data.0.1.1"]
     np.testing.assert_array_equal(
-        xr.open_zarr(store)["data"].values, expected(uint16_tif, 2, "bicubic")
+        xr.open_zarr(store, mask_and_scale=False)["data"].values, expected(uint16_tif, 2, "bicubic")
     )
 
 
@@ -658,7 +673,7 @@ def test_a_changed_method_version_is_recomputed_not_resumed(
     finally:
         _REGISTRY.pop("trial", None)
     np.testing.assert_array_equal(
-        xr.open_zarr(target)["data"].values, expected(raster, 2, "nearest")
+        xr.open_zarr(target, mask_and_scale=False)["data"].values, expected(raster, 2, "nearest")
     )
 
 
@@ -680,7 +695,7 @@ def test_a_changed_input_dtype_or_scale_is_recomputed_not_resumed(
         options["scale"] = 3
     fine = dasksr.open_raster(raster.path, chunks=32).sr.upscale(**options)
     assert zarr_job(fine, target, monkeypatch, fail_at=None) == 9
-    written = xr.open_zarr(target)["data"]
+    written = xr.open_zarr(target, mask_and_scale=False)["data"]
     assert written.dtype == fine.dtype
     np.testing.assert_array_equal(written.values, fine.values)
 
@@ -879,7 +894,7 @@ def test_dataset_with_several_rasters_round_trips_through_zarr(tmp_path: Path) -
     ds["red"] = ds["red"].rio.write_nodata(0)
     fine = ds.chunk({"y": 5, "x": 7}).sr.upscale(scale=2, method="bilinear")
     out = dasksr.to_zarr(fine, tmp_path / "multi.zarr")
-    back = xr.open_zarr(out)
+    back = xr.open_zarr(out, mask_and_scale=False)
     assert back["red"].dtype == np.uint16 and back["ndvi"].dtype == np.float32
     assert back["red"].rio.crs == ds.rio.crs and back["red"].rio.nodata == 0
     np.testing.assert_array_equal(back["red"].values, fine["red"].values)
@@ -1037,7 +1052,7 @@ def test_default_zarr_store_opens_in_gdal_with_the_crs_and_transform(
     rio = rioxarray.open_rasterio(f'ZARR:"{store}":/data')
     assert rio.rio.crs.to_epsg() == 32633 and rio.rio.transform().almost_equals(want)
     # GDAL's own CRS attribute is written beside CF's grid_mapping, and says the same.
-    attrs = xr.open_zarr(store)["data"].attrs
+    attrs = xr.open_zarr(store, mask_and_scale=False)["data"].attrs
     assert attrs["grid_mapping"] == "spatial_ref"
     assert rasterio.crs.CRS.from_wkt(attrs["_CRS"]["wkt"]) == rasterio.crs.CRS.from_epsg(32633)
     assert "_CRS" not in dasksr.open_raster(store).attrs  # the CRS is on spatial_ref
@@ -1071,7 +1086,9 @@ def test_zarr_codecs_and_levels_round_trip(
     store = dasksr.to_zarr(
         data, tmp_path / "o.zarr", zarr_format=zarr_format, codec=codec, compression_level=level
     )
-    np.testing.assert_array_equal(xr.open_zarr(store)["data"].values, uint16_tif.data)
+    np.testing.assert_array_equal(
+        xr.open_zarr(store, mask_and_scale=False)["data"].values, uint16_tif.data
+    )
     if zarr_format == 2 and codec != "lz4":  # GDAL 3.10 reads these in format 2
         with rasterio.open(str(store)) as src:
             np.testing.assert_array_equal(src.read(), uint16_tif.data)
@@ -1163,7 +1180,9 @@ def test_delayed_writes_create_nothing_until_computed_and_then_equal_eager_ones(
             assert src.descriptions == ("red", "green", "nir")
     with rasterio.open(out / "c.tif") as src:
         assert src.overviews(1) and src.block_shapes[0] == (64, 64)
-    np.testing.assert_array_equal(xr.open_zarr(out / "o.zarr")["data"].values, want)
+    np.testing.assert_array_equal(
+        xr.open_zarr(out / "o.zarr", mask_and_scale=False)["data"].values, want
+    )
 
 
 def test_a_failed_delayed_geotiff_write_leaves_nothing_that_looks_finished(
@@ -1206,4 +1225,6 @@ def test_delayed_writes_built_without_a_client_run_on_a_cluster(
     want = expected(uint16_tif, SCALE, METHOD)
     with rasterio.open(tmp_path / "o.tif") as src:
         np.testing.assert_array_equal(src.read(), want)
-    np.testing.assert_array_equal(xr.open_zarr(tmp_path / "o.zarr")["data"].values, want)
+    np.testing.assert_array_equal(
+        xr.open_zarr(tmp_path / "o.zarr", mask_and_scale=False)["data"].values, want
+    )

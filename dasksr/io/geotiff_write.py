@@ -16,9 +16,13 @@ import dask.array as da
 import numpy as np
 import xarray as xr
 
+from dasksr.cluster import check_workers_write
 from dasksr.cluster import compute as cluster_compute
 from dasksr.errors import DasksrError, InvalidArgumentError
-from dasksr.io.write import _after, _as_raster, _cause, _install, _write_failed, prepare_output
+from dasksr.io.objectstore import check_remote_output
+from dasksr.io.objectstore import upload as _upload
+from dasksr.io.paths import is_url
+from dasksr.io.write import _after, _as_raster, _cause, _install, _prepare_local, _write_failed
 
 __all__ = ["to_geotiff"]
 
@@ -70,8 +74,21 @@ def to_geotiff(
     """
     import rioxarray  # noqa: F401
 
+    if is_url(path):
+        return _to_remote_geotiff(
+            data,
+            os.fspath(path),
+            overwrite=overwrite,
+            compute=compute,
+            progress=progress,
+            cog=cog,
+            compress=compress,
+            blocksize=blocksize,
+            predictor=predictor,
+            overview_resampling=overview_resampling,
+        )
     data = _as_raster(data)
-    target = prepare_output(path, overwrite=overwrite)
+    target = _prepare_local(path, overwrite=overwrite)
     if blocksize % 16:
         raise InvalidArgumentError(f"blocksize={blocksize} must be a multiple of 16")
     array = data.data if data.ndim == 3 else data.data[None]
@@ -118,10 +135,47 @@ def to_geotiff(
         return dask.delayed(_after, pure=False)(store, finish, dask_key_name=f"to_geotiff-{token}")
     try:
         writer.create()  # now, so that a folder that cannot take the file fails before the job
+        check_workers_write(target.parent, shown=shown)
         cluster_compute([store], progress=progress)
         return finish()
     finally:
         _remove_partials(target, token)
+
+
+def _to_remote_geotiff(
+    data: xr.DataArray | xr.Dataset, url: str, *, overwrite: bool, compute: bool, **options: Any
+) -> Any:
+    """`to_geotiff` to a URL: the file is built in a local temporary folder, then uploaded whole.
+
+    The object appears at ``url`` only once the upload is complete. The workers write the file
+    being built, so they must share this machine's temporary folder (``TMPDIR``); on a cluster
+    without a shared disk the check before the job says so and suggests a Zarr output.
+    """
+    import shutil
+    import tempfile
+
+    check_remote_output(url, overwrite=overwrite, zarr=False)
+    folder = Path(tempfile.mkdtemp(prefix="dasksr-upload-"))
+    local = folder / url.rstrip("/").rsplit("/", 1)[-1]
+
+    def upload(built: Any) -> str:
+        try:
+            check_remote_output(url, overwrite=overwrite, zarr=False)  # again: it may exist now
+            _upload(Path(built), url, shown=url)
+        finally:
+            shutil.rmtree(folder, ignore_errors=True)
+        return url
+
+    try:
+        built = to_geotiff(data, local, compute=compute, **options)
+    except BaseException:
+        shutil.rmtree(folder, ignore_errors=True)
+        raise
+    if not compute:
+        import dask
+
+        return dask.delayed(upload, pure=False)(built, dask_key_name=f"upload-{folder.name}")
+    return upload(built)
 
 
 def _finish_geotiff(

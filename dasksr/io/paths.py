@@ -15,7 +15,7 @@ from typing import Any
 
 from dasksr.errors import InputError
 
-__all__ = ["gdal_path", "is_remote", "is_zarr_path"]
+__all__ = ["gdal_path", "is_remote", "is_url", "is_zarr_path"]
 
 
 def is_zarr_path(path: str | os.PathLike[str]) -> bool:
@@ -36,6 +36,13 @@ def is_remote(path: str | os.PathLike[str]) -> bool:
     """True for a URL (``https://``, ``s3://``, ``memory://``, ...) or a GDAL ``/vsi...`` path."""
     text = os.fspath(path)
     return isinstance(text, str) and (bool(_URL.match(text)) or text.startswith("/vsi"))
+
+
+def is_url(path: str | os.PathLike[str]) -> bool:
+    """True for a URL with a scheme (``s3://``, ``memory://``, ``file://``): an output written
+    through fsspec, not a local path."""
+    text = os.fspath(path)
+    return isinstance(text, str) and bool(_URL.match(text))
 
 
 def _scheme(url: str) -> str:
@@ -95,7 +102,13 @@ def _remote_stamp(url: str) -> tuple[Any, ...] | None:
         info = fs.info(where)
     except FileNotFoundError:
         raise InputError(f"input {url!r} does not exist: check the URL") from None
-    except Exception as exc:  # credentials, network: GDAL may still read it
+    except Exception as exc:  # network, refused HEAD: GDAL may still read it
+        if type(exc).__name__ == "NoCredentialsError":  # GDAL cannot either
+            raise InputError(
+                f"input {url!r} cannot be read (no credentials): set AWS_ACCESS_KEY_ID and "
+                "AWS_SECRET_ACCESS_KEY or AWS_PROFILE, or AWS_NO_SIGN_REQUEST=YES for a public "
+                "bucket"
+            ) from None
         warnings.warn(f"cannot stamp {url!r} ({_reason(exc)})", RuntimeWarning, stacklevel=3)
         return None
     return _info_stamp(info)
@@ -153,14 +166,10 @@ _HTTP_TIMEOUT = 30
 
 
 def _storage_options(url: str) -> dict[str, Any]:
-    """fsspec options for ``url``: anonymous S3 when ``AWS_NO_SIGN_REQUEST`` is ``YES``, as GDAL."""
-    if _scheme(url) == "s3" and os.environ.get("AWS_NO_SIGN_REQUEST", "").upper() in (
-        "YES",
-        "TRUE",
-        "1",
-    ):
-        return {"anon": True}
-    return {}
+    """fsspec options for ``url`` that agree with GDAL's (`dasksr.io.objectstore.storage_options`)."""
+    from dasksr.io.objectstore import storage_options
+
+    return storage_options(url)
 
 
 def _remote_fingerprint(url: str, variable: str) -> str:

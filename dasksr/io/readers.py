@@ -19,6 +19,7 @@ from typing import Any
 import numpy as np
 
 from dasksr.errors import InputError
+from dasksr.io.objectstore import gdal_options
 from dasksr.io.paths import (
     _file_stamp,
     _reason,
@@ -349,6 +350,8 @@ def _gdal_options(*, remote: bool = False) -> dict[str, Any]:
         # A remote file's folder is not listed to look for sidecar files (.aux.xml, .ovr, .msk):
         # on object storage that is a request, or many, per open.
         options["GDAL_DISABLE_READDIR_ON_OPEN"] = "EMPTY_DIR"
+        # The S3 endpoint and credentials file under GDAL's names, from the AWS settings.
+        options.update(gdal_options())
     if "GDAL_CACHEMAX" not in os.environ:
         options["GDAL_CACHEMAX"] = GDAL_CACHE_MB * 2**20
     return options

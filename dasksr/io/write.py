@@ -22,17 +22,29 @@ import numpy as np
 import xarray as xr
 
 from dasksr.errors import DasksrError, InvalidArgumentError, OutputError, OutputExistsError
-from dasksr.io.paths import _reason
+from dasksr.io.objectstore import check_remote_output
+from dasksr.io.paths import _reason, is_url
 
 __all__ = ["check_not_an_input", "prepare_output"]
 
 
-def prepare_output(path: str | os.PathLike[str], *, overwrite: bool) -> Path:
+def prepare_output(path: str | os.PathLike[str], *, overwrite: bool) -> Path | str:
     """Check that ``path`` may be written: absent (or ``overwrite``), in a writable folder.
 
     ``overwrite`` replaces only a raster file (a TIFF) or a Zarr store, never a folder of other
-    files.
+    files. A URL (``s3://...``) is checked on its object store: the bucket, the credentials and
+    whether the output exists (`dasksr.io.objectstore.check_remote_output`); it is returned as
+    it is, a local path as an absolute path.
     """
+    if is_url(path):
+        url = os.fspath(path)
+        zarr = url.rstrip("/").lower().endswith(".zarr")
+        check_remote_output(url, overwrite=overwrite, zarr=zarr)
+        return url
+    return _prepare_local(path, overwrite=overwrite)
+
+
+def _prepare_local(path: str | os.PathLike[str], *, overwrite: bool) -> Path:
     p = Path(path)
     if p.exists() or p.is_symlink():
         if not overwrite:

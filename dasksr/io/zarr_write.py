@@ -23,17 +23,19 @@ import dask.array as da
 import numpy as np
 import xarray as xr
 
+from dasksr.cluster import check_workers_write
 from dasksr.cluster import compute as cluster_compute
 from dasksr.errors import DasksrError, InvalidArgumentError, OutputError
+from dasksr.io.paths import is_url
 from dasksr.io.write import (
     _after,
     _as_raster,
     _cause,
     _install,
+    _prepare_local,
     _remove,
     _spatial_variables,
     _write_failed,
-    prepare_output,
 )
 
 __all__ = ["DEFAULT_ZARR_FORMAT", "ZARR_CODECS", "WriteJob", "to_zarr", "zarr_job"]
@@ -135,11 +137,16 @@ class WriteJob:
 
     name: str
     tasks: list[Any]
-    finish: Callable[[], Path]
+    finish: Callable[[], Path | str]
+    #: The local folder that the tasks write in (None for a URL): checked to be the workers' too.
+    folder: Path | None = None
+    shown: str = ""
 
-    def run(self, *, progress: bool = False) -> Path:
+    def run(self, *, progress: bool = False) -> Path | str:
         """Compute the tasks on the active scheduler, then install the output; its path."""
         if self.tasks:
+            if self.folder is not None:
+                check_workers_write(self.folder, shown=self.shown)
             cluster_compute(self.tasks, progress=progress)
         return self.finish()
 
@@ -168,9 +175,25 @@ def zarr_job(
         rasters = {str(name or data.name or "data"): data}
         others, attrs = {}, {}
     rasters = {var: _zarr_ready(raster) for var, raster in rasters.items()}
-    target = prepare_output(path, overwrite=overwrite)
-    partial = target.with_name(target.name + ".partial")
     job = _job_signature(rasters, f"{zarr_format}:{codec}:{compression_level}")
+    if is_url(path):
+        from dasksr.io.zarr_remote import remote_zarr_job
+
+        return cast(
+            WriteJob,
+            remote_zarr_job(
+                os.fspath(path),
+                rasters,
+                others,
+                attrs,
+                job,
+                compressor,
+                zarr_format,
+                overwrite=overwrite,
+            ),
+        )
+    target = _prepare_local(path, overwrite=overwrite)
+    partial = target.with_name(target.name + ".partial")
     state = partial / _PROGRESS
     try:
         _start_zarr(partial, job, rasters, others, attrs, compressor, zarr_format)
@@ -179,15 +202,31 @@ def zarr_job(
         if isinstance(exc, DasksrError):
             raise
         raise _store_failed(str(target), partial, _cause(exc)) from None
+    pending = block_writes(
+        rasters,
+        done,
+        _write_zarr_block,
+        lambda var: {"store": str(partial / var), "marker": str(state / var), "shown": str(path)},
+    )
+    finish = partial_function(_finish_zarr, partial, target, list(rasters), str(path))
+    return WriteJob(job, pending, finish, folder=partial, shown=str(path))
+
+
+def block_writes(
+    rasters: dict[str, xr.DataArray],
+    done: set[str],
+    write: Callable[..., np.ndarray],
+    options: Callable[[str], dict[str, Any]],
+) -> list[Any]:
+    """One delayed ``write(block, **options(var))`` per block of every raster not in ``done``
+    (the names of the blocks' markers); each returns one byte."""
     pending = []
     for var, raster in rasters.items():
         array = raster.data
         writes = da.map_blocks(
-            _write_zarr_block,
+            write,
             array,
-            store=str(partial / var),
-            marker=str(state / var),
-            shown=str(path),
+            **options(var),
             chunks=tuple((1,) * len(c) for c in array.chunks),
             dtype=np.uint8,
             meta=np.empty((0,) * array.ndim, dtype=np.uint8),
@@ -197,8 +236,7 @@ def zarr_job(
             for idx, d in np.ndenumerate(writes.to_delayed())
             if _marker_name(var, idx) not in done
         ]
-    finish = partial_function(_finish_zarr, partial, target, list(rasters), str(path))
-    return WriteJob(job, pending, finish)
+    return pending
 
 
 def _finish_zarr(partial: Path, target: Path, variables: list[str], shown: str) -> Path:
@@ -230,41 +268,75 @@ def _start_zarr(
     state = partial / _PROGRESS
     if not _resumable(partial, job):
         _remove(partial)
-        ds = xr.merge(
-            [_zarr_dataset(raster, var) for var, raster in rasters.items()],
-            compat="override",
-            join="exact",
-            combine_attrs="override",
-        )
-        for var, other in others.items():
-            ds[var] = other
-        ds.attrs = attrs
-        encoding = {
-            var: {
-                "chunks": _zarr_chunks(raster.data),
-                "compressors": None if compressor is None else [compressor],
-                # xarray would add a NaN _FillValue to float data: plain open_zarr would then mask,
-                # and rioxarray would report NaN instead of the `nodata` attribute.
-                "_FillValue": None,
-            }
-            for var, raster in rasters.items()
-        }
-        with warnings.catch_warnings():
-            # Consolidated metadata lets plain xarray.open_zarr open the store without a warning;
-            # zarr notes that it is an extension of the v3 specification.
-            warnings.filterwarnings("ignore", message="Consolidated metadata", category=UserWarning)
-            ds.to_zarr(
-                partial,
-                mode="w",
-                compute=False,
-                consolidated=True,
-                zarr_format=zarr_format,
-                encoding=encoding,
-            )
+        write_metadata(str(partial), rasters, others, attrs, compressor, zarr_format)
         for var, other in others.items():  # small non-raster variables: written now
             zarr.open_array(str(partial / var), mode="r+")[...] = np.asarray(other.values)
         state.mkdir()
         (state / "job.json").write_text(json.dumps({"job": job}))
+
+
+def write_metadata(
+    store: str,
+    rasters: dict[str, xr.DataArray],
+    others: dict[str, xr.DataArray],
+    attrs: dict[str, Any],
+    compressor: Any,
+    zarr_format: int,
+    storage_options: dict[str, Any] | None = None,
+) -> None:
+    """Write the store's metadata and coordinates at ``store`` (a path or URL); no raster chunk.
+
+    A raster's nodata is its arrays' Zarr ``fill_value``: GDAL (rasterio, rioxarray.open_rasterio,
+    QGIS) reports it as the band's nodata. No CF ``_FillValue`` attribute is written.
+    """
+    ds = xr.merge(
+        [_zarr_dataset(raster, var) for var, raster in rasters.items()],
+        compat="override",
+        join="exact",
+        combine_attrs="override",
+    )
+    for var, other in others.items():
+        ds[var] = other
+    ds.attrs = attrs
+    encoding = {
+        var: {
+            "chunks": _zarr_chunks(raster.data),
+            "compressors": None if compressor is None else [compressor],
+            **_fill_encoding(raster, zarr_format),
+        }
+        for var, raster in rasters.items()
+    }
+    with warnings.catch_warnings():
+        # Consolidated metadata lets plain xarray.open_zarr open the store without a warning;
+        # zarr notes that it is an extension of the v3 specification.
+        warnings.filterwarnings("ignore", message="Consolidated metadata", category=UserWarning)
+        ds.to_zarr(
+            store,
+            mode="w",
+            compute=False,
+            consolidated=True,
+            zarr_format=zarr_format,
+            encoding=encoding,
+            storage_options=storage_options,
+        )
+
+
+def _fill_encoding(raster: xr.DataArray, zarr_format: int) -> dict[str, Any]:
+    """xarray's encoding that makes the raster's nodata its Zarr ``fill_value``.
+
+    In format 2 xarray writes ``_FillValue`` as the array's ``fill_value`` (and reads it back as a
+    mask, see docs/conventions.md); in format 3 ``fill_value`` is its own key and no ``_FillValue``
+    attribute is written. Without nodata none is set: xarray would give float data a NaN fill.
+    """
+    import rioxarray  # noqa: F401
+
+    nodata = raster.rio.nodata
+    if nodata is None:
+        return {"_FillValue": None}
+    value = np.asarray(nodata, dtype=raster.dtype).item()
+    if zarr_format == 2:
+        return {"_FillValue": value}
+    return {"_FillValue": None, "fill_value": value}
 
 
 def _zarr_ready(raster: xr.DataArray) -> xr.DataArray:
