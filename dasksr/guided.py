@@ -139,8 +139,8 @@ def relate_grids(coarse: xr.DataArray, guide: xr.DataArray) -> GridRelation:
     if apart:
         raise InvalidArgumentError(f"the coarse bands and the guide do not overlap: {grids}")
     # Offsets within a millionth of a pixel are taken as exact.
-    origin = tuple(round(o) if abs(o - round(o)) < 1e-6 else o for o in origin)
-    return GridRelation(ratio=ratio, origin=origin)  # type: ignore[arg-type]
+    exact = [float(round(o)) if abs(o - round(o)) < 1e-6 else float(o) for o in origin]
+    return GridRelation(ratio=ratio, origin=(exact[0], exact[1]))
 
 
 def _band_names(data: xr.DataArray) -> list[str | None]:
@@ -286,10 +286,7 @@ def _operands(
             (hf + ch[0], *ch[1:-1], ch[-1] + hf) if len(ch) > 1 else (ch[0] + 2 * hf,)
             for ch in layout.fine_chunks
         ]
-        out = [
-            a.rechunk(((a.shape[0],), *(cc if i < 2 else fc)))  # type: ignore[union-attr]
-            for i, a in enumerate(out)
-        ]
+        out = [a.rechunk(((a.shape[0],), *(cc if i < 2 else fc))) for i, a in enumerate(out)]
     return out
 
 
@@ -436,7 +433,7 @@ def _network(
             f"descriptions such as {need_c[0]!r}; on the command line, files named like "
             f"{need_c[0]}.tif or band descriptions)"
         )
-    if sorted(given_c) != sorted(need_c) or not set(need_g) <= set(given_g):
+    if sorted(map(str, given_c)) != sorted(need_c) or not set(need_g) <= set(given_g):
         raise InvalidArgumentError(
             f"cnn-s2 x{ratio} sharpens {', '.join(need_c)} with the guide {', '.join(need_g)}; "
             f"got {', '.join(map(str, given_c))} with {', '.join(map(str, given_g))}"
@@ -663,7 +660,7 @@ def _on_guide_grid(
 ) -> xr.DataArray:
     ydim, xdim = spatial_dims(guide)
     lead = coarse.dims[0]
-    coords: dict[str, Any] = {ydim: guide[ydim], xdim: guide[xdim]} if ydim in guide.coords else {}
+    coords: dict[Any, Any] = {ydim: guide[ydim], xdim: guide[xdim]} if ydim in guide.coords else {}
     if lead in coarse.coords:
         coords[lead] = coarse[lead]
     attrs = {k: v for k, v in coarse.attrs.items() if not str(k).startswith("STATISTICS_")}
