@@ -60,10 +60,7 @@ def cluster(folder: Path, env: dict[str, str], *, limit_writes: bool = False) ->
             )
         with Client(address, timeout="60s") as client:
             client.wait_for_workers(2, timeout=60)
-        if limit_writes:  # now that they run: no byte more to any file (their disk is full)
-            for process in processes[1:]:
-                resource.prlimit(process.pid, resource.RLIMIT_FSIZE, (0, 0))
-        yield address
+        yield address, [p.pid for p in processes[1:]]
     finally:
         for process in processes:
             process.terminate()
@@ -75,7 +72,7 @@ def cluster(folder: Path, env: dict[str, str], *, limit_writes: bool = False) ->
                 process.wait()
 
 
-def test_workers_without_the_clients_disk_read_and_write_s3(
+def test_workers_without_the_clients_disk_write_s3_and_refuse_a_local_output(
     bucket: str,  # noqa: F811  (the fixture of test_s3)
     tmp_path: Path,
     make_geotiff: Callable[..., Any],
@@ -87,33 +84,29 @@ def test_workers_without_the_clients_disk_read_and_write_s3(
     s3().put_file(str(raster.path), f"{bucket}/scene.tif")
     source, url = f"s3://{bucket}/scene.tif", f"s3://{bucket}/out.zarr"
     argv = ["upscale", source, url, "--scale", "2", "--method", "lanczos", "--chunks", "128"]
-    env = {k: os.environ[k] for k in aws_settings("x") if k in os.environ}
-    with cluster(tmp_path / "cluster", env) as address:
-        assert main([*argv, "--scheduler", address, "--no-progress"]) == 0, capsys.readouterr().err
     assert main([*argv[:2], str(tmp_path / "local.zarr"), *argv[3:], "--scheduler", "threads"]) == 0
-    got = dasksr.open_raster(url).compute()
-    want = dasksr.open_raster(tmp_path / "local.zarr").compute()
-    assert got.dtype == np.int16 and got.rio.nodata == -9999
-    xr.testing.assert_identical(got, want)
-    # Nothing was written in the client's folder but the local reference.
-    assert {p.name for p in tmp_path.iterdir()} == {"scene.tif", "local.zarr", "cluster"}
-
-
-def test_workers_that_cannot_write_a_local_output_stop_the_job_in_one_line(
-    tmp_path: Path, uint16_tif: Any, capsys: Any
-) -> None:
     out = tmp_path / "out"
     out.mkdir()
-    with cluster(tmp_path / "cluster", {}, limit_writes=True) as address:
+    env = {k: os.environ[k] for k in aws_settings("x") if k in os.environ}
+    with cluster(tmp_path / "cluster", env) as (address, workers):
+        assert main([*argv, "--scheduler", address, "--no-progress"]) == 0, capsys.readouterr().err
+        # The workers' disk is now full (not a byte more to any file): a local output, which
+        # the client's folder would take, is refused before any task runs.
+        for pid in workers:
+            resource.prlimit(pid, resource.RLIMIT_FSIZE, (0, 0))
         for name in ("o.zarr", "o.tif"):
-            status = main(
-                ["upscale", str(uint16_tif.path), str(out / name), "--scheduler", address]
-            )
+            status = main(["upscale", str(raster.path), str(out / name), "--scheduler", address])
             err = capsys.readouterr().err
             assert status == 2, err
             assert len(err.splitlines()) == 1, err
             assert "cannot write its folder" in err and "s3://" in err, err
     assert not [p for p in out.iterdir() if not p.name.endswith(".partial")]  # nothing finished
+    got = dasksr.open_raster(url).compute()
+    want = dasksr.open_raster(tmp_path / "local.zarr").compute()
+    assert got.dtype == np.int16 and got.rio.nodata == -9999
+    xr.testing.assert_identical(got, want)
+    # Nothing was written in the client's folder but the local reference.
+    assert {p.name for p in tmp_path.iterdir()} == {"scene.tif", "local.zarr", "cluster", "out"}
 
 
 def test_the_probe_tells_a_folder_the_client_did_not_write(tmp_path: Path) -> None:
