@@ -26,14 +26,19 @@ from dasksr.api import check_nodata_fits, fine_dataarray, spatial_dims
 from dasksr.errors import InvalidArgumentError
 from dasksr.kernels.fuse import (
     FuseParams,
+    Prior,
     choose_iterations,
     default_kernel_sigma,
+    estimate_psf,
     fuse_block,
     fuse_halo,
     register_frames,
 )
-from dasksr.kernels.method import check_scale
+from dasksr.kernels.method import Method, check_scale
+from dasksr.kernels.quality import QualityRule, decode_quality, quality_rule
+from dasksr.kernels.register import MIN_AGREEMENT
 from dasksr.kernels.values import finalize, work_dtype
+from dasksr.methods import get_method
 from dasksr.operation import Operand, Operation, plan
 
 __all__ = ["SOLVERS", "FrameDroppedWarning", "fuse", "fuse_numpy", "fuse_operation"]
@@ -49,6 +54,8 @@ _MAX_SCALE = 8
 _WINDOW = 512
 #: Boundary rule past the image edge, as the upscaling methods (half-sample symmetric).
 _BOUNDARY = "reflect"
+#: The PSF width (LR pixels) assumed when it is not estimated (no prior to estimate it from).
+_DEFAULT_PSF = 0.5
 
 
 class FrameDroppedWarning(UserWarning):
@@ -66,9 +73,11 @@ def fuse(
     iterations: int | None = None,
     nodata: float | None = None,
     chunks: Any = None,
-    psf_sigma: float = 0.5,
+    psf_sigma: float | None = None,
     max_shift: float = 4.0,
     min_correlation: float = 0.5,
+    fallback: str | Method | None = "auto",
+    mask_rule: str | QualityRule = "nonzero",
 ) -> xr.DataArray:
     """Super-resolve the reference frame of a stack of acquisitions of the same ground.
 
@@ -80,9 +89,11 @@ def fuse(
         Integer factor, 2..8.
     dim : str
         The dimension that holds the frames.
-    masks : xarray.DataArray or array_like of bool, optional
-        True where a frame's pixel is invalid (cloud, shadow), ``(time, y, x)`` or the stack's
-        shape. Nodata and NaN pixels are always invalid.
+    masks : xarray.DataArray or array_like, optional
+        Where a frame's pixels are invalid (cloud, shadow), ``(time, y, x)`` or the stack's
+        shape: booleans or 0/1, or a product's quality layer decoded by ``mask_rule``. Nodata
+        and NaN pixels are always invalid. Without masks, clouds, haze and changes on the ground
+        are found against the reference all the same (see Notes); masks add to that.
     reference : int
         Position along ``dim`` of the frame whose grid, georeferencing and radiometry the result
         takes.
@@ -98,13 +109,27 @@ def fuse(
     chunks : optional
         Spatial chunks (an int or a ``(y, x)`` pair) of the computation; the default keeps the
         stack's.
-    psf_sigma : float
+    psf_sigma : float, optional
         Standard deviation of the sensor's Gaussian point-spread function in LR pixels (the model
-        of :func:`dasksr.degrade_sensor`).
+        of :func:`dasksr.degrade_sensor`). The default estimates it from the stack
+        (:func:`dasksr.kernels.fuse.estimate_psf`: the width that best explains the frames from
+        the single-image result of the reference); 0.5 when ``fallback`` is None.
     max_shift : float
         Frames displaced by more than this (LR pixels) from the reference are dropped.
     min_correlation : float
-        Frames whose correlation with the reference after registration is lower are dropped.
+        Frames whose correlation with the reference after registration (over the pixels that
+        agree with it) is lower are dropped.
+    fallback : str, Method or None
+        The single-image super-resolution of the reference: the result wherever no other frame
+        is valid, where the back-projection starts, and the whole result when every other frame
+        is dropped. ``'auto'``: ``cnn-sensor`` at the scales it has (2 and 4), else
+        ``lanczos``; or any registered method's name. None: no prior (the fusion and
+        back-projection alone, as before 0.2), and fewer than two usable frames is an error.
+    mask_rule : str or QualityRule
+        How ``masks`` are read (:func:`dasksr.kernels.quality.quality_rule`): ``'nonzero'``
+        (booleans, 0/1: non-zero is invalid), ``'scl'`` (Sentinel-2 scene classification),
+        ``'qa_pixel'`` (Landsat Collection 2 QA_PIXEL bits), ``'bqa'`` (Landsat Collection 1
+        BQA), or ``'classes:V,V,...'`` / ``'bits:B,B,...'`` for other layers.
 
     Returns
     -------
@@ -114,19 +139,24 @@ def fuse(
         frames used), ``fuse_shift_y``/``fuse_shift_x`` (their shifts in LR pixels, refined;
         ``fuse_phase_shift_y``/``fuse_phase_shift_x`` from phase correlation alone),
         ``fuse_gain``/``fuse_offset`` (per frame and band: ``reference ~ gain * frame + offset``),
-        ``fuse_iterations``, ``fuse_halo`` and ``fuse_solver`` say what was done.
+        ``fuse_iterations``, ``fuse_halo``, ``fuse_solver``, ``fuse_psf_sigma``,
+        ``fuse_fallback`` and ``fuse_dropped`` (each dropped frame and why) say what was done.
 
     Warns
     -----
     FrameDroppedWarning
-        For every frame left out: entirely masked in the registration window, no correlation with
-        the reference, or shifted more than ``max_shift``.
+        For every frame left out: entirely masked in the registration window, agreeing with the
+        reference on too few pixels, no correlation with it, or shifted more than ``max_shift``.
+        When every other frame is dropped the result is the single-image one (``fallback``).
 
     Notes
     -----
     Frame ``k`` displaced by ``d_k`` has its pixel ``i`` at reference coordinate ``i + d_k``.
     Shifts, gains and offsets are found on the central 512 x 512 LR pixels of every frame (phase
-    correlation, then Gauss-Newton refinement), once. A fine pixel is nodata when the sample
+    correlation, then Gauss-Newton refinement), once, on the pixels that agree with the reference
+    (:func:`dasksr.kernels.register.agreement`: clouds, haze and changed ground do not). In the
+    blocks every sample is weighted by its agreement with the reference again, and each fine
+    pixel blends the fusion with the single-image result by the other frames' support. A fine pixel is nodata when the sample
     nearest to it is invalid in every frame; elsewhere invalid samples simply do not count. The
     chunked result equals the whole-scene result (:func:`fuse_numpy`): each block is padded by the
     halo ``fuse_halo`` (the largest shift plus the fusion kernel's reach, plus the PSF's and the
@@ -173,8 +203,9 @@ def fuse(
     if nodata is None:
         nodata = stack.rio.nodata
     check_nodata_fits(nodata, frames.dtype)
+    method = _fallback_method(fallback, scale)
     pixels = _as_dask(frames.data)
-    invalid = _mask_array(masks, frames, dim)
+    invalid = _mask_array(masks, frames, dim, quality_rule(mask_rule))
     labels = [_label(v) for v in frames[dim].values]
 
     window, window_invalid = _window(pixels, invalid, nodata)
@@ -183,8 +214,18 @@ def fuse(
         found = register_frames(
             window, window_invalid, reference=reference, upsample=100, refine=True, mapper=mapper
         )
-        keep = _kept_frames(found, labels, reference, max_shift, min_correlation)
+        keep, dropped = _kept_frames(found, labels, reference, max_shift, min_correlation)
+        if len(keep) < 2:
+            if method is None:
+                raise InvalidArgumentError(
+                    f"only {len(keep)} frame(s) of {len(found)} can be registered: fuse without a "
+                    "fallback needs at least 2 (check the masks, or use upscale on one frame)"
+                )
+            out = _single_image(frames, reference, scale, method, nodata, chunks, band_dim, dim)
+            out.attrs["fuse_dropped"] = dropped
+            return out
         ref_pos = keep.index(reference)
+        prior = None if method is None else _prior(method, scale)
         params = FuseParams(
             scale=scale,
             shifts=tuple(found[k].shift for k in keep),
@@ -193,9 +234,13 @@ def fuse(
             noise=tuple(found[k].noise for k in keep),
             reference=ref_pos,
             kernel_sigma=default_kernel_sigma(len(keep)),
-            psf_sigma=float(psf_sigma),
+            psf_sigma=_DEFAULT_PSF if psf_sigma is None else float(psf_sigma),
             iterations=0,
+            prior_halo=0 if method is None else method.halo(scale),
         )
+        if psf_sigma is None and prior is not None:
+            sigma, _ = estimate_psf(window[keep], window_invalid[keep], params, prior)
+            params = dataclasses.replace(params, psf_sigma=round(sigma, 3))
         if solver == "ibp":
             if iterations is None:
                 # Leave out the best-covered frame other than the reference (the last of equals).
@@ -209,11 +254,12 @@ def fuse(
                     max_iterations=MAX_ITERATIONS,
                     nodata=None,  # nodata is already in window_invalid
                     mapper=mapper,
+                    prior=prior,
                 )
             params = dataclasses.replace(params, iterations=_check_iterations(iterations))
     pixels = pixels[keep]
     invalid = None if invalid is None else invalid[keep]
-    fine = _fuse_array(pixels, invalid, params, nodata=nodata, chunks=chunks)
+    fine = _fuse_array(pixels, invalid, params, nodata=nodata, chunks=chunks, method=method)
 
     template = frames.isel({dim: reference}, drop=True)
     if band_dim is None:
@@ -231,29 +277,38 @@ def fuse(
         fuse_offset=[list(found[k].offset) for k in keep],
         fuse_halo=fuse_halo(params),
         fuse_iterations=params.iterations,
+        fuse_psf_sigma=params.psf_sigma,
+        fuse_fallback="none" if method is None else method.name,
+        fuse_dropped=dropped,
     )
     if band_dim is not None and band_dim != "band":
         out = out.rename({"band": band_dim})
     return out
 
 
-def fuse_operation(params: FuseParams, *, masked: bool, nodata: float | None) -> Operation:
+def fuse_operation(
+    params: FuseParams, *, masked: bool, nodata: float | None, method: Method | None = None
+) -> Operation:
     """Multi-frame fusion with the registration results ``params``, as an `Operation`.
 
     Its operands are the frames ``(time, band, y, x)`` and, when ``masked``, their invalid
     pixels (the same shape, boolean); ``time`` and ``band`` are taken whole and ``time`` is
-    reduced away. The halo is :func:`dasksr.kernels.fuse.fuse_halo`.
+    reduced away. The halo is :func:`dasksr.kernels.fuse.fuse_halo`. ``method`` is the
+    single-image prior (``params.prior_halo`` must be its halo at the scale), or None.
     """
+    if method is not None and params.prior_halo != method.halo(params.scale):
+        raise ValueError("params.prior_halo is not the prior method's halo")
     halo = fuse_halo(params)
+    prior = None if method is None else _prior(method, params.scale)
     names = ("frames", "masks") if masked else ("frames",)
     operands = tuple(Operand(name, whole_leading=True) for name in names)
     return Operation(
         name="fuse",
-        token=tokenize(params, nodata, masked),
+        token=tokenize(params, nodata, masked, None if method is None else method.token),
         operands=operands,
         scale=params.scale,
         halo=halo,
-        block=partial(_fuse_padded, params=params, halo=halo, nodata=nodata),
+        block=partial(_fuse_padded, params=params, halo=halo, nodata=nodata, prior=prior),
         dtype=None,
         boundary=_BOUNDARY,
         nodata=nodata,
@@ -268,12 +323,14 @@ def fuse_numpy(
     params: FuseParams,
     *,
     nodata: float | None = None,
+    method: Method | None = None,
 ) -> np.ndarray:
     """The whole-scene result: pad the whole stack ``(time, band, y, x)`` by the halo, fuse once.
 
-    The reference of the seamless contract for :func:`fuse`.
+    The reference of the seamless contract for :func:`fuse` (``method``: the prior, as in
+    `fuse_operation`).
     """
-    operation = fuse_operation(params, masked=invalid is not None, nodata=nodata)
+    operation = fuse_operation(params, masked=invalid is not None, nodata=nodata, method=method)
     arrays = [np.asarray(frames)] + ([] if invalid is None else [np.asarray(invalid)])
     return operation.whole(*arrays)
 
@@ -285,10 +342,11 @@ def _fuse_padded(
     params: FuseParams,
     halo: int,
     nodata: float | None,
+    prior: Prior | None = None,
 ) -> np.ndarray:
     dtype = frames.dtype
     values, empty = fuse_block(
-        frames, invalid, params, halo=halo, nodata=nodata, work=work_dtype(dtype)
+        frames, invalid, params, halo=halo, nodata=nodata, work=work_dtype(dtype), prior=prior
     )
     return finalize(values, dtype, nodata, empty if empty.any() else None)
 
@@ -300,9 +358,10 @@ def _fuse_array(
     *,
     nodata: float | None,
     chunks: Any,
+    method: Method | None = None,
 ) -> da.Array:
     """Plan :func:`fuse_operation` over the blocks."""
-    operation = fuse_operation(params, masked=invalid is not None, nodata=nodata)
+    operation = fuse_operation(params, masked=invalid is not None, nodata=nodata, method=method)
     spatial = None
     if chunks is not None:
         ys, xs = _spatial_chunks(chunks)
@@ -363,8 +422,9 @@ def _as_dask(data: Any) -> da.Array:
     return da.from_array(np.asarray(data), chunks=(-1, -1, 1024, 1024))
 
 
-def _mask_array(masks: Any, frames: xr.DataArray, dim: str) -> da.Array | None:
-    """``masks`` as a boolean dask array of the frames' shape ``(time, band, y, x)``."""
+def _mask_array(masks: Any, frames: xr.DataArray, dim: str, rule: QualityRule) -> da.Array | None:
+    """``masks`` decoded by ``rule``, a boolean dask array of the frames' shape
+    ``(time, band, y, x)``."""
     if masks is None:
         return None
     data = masks.data if isinstance(masks, xr.DataArray) else masks
@@ -379,7 +439,7 @@ def _mask_array(masks: Any, frames: xr.DataArray, dim: str) -> da.Array | None:
             f"{shape[2]} x {shape[3]} pixels: pass one mask per frame, shape {expected}"
         )
     if array.dtype != bool:
-        array = array != 0
+        array = da.map_blocks(decode_quality, array, rule=rule, dtype=bool)
     return da.broadcast_to(array, shape)
 
 
@@ -443,17 +503,22 @@ def _kept_frames(
     reference: int,
     max_shift: float,
     min_correlation: float,
-) -> list[int]:
+) -> tuple[list[int], list[str]]:
     if found[reference].valid_fraction == 0:
         raise InvalidArgumentError(
             f"the reference frame {labels[reference]} has no valid pixel in the registration "
             "window: choose another reference"
         )
-    keep = []
+    keep, dropped = [], []
     for k, frame in enumerate(found):
         reason = None
         if frame.valid_fraction == 0:
             reason = "is entirely masked in the registration window"
+        elif frame.agreement < MIN_AGREEMENT:
+            reason = (
+                f"agrees with the reference on {frame.agreement:.0%} of its pixels only "
+                "(clouds, haze or changed ground)"
+            )
         elif not np.all(np.isfinite(frame.shift)):
             reason = "has no usable overlap with the reference"
         elif np.abs(frame.shift).max() > max_shift:
@@ -463,14 +528,73 @@ def _kept_frames(
         if reason is None:
             keep.append(k)
         else:
+            dropped.append(f"{labels[k]}: {reason}")
             warnings.warn(
                 f"frame {labels[k]} {reason}: dropped from the fusion",
                 FrameDroppedWarning,
                 stacklevel=3,
             )
-    if len(keep) < 2:
-        raise InvalidArgumentError(
-            f"only {len(keep)} frame(s) of {len(found)} can be registered: fuse needs at least 2 "
-            "(check the masks, or use upscale on one frame)"
-        )
-    return keep
+    return keep, dropped
+
+
+def _fallback_method(fallback: Any, scale: int) -> Method | None:
+    """The single-image method of ``fallback`` at ``scale`` (see :func:`fuse`), or None."""
+    if fallback is None:
+        return None
+    if isinstance(fallback, str) and fallback == "auto":
+        learned = get_method("cnn-sensor")
+        return learned if scale in learned.scales else get_method("lanczos")
+    method = get_method(fallback)
+    method.check_scale(scale)
+    return method
+
+
+def _prior(method: Method, scale: int) -> Prior:
+    return partial(_prior_block, block=method.block, scale=scale, halo=method.halo(scale))
+
+
+def _prior_block(reference: np.ndarray, *, block: Any, scale: int, halo: int) -> np.ndarray:
+    """``method``'s result on the reference block (NaN where invalid): the block's edge repeated
+    by the method's halo, so the values within ``halo`` of the edge are wrong (the fuse halo
+    covers them) and the others are exactly those of `dasksr.upscale`."""
+    padded = np.pad(reference, ((0, 0), (halo, halo), (halo, halo)), mode="edge")
+    return np.asarray(block(padded, scale, nodata=None))
+
+
+def _single_image(
+    frames: xr.DataArray,
+    reference: int,
+    scale: int,
+    method: Method,
+    nodata: float | None,
+    chunks: Any,
+    band_dim: Hashable | None,
+    dim: str,
+) -> xr.DataArray:
+    """Every other frame dropped: the reference's single-image result, with fuse's attributes."""
+    from dasksr.api import upscale
+
+    template = frames.isel({dim: reference}, drop=True)
+    if band_dim is None:
+        template = template.isel(band=0, drop=True)
+    if chunks is not None:
+        ys, xs = _spatial_chunks(chunks)
+        template = template.chunk(dict(zip(template.dims[-2:], (ys, xs), strict=True)))
+    out = upscale(template, scale=scale, method=method, nodata=nodata)
+    label = _label(frames[dim].values[reference])
+    out.attrs.update(
+        fuse_solver=f"single-image {method.name}",
+        fuse_frames=[label],
+        fuse_shift_y=[0.0],
+        fuse_shift_x=[0.0],
+        fuse_phase_shift_y=[0.0],
+        fuse_phase_shift_x=[0.0],
+        fuse_gain=[[1.0] * frames.sizes["band"]],
+        fuse_offset=[[0.0] * frames.sizes["band"]],
+        fuse_halo=method.halo(scale),
+        fuse_iterations=0,
+        fuse_fallback=method.name,
+    )
+    if band_dim is not None and band_dim != "band":
+        out = out.rename({"band": band_dim})
+    return out

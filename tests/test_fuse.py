@@ -3,7 +3,6 @@ bad input and the command line."""
 
 from __future__ import annotations
 
-import warnings
 from pathlib import Path
 from typing import Any
 
@@ -121,7 +120,7 @@ def test_fused_constant_stays_constant_with_iterations() -> None:
 def test_chunked_fuse_equals_whole_scene(dtype: Any, scale: int, chunks: Any, masked: bool) -> None:
     hr = scene(scale * 60, seed=5, level=120)
     frames, _, masks = dasksr.simulate_stack(
-        hr.astype(dtype), 4, scale, snr=40, clouds=0.2 if masked else None, seed=2
+        np.clip(hr, 0, None).astype(dtype), 4, scale, snr=40, clouds=0.2 if masked else None, seed=2
     )
     whole = dasksr.fuse(frames, scale, masks=masks).values
     chunked = dasksr.fuse(frames.chunk({"y": chunks[0], "x": chunks[1]}), scale, masks=masks).values
@@ -284,13 +283,19 @@ def test_entirely_masked_frame_is_dropped_with_a_warning() -> None:
     assert out.attrs["fuse_frames"] == ["0", "2"]
 
 
-def test_fewer_than_two_usable_frames_is_an_error() -> None:
+def test_only_the_reference_left_gives_the_single_image_result() -> None:
     masks = np.zeros((2, 64, 64), bool)
     masks[1] = True
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", FrameDroppedWarning)
-        with pytest.raises(InvalidArgumentError, match="at least 2"):
-            dasksr.fuse(_frames(2), 2, masks=masks)
+    frames = _frames(2)
+    with pytest.warns(FrameDroppedWarning, match="frame 1 is entirely masked"):
+        out = dasksr.fuse(frames, 2, masks=masks)
+    single = dasksr.upscale(frames.isel(time=0, drop=True), scale=2, method="cnn-sensor")
+    np.testing.assert_array_equal(out.values, single.values)
+    assert out.attrs["fuse_solver"] == "single-image cnn-sensor"
+    assert out.attrs["fuse_dropped"] == ["1: is entirely masked in the registration window"]
+    assert out.rio.transform() == single.rio.transform()
+    with pytest.warns(FrameDroppedWarning), pytest.raises(InvalidArgumentError, match="at least 2"):
+        dasksr.fuse(frames, 2, masks=masks, fallback=None)
 
 
 def test_unrelated_frame_is_dropped() -> None:
@@ -367,7 +372,7 @@ def test_cli_iterations_are_used_and_reported(tmp_path: Path, capsys: Any) -> No
     for iterations in ("0", "3"):
         out = tmp_path / f"fused{iterations}.tif"
         assert main([*base[:4], str(out), *base[4:], "--iterations", iterations]) == 0
-        assert f"by ibp, {iterations} iterations;" in capsys.readouterr().out
+        assert f"by ibp, {iterations} iterations, PSF sigma " in capsys.readouterr().out
         with rasterio.open(out) as src:
             outputs[iterations] = src.read(1)
     assert not np.array_equal(outputs["0"], outputs["3"])
@@ -378,7 +383,7 @@ def test_cli_iterations_are_used_and_reported(tmp_path: Path, capsys: Any) -> No
     assert "--iterations is for --method ibp" in capsys.readouterr().err
 
 
-@pytest.mark.parametrize("case", ["one-frame", "other-grid", "mask-shape", "all-masked"])
+@pytest.mark.parametrize("case", ["one-frame", "other-grid", "mask-shape"])
 def test_cli_bad_input_is_one_line_and_status_2(tmp_path: Path, capsys: Any, case: str) -> None:
     frames = _frames(2).astype(np.uint16)
     shifted = Affine(10, 0, 500010, 0, -10, 4000000)
@@ -387,13 +392,8 @@ def test_cli_bad_input_is_one_line_and_status_2(tmp_path: Path, capsys: Any, cas
     args = ["fuse", *map(str, paths), str(out)]
     if case == "one-frame":
         args = ["fuse", str(paths[0]), str(out)]
-    if case in ("mask-shape", "all-masked"):
-        small = case == "mask-shape"
-        masks = xr.DataArray(
-            np.zeros((2, 10 if small else 64, 64), np.uint8), dims=("time", "y", "x")
-        )
-        if not small:
-            masks[1] = 1
+    if case == "mask-shape":
+        masks = xr.DataArray(np.zeros((2, 10, 64), np.uint8), dims=("time", "y", "x"))
         mask_paths = _write_frames(
             tmp_path / "m" if (tmp_path / "m").mkdir() is None else tmp_path, masks
         )
@@ -407,12 +407,30 @@ def test_cli_bad_input_is_one_line_and_status_2(tmp_path: Path, capsys: Any, cas
         "one-frame": "use upscale",
         "other-grid": "frame1.tif is not on the grid",
         "mask-shape": "is 64 x 10 pixels",
-        "all-masked": "at least 2",
     }[case]
     assert expected in lines[0]
-    if case == "all-masked":
-        assert "frame1 is entirely masked" in err
     assert not out.exists()
+
+
+def test_cli_with_every_other_frame_dropped_writes_the_single_image_result(
+    tmp_path: Path, capsys: Any
+) -> None:
+    paths = _write_frames(tmp_path, _frames(2).astype(np.uint16))
+    masks = xr.DataArray(np.zeros((2, 64, 64), np.uint8), dims=("time", "y", "x"))
+    masks[1] = 1
+    mask_paths = _write_frames(
+        tmp_path / "m" if (tmp_path / "m").mkdir() is None else tmp_path, masks
+    )
+    out = tmp_path / "fused.tif"
+    args = ["fuse", *map(str, paths), str(out), *[f"--masks={p}" for p in mask_paths]]
+    assert main(args) == 0
+    captured = capsys.readouterr()
+    assert "dasksr: warning: frame frame1 is entirely masked" in captured.err
+    assert "by single-image cnn-sensor" in captured.out
+    assert "dropped: frame1 (is entirely masked in the registration window)" in captured.out
+    with rasterio.open(out) as src, rasterio.open(paths[0]) as first:
+        single = dasksr.upscale(first.read(1).astype(np.uint16), scale=2, method="cnn-sensor")
+        np.testing.assert_array_equal(src.read(1), single)
 
 
 def test_cli_reads_one_zarr_with_a_time_dimension(tmp_path: Path, capsys: Any) -> None:
@@ -456,7 +474,9 @@ def test_cli_mask_band_drops_an_entirely_masked_frame(tmp_path: Path, capsys: An
     assert main(["fuse", *map(str, paths), str(out), "--mask-band", "2", "--no-progress"]) == 0
     captured = capsys.readouterr()
     assert "frame1 is entirely masked" in captured.err
-    assert "frame0 (" in captured.out and "frame1 (" not in captured.out
+    used, dropped = captured.out.split("; dropped: ")
+    assert "frame0 (" in used and "frame1 (" not in used
+    assert dropped.startswith("frame1 (is entirely masked")
     with rasterio.open(out) as src:
         assert src.count == 1 and src.shape == (128, 128)
 

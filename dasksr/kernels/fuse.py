@@ -15,8 +15,8 @@ Steps of :func:`fuse_block` on one block padded by :func:`fuse_halo` LR pixels:
 2. per-sample robust weights: each sample is compared with an anchor, the reference interpolated
    (Keys cubic) at the sample's position where the reference is valid, else the per-pixel median of
    the registered frames; the residual, smoothed over 3 x 3 samples (clouds are smooth, aliasing
-   and noise are not), gets the weight ``exp(-(r / (kappa * noise_k)) ** 2 / 2)``. The reference
-   frame's valid samples always weigh 1, so an unflagged cloud in another frame cannot print
+   and noise are not), gets the weight ``exp(-(r / (kappa * noise_k)) ** 2 / 2)``, the smallest
+   over the bands (a cloud shows in every band). The reference frame's valid samples always weigh 1, so an unflagged cloud in another frame cannot print
    through where the reference is clear;
 3. fusion by normalised convolution: every weighted sample is spread onto the fine grid with a
    Gaussian of ``kernel_sigma`` LR pixels centred on its registered position, divided by the spread
@@ -38,21 +38,31 @@ from __future__ import annotations
 import math
 import warnings
 from collections import deque
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 
 from dasksr.kernels.degrade import sensor_psf
-from dasksr.kernels.interp import keys_cubic
+from dasksr.kernels.register import (
+    RegisteredFrame,
+    phase_shift,
+    refine_shift,
+    register_frames,
+    robust_linear_fit,
+)
+from dasksr.kernels.resample import Mapper, cubic_shift, nan_box, pad_axis
 
 __all__ = [
     "FuseParams",
+    "PSF_SIGMAS",
+    "Prior",
     "choose_iterations",
     "RegisteredFrame",
     "cubic_shift",
     "default_kernel_sigma",
+    "estimate_psf",
     "fuse_block",
     "fuse_halo",
     "phase_shift",
@@ -68,62 +78,20 @@ _TRUNCATE = 3.0
 _SMOOTH = 3
 #: Robust weights never fall below this, so that a fine pixel with valid samples is never 0 / 0.
 _MIN_WEIGHT = 1e-6
+#: The candidate PSF widths (LR pixels) of :func:`estimate_psf`.
+PSF_SIGMAS = tuple(np.round(np.arange(0.2, 0.951, 0.05), 2))
+#: Less support from the frames other than the reference than this (a share of one frame's) is
+#: none: the fine pixel takes the single-image prior exactly.
+_MIN_SUPPORT = 1e-3
 
-#: ``map``-like: applies a function to each item and yields the results in order. The per-frame
-#: loops take one (the builtin ``map``, or a thread pool's ``map`` for the eager window); results
-#: are always combined in frame order, so they do not depend on it.
-Mapper = Callable[[Callable[[Any], Any], Iterable[Any]], Iterator[Any]]
-
+#: The single-image super-resolution of the reference frame: its ``(band, y, x)`` block in the
+#: working precision (NaN where invalid) in, ``(band, y * scale, x * scale)`` out (NaN where it
+#: has no value). Its values within ``FuseParams.prior_halo`` LR pixels of the block's edge may be
+#: wrong; the halo accounts for them.
+Prior = Callable[[np.ndarray], np.ndarray]
 
 # --------------------------------------------------------------------------------------------------
-# Resampling helpers: separable sums over fixed taps, the edge pixel repeated past the array.
-
-
-def _pad_axis(values: np.ndarray, before: int, after: int, axis: int) -> np.ndarray:
-    if before <= 0 and after <= 0:
-        return values
-    widths = [(0, 0)] * values.ndim
-    widths[axis] = (max(before, 0), max(after, 0))
-    return np.pad(values, widths, mode="edge")
-
-
-def _taps_sum(values: np.ndarray, weights: np.ndarray, first: int, axis: int) -> np.ndarray:
-    """``out[i] = sum_t weights[t] * values[i + first + t]`` along ``axis`` (edge repeated)."""
-    n = values.shape[axis]
-    last = first + weights.size - 1
-    padded = _pad_axis(values, -first, last, axis)
-    start = max(-first, 0) + first
-    moved = np.moveaxis(padded, axis, -1)
-    out = np.zeros((*moved.shape[:-1], n), dtype=values.dtype)
-    for t, w in enumerate(weights):
-        if w != 0:
-            out += values.dtype.type(w) * moved[..., start + t : start + t + n]
-    return np.moveaxis(out, -1, axis)
-
-
-def _cubic_weights(shift: float) -> tuple[np.ndarray, int]:
-    base = math.floor(shift)
-    frac = shift - base
-    taps = np.arange(-1, 3)
-    return keys_cubic(frac - taps), base - 1
-
-
-def cubic_shift(image: np.ndarray, dy: float, dx: float) -> np.ndarray:
-    """``image`` resampled at ``(i + dy, j + dx)`` with Keys' cubic (a = -0.5), edge repeated.
-
-    NaN spreads to every output pixel whose 4 x 4 support touches it.
-
-    Examples
-    --------
-    >>> ramp = np.tile(np.arange(6.0), (3, 1))
-    >>> cubic_shift(ramp, 0.0, 0.5)[1, 1:4]
-    array([1.5, 2.5, 3.5])
-    """
-    out = np.asarray(image)
-    for shift, axis in ((dy, -2), (dx, -1)):
-        weights, first = _cubic_weights(float(shift))
-        out = _taps_sum(out, weights.astype(out.dtype), first, axis)
-    return out
+# Spreading samples onto the fine grid and simulating frames from it.
 
 
 def _gaussian_phases(
@@ -177,7 +145,7 @@ def _polyphase(
 ) -> np.ndarray:
     n = values.shape[axis]
     ntaps = weights.shape[1]
-    padded = np.moveaxis(_pad_axis(values, -first, first + ntaps - 1, axis), axis, -1)
+    padded = np.moveaxis(pad_axis(values, -first, first + ntaps - 1, axis), axis, -1)
     out = np.zeros((*padded.shape[:-1], n, scale), dtype=values.dtype)
     for t in range(ntaps):
         column = weights[:, t]
@@ -204,7 +172,7 @@ def _simulate(
         weights = psf.weights.astype(out.dtype)
         last = psf.offset + weights.size - 1 + (n - 1) * scale
         before, after = max(-psf.offset, 0), max(last - (out.shape[axis] - 1), 0)
-        padded = np.moveaxis(_pad_axis(out, before, after, axis), axis, -1)
+        padded = np.moveaxis(pad_axis(out, before, after, axis), axis, -1)
         acc = np.zeros((*padded.shape[:-1], n), dtype=out.dtype)
         for t, w in enumerate(weights):
             start = before + psf.offset + t
@@ -221,276 +189,6 @@ def _psf_radius(scale: int, psf_sigma: float, shift_max: float) -> int:
 
 # sensor_psf keeps taps within 4 standard deviations.
 _TRUNCATE_PSF = 4.0
-
-
-# --------------------------------------------------------------------------------------------------
-# Registration and radiometric normalisation (eager, on a window of each frame).
-
-
-def robust_linear_fit(
-    x: np.ndarray, y: np.ndarray, *, iterations: int = 10, c: float = 4.685
-) -> tuple[float, float]:
-    """``(gain, offset)`` minimising Tukey's biweight of ``y - (gain * x + offset)``.
-
-    Iteratively reweighted least squares from the slope 1 and the median offset, the residual
-    scale being 1.4826 x the median absolute residual: samples off by more than ``c`` scales
-    (clouds, changes) get no weight.
-
-    Examples
-    --------
-    >>> x = np.arange(100.0)
-    >>> y = 2 * x + 1
-    >>> y[::10] += 500  # outliers
-    >>> [round(v, 6) for v in robust_linear_fit(x, y)]
-    [2.0, 1.0]
-    """
-    x = np.asarray(x, dtype=np.float64).ravel()
-    y = np.asarray(y, dtype=np.float64).ravel()
-    if x.size < 2 or np.ptp(x) == 0:
-        return 1.0, float(np.median(y - x)) if x.size else 0.0
-    # Start from the identity slope and the median offset, not from least squares: a cloud over a
-    # fifth of the pixels would pull a least-squares start too far for the reweighting to recover.
-    gain, offset = 1.0, float(np.median(y - x))
-    residual = y - x - offset
-    u = residual / (c * 1.4826 * (np.median(np.abs(residual)) + 1e-12))
-    weights = np.where(np.abs(u) < 1, (1 - u**2) ** 2, 0.0)
-    for _ in range(iterations):
-        sw = weights.sum()
-        if sw <= 0:
-            break
-        mx, my = (weights * x).sum() / sw, (weights * y).sum() / sw
-        var = (weights * (x - mx) ** 2).sum()
-        if var <= 0:
-            break
-        gain = float((weights * (x - mx) * (y - my)).sum() / var)
-        offset = float(my - gain * mx)
-        residual = y - (gain * x + offset)
-        scale = 1.4826 * np.median(np.abs(residual))
-        if scale <= 1e-12 * (np.abs(y).max() + 1):
-            break
-        u = residual / (c * scale)
-        weights = np.where(np.abs(u) < 1, (1 - u**2) ** 2, 0.0)
-    return gain, offset
-
-
-def phase_shift(
-    reference: np.ndarray,
-    moving: np.ndarray,
-    *,
-    reference_valid: np.ndarray | None = None,
-    moving_valid: np.ndarray | None = None,
-    upsample: int = 100,
-) -> np.ndarray:
-    """``(dy, dx)`` of ``moving`` against ``reference`` by upsampled phase correlation.
-
-    With masks, the masked normalised cross-correlation of scikit-image finds the integer shift
-    (it has no subpixel step); the invalid pixels are then filled with the mean of the valid ones
-    and the upsampled phase correlation refines it to ``1 / upsample`` pixel around that peak.
-    """
-    from skimage.registration import phase_cross_correlation
-
-    ref = np.asarray(reference, dtype=np.float64)
-    mov = np.asarray(moving, dtype=np.float64)
-    masked = not (
-        (reference_valid is None or reference_valid.all())
-        and (moving_valid is None or moving_valid.all())
-    )
-    if masked:
-        rv = np.ones(ref.shape, bool) if reference_valid is None else reference_valid
-        mv = np.ones(mov.shape, bool) if moving_valid is None else moving_valid
-        coarse = phase_cross_correlation(ref, mov, reference_mask=rv, moving_mask=mv)
-        coarse = np.asarray(coarse[0] if isinstance(coarse, tuple) else coarse, dtype=np.float64)
-        ref = np.where(rv, ref, ref[rv].mean())
-        mov = np.where(mv, mov, mov[mv].mean())
-        # Undo the integer part first, so the upsampled search starts from the right peak.
-        iy, ix = (round(float(v)) for v in coarse)
-        mov = np.roll(mov, (iy, ix), axis=(0, 1))
-        fine, _, _ = phase_cross_correlation(ref, mov, upsample_factor=upsample)
-        return np.asarray(fine, dtype=np.float64) + np.array([iy, ix], dtype=np.float64)
-    shift, _, _ = phase_cross_correlation(ref, mov, upsample_factor=upsample)
-    return np.asarray(shift, dtype=np.float64)
-
-
-def refine_shift(
-    reference: np.ndarray,
-    moving: np.ndarray,
-    shift: np.ndarray,
-    *,
-    reference_valid: np.ndarray | None = None,
-    moving_valid: np.ndarray | None = None,
-    iterations: int = 20,
-    tolerance: float = 1e-4,
-) -> tuple[np.ndarray, float, float, int]:
-    """Refine ``shift`` by Gauss-Newton on ``moving ~ gain * reference(x + shift) + offset``.
-
-    The reference is resampled with Keys' cubic at the current shift; its gradient linearises the
-    shift update, solved jointly with a gain and an offset by Tukey-weighted least squares over the
-    pixels valid in both frames (masked pixels and outliers such as unflagged clouds do not count).
-
-    Returns
-    -------
-    shift, gain, offset, valid
-        The refined ``(dy, dx)``, the fitted radiometric model and the number of pixels used.
-    """
-    ref = np.asarray(reference, dtype=np.float64).copy()
-    mov = np.asarray(moving, dtype=np.float64)
-    if reference_valid is not None:
-        ref[~reference_valid] = np.nan
-    mvalid = np.isfinite(mov) if moving_valid is None else moving_valid & np.isfinite(mov)
-    d = np.asarray(shift, dtype=np.float64).copy()
-    gain, offset = 1.0, 0.0
-    margin = math.ceil(float(np.abs(d).max())) + 3
-    inner = np.zeros(ref.shape, bool)
-    inner[margin:-margin, margin:-margin] = True
-    robust = None
-    used = 0
-    for _ in range(iterations):
-        warped = cubic_shift(ref, d[0], d[1])
-        gy, gx = np.gradient(warped)
-        ok = inner & mvalid & np.isfinite(warped) & np.isfinite(gy) & np.isfinite(gx)
-        used = int(ok.sum())
-        if used < 16:
-            break
-        r, y_, x_, m = warped[ok], gy[ok], gx[ok], mov[ok]
-        # m ~ gain * (r + gy * ey + gx * ex) + offset: unknowns gain, gain*ey, gain*ex, offset.
-        a = np.stack([r, y_, x_, np.ones_like(r)], axis=1)
-        w = np.ones_like(r) if robust is None else robust[ok]
-        sw = np.sqrt(w)
-        solution, *_ = np.linalg.lstsq(a * sw[:, None], m * sw, rcond=None)
-        gain, offset = float(solution[0]), float(solution[3])
-        if gain == 0 or not np.isfinite(gain):
-            break
-        step = np.array([solution[1], solution[2]]) / gain
-        d = d + step
-        residual = np.full(ref.shape, np.nan)
-        residual[ok] = m - a @ solution
-        scale = 1.4826 * np.nanmedian(np.abs(residual[ok])) + 1e-12
-        u = residual / (4.685 * scale)
-        robust = np.where(np.abs(u) < 1, (1 - u**2) ** 2, 0.0)
-        if np.abs(step).max() < tolerance:
-            break
-    return d, gain, offset, used
-
-
-@dataclass(frozen=True)
-class RegisteredFrame:
-    """What registration found for one frame: shifts in LR pixels, radiometry, quality."""
-
-    shift: tuple[float, float]
-    phase_shift: tuple[float, float]
-    gain: tuple[float, ...]
-    offset: tuple[float, ...]
-    noise: tuple[float, ...]
-    correlation: float
-    valid_fraction: float
-
-
-def register_frames(
-    window: np.ndarray,
-    invalid: np.ndarray | None = None,
-    *,
-    reference: int = 0,
-    refine: bool = True,
-    upsample: int = 100,
-    mapper: Mapper = map,
-) -> list[RegisteredFrame]:
-    """Register every frame of ``window`` ``(time, band, y, x)`` against frame ``reference``.
-
-    Shifts are found on the band mean; gains, offsets and the residual noise scale of the robust
-    weights per band. ``invalid`` marks pixels to ignore (same shape). A frame whose correlation with
-    the reference (after registration and normalisation, over the valid overlap) is NaN has no usable
-    overlap; the caller decides what is too low. ``mapper`` maps the per-frame work (for example a
-    thread pool's ``map``); the result does not depend on it.
-    """
-    stack = np.asarray(window, dtype=np.float64)
-    bad = ~np.isfinite(stack) if invalid is None else (invalid | ~np.isfinite(stack))
-    valid = ~bad
-    plane_valid = np.asarray(valid.all(axis=1))  # (time, y, x); asarray: an array, not a scalar
-    mean = np.where(valid, stack, 0).sum(axis=1) / max(stack.shape[1], 1)
-    ref, ref_valid = mean[reference], plane_valid[reference]
-    bands = stack.shape[1]
-
-    def one(k: int) -> RegisteredFrame:
-        fraction = float(plane_valid[k].mean())
-        if k == reference:
-            return RegisteredFrame(
-                (0.0, 0.0),
-                (0.0, 0.0),
-                (1.0,) * bands,
-                (0.0,) * bands,
-                (0.0,) * bands,
-                1.0,
-                fraction,
-            )
-        both = ref_valid.any() and plane_valid[k].any()
-        if not both or fraction == 0:
-            return _unregistered(bands, fraction)
-        pc = phase_shift(
-            ref,
-            mean[k],
-            reference_valid=ref_valid,
-            moving_valid=plane_valid[k],
-            upsample=upsample,
-        )
-        d = pc
-        if refine:
-            d, *_ = refine_shift(
-                ref, mean[k], pc, reference_valid=ref_valid, moving_valid=plane_valid[k]
-            )
-        gains, offsets, noises, corrs = [], [], [], []
-        for b in range(bands):
-            ref_b = np.where(valid[reference, b], stack[reference, b], np.nan)
-            anchor = cubic_shift(ref_b, d[0], d[1])
-            ok = valid[k, b] & np.isfinite(anchor)
-            if ok.sum() < 16:
-                return _unregistered(bands, fraction)
-            # Normalisation maps the frame onto the reference: reference ~ gain * frame + offset.
-            # Both are averaged over 5 x 5 pixels first: the resampled reference is smoother than
-            # the frame, and noise in the frame would bias the slope towards 0 (regression
-            # dilution); neither survives the averaging.
-            frame_b = np.where(ok, stack[k, b], np.nan)
-            low_x, low_y = _nan_box(frame_b, 5), _nan_box(np.where(ok, anchor, np.nan), 5)
-            both_low = ok & np.isfinite(low_x) & np.isfinite(low_y)
-            gain, offset = robust_linear_fit(low_x[both_low], low_y[both_low])
-            residual = np.where(ok, gain * stack[k, b] + offset - anchor, np.nan)
-            smooth = _nan_box(residual, _SMOOTH)
-            # A floor keeps noise-free frames from rejecting every sample that is not exact.
-            spread = np.subtract(*np.nanpercentile(anchor[ok], [99, 1]))
-            noise = max(1.4826 * float(np.nanmedian(np.abs(smooth))), 1e-3 * spread, 1e-12)
-            gains.append(gain)
-            offsets.append(offset)
-            noises.append(noise)
-            corrs.append(float(np.corrcoef(stack[k, b][ok], anchor[ok])[0, 1]))
-        return RegisteredFrame(
-            (float(d[0]), float(d[1])),
-            (float(pc[0]), float(pc[1])),
-            tuple(gains),
-            tuple(offsets),
-            tuple(noises),
-            float(np.nanmin(corrs)),
-            fraction,
-        )
-
-    return list(mapper(one, range(stack.shape[0])))
-
-
-def _unregistered(bands: int, fraction: float) -> RegisteredFrame:
-    nan = (float("nan"),) * bands
-    return RegisteredFrame(
-        (float("nan"),) * 2, (float("nan"),) * 2, nan, nan, nan, float("nan"), fraction
-    )
-
-
-def _nan_box(values: np.ndarray, size: int) -> np.ndarray:
-    """Mean over a ``size x size`` box of the finite values (NaN where none), edge repeated."""
-    finite = np.isfinite(values)
-    filled = np.where(finite, values, 0.0)
-    box = np.full(size, 1.0, dtype=values.dtype)
-    first = -(size // 2)
-    total = _taps_sum(_taps_sum(filled, box, first, -2), box, first, -1)
-    count = _taps_sum(_taps_sum(finite.astype(values.dtype), box, first, -2), box, first, -1)
-    with np.errstate(invalid="ignore", divide="ignore"):
-        return np.where(count > 0, total / count, np.nan)
 
 
 # --------------------------------------------------------------------------------------------------
@@ -516,6 +214,8 @@ class FuseParams:
     iterations: int = 8
     step: float = 1.5
     kappa: float = 3.0
+    #: LR pixels either side that the single-image prior (`Prior`) reads; 0 without one.
+    prior_halo: int = 0
 
     @property
     def shift_max(self) -> float:
@@ -538,13 +238,15 @@ def fuse_halo(params: FuseParams) -> int:
 
     The robust weights look ``2 * (ceil(D) + 2) + 1`` samples away (anchor resampling twice,
     3 x 3 smoothing), the fusion ``ceil(3 * kernel_sigma + D) + 1`` and each back-projection
-    iteration the PSF's reach plus the fusion's, ``D`` being the largest shift.
+    iteration the PSF's reach plus the fusion's, ``D`` being the largest shift. The prior (when
+    ``prior_halo`` > 0) starts the iterations: its reach counts when it is the longer one.
     """
     d = params.shift_max
     robust = 2 * (math.ceil(d) + 2) + _SMOOTH // 2
     spread = _kernel_radius(params.kernel_sigma, d)
     per_iteration = _psf_radius(params.scale, params.psf_sigma, d) + spread
-    return robust + spread + params.iterations * per_iteration
+    start = max(robust + spread, params.prior_halo)
+    return start + params.iterations * per_iteration
 
 
 def fuse_block(
@@ -555,15 +257,20 @@ def fuse_block(
     halo: int,
     nodata: float | None = None,
     work: Any = np.float32,
+    prior: Prior | None = None,
 ) -> tuple[np.ndarray, np.ndarray]:
     """Fuse a padded block ``(time, band, y, x)`` into ``(band, y * s, x * s)`` of its interior.
 
     ``halo`` LR pixels are dropped on each side after the computation (at least
     :func:`fuse_halo`). ``invalid`` (same shape, or None) marks masked samples; NaN and ``nodata``
-    samples are invalid too. Returns the fused values in ``work`` precision and the mask of fine
-    pixels that are nodata: those whose nearest sample is invalid in every frame.
+    samples are invalid too. With a ``prior`` (the single-image result of the reference) the
+    back-projection starts from it, and each fine pixel is ``prior + w * (fused - prior)`` with
+    ``w`` the support of the other frames' valid samples (their spread robust weights, capped at
+    1): where no other frame is valid the result is the prior itself. Returns the fused values
+    in ``work`` precision and the mask of fine pixels that are nodata: those whose nearest sample
+    is invalid in every frame.
     """
-    steps = _fuse_steps(frames, invalid, params, nodata=nodata, work=work)
+    steps = _fuse_steps(frames, invalid, params, nodata=nodata, work=work, prior=prior)
     estimate, nodata_fine = deque(steps, maxlen=1)[0]  # the last step, the others not kept
     trim = halo * params.scale
     cut = (..., slice(trim, estimate.shape[-2] - trim), slice(trim, estimate.shape[-1] - trim))
@@ -599,6 +306,8 @@ def _fuse_steps(
     nodata: float | None,
     work: Any,
     mapper: Mapper = map,
+    prior: Prior | None = None,
+    blend: bool = True,
 ) -> Any:
     """Yield ``(estimate, nodata)`` on the whole block after 0, 1, ... ``iterations`` iterations."""
     scale = params.scale
@@ -624,16 +333,21 @@ def _fuse_steps(
     seen = None
     num = None
     den = None
-    for n_k, d_k, s_k in mapper(spread, range(len(shifts))):  # summed in frame order
+    support: Any = 0
+    for k, (n_k, d_k, s_k) in enumerate(mapper(spread, range(len(shifts)))):  # in frame order
         num = n_k if num is None else num + n_k
         den = d_k if den is None else den + d_k
         seen = s_k if seen is None else seen + s_k
+        if k != params.reference:
+            support = support + d_k
     assert num is not None and den is not None and seen is not None
     empty = den <= 0
     den = np.where(empty, 1, den)
     estimate = num / den
     nodata_fine = (seen <= 0) | empty
-    yield estimate, nodata_fine
+    mix = _Blend.of(prior, y[params.reference], support if blend else 1, estimate.shape, work)
+    estimate = mix.start(estimate)
+    yield mix(estimate), nodata_fine
     step = work.type(params.step)
 
     def back_project(k: int) -> np.ndarray:
@@ -647,7 +361,39 @@ def _fuse_steps(
             update = spread_k if update is None else update + spread_k
         assert update is not None
         estimate = estimate + step * update / den
-        yield estimate, nodata_fine
+        yield mix(estimate), nodata_fine
+
+
+@dataclass(frozen=True)
+class _Blend:
+    """The prior and each fine pixel's share of the fused estimate (see :func:`fuse_block`)."""
+
+    prior: np.ndarray | None
+    share: np.ndarray | None
+
+    @classmethod
+    def of(
+        cls, prior: Prior | None, reference: np.ndarray, support: Any, shape: Any, work: Any
+    ) -> _Blend:
+        if prior is None:
+            return cls(None, None)
+        values = np.asarray(prior(np.asarray(reference, dtype=work)), dtype=work)
+        share = np.clip(np.broadcast_to(support, shape), 0, 1).astype(work)
+        share[share < _MIN_SUPPORT] = 0
+        share[~np.isfinite(values)] = 1  # no prior there: the fusion alone
+        return cls(values, share)
+
+    def start(self, fused: np.ndarray) -> np.ndarray:
+        """Where the back-projection starts: the prior, the fusion where it has no value."""
+        if self.prior is None:
+            return fused
+        return np.where(np.isfinite(self.prior), self.prior, fused)
+
+    def __call__(self, estimate: np.ndarray) -> np.ndarray:
+        if self.prior is None or self.share is None:
+            return estimate
+        prior = np.where(np.isfinite(self.prior), self.prior, 0)
+        return prior + self.share * (estimate - prior)
 
 
 def choose_iterations(
@@ -659,6 +405,7 @@ def choose_iterations(
     max_iterations: int = 16,
     nodata: float | None = None,
     mapper: Mapper = map,
+    prior: Prior | None = None,
 ) -> tuple[int, list[float]]:
     """The number of back-projection iterations that best predicts a frame left out of the fusion.
 
@@ -667,7 +414,10 @@ def choose_iterations(
     iterations recover more detail but amplify noise: the count with the smallest prediction error
     (the mean square over the best 95 % of the interior samples, so that clouds do not count) is
     the one noise allows on this scene (the fewest within 0.5 % of the smallest error). Returns it
-    and the errors. ``mapper`` maps the per-frame work; the result does not depend on it.
+    and the errors. With a ``prior`` the iterations start from it (0 iterations: the prior), and
+    the estimate is scored without the blend of :func:`fuse_block`, which would return the prior
+    wherever the held-out frame is the only other one. ``mapper`` maps the per-frame work; the
+    result does not depend on it.
     """
     keep = [k for k in range(window.shape[0]) if k != held_out]
     pick = lambda values: tuple(values[k] for k in keep)  # noqa: E731
@@ -683,6 +433,7 @@ def choose_iterations(
         iterations=max_iterations,
         step=params.step,
         kappa=params.kappa,
+        prior_halo=params.prior_halo,
     )
     work = np.dtype(np.float64)
     target, valid = _normalised(
@@ -707,13 +458,62 @@ def choose_iterations(
     errors = []
     rest = window[keep]
     masks = None if invalid is None else invalid[keep]
-    for estimate, _ in _fuse_steps(rest, masks, sub, nodata=nodata, work=work, mapper=mapper):
+    steps = _fuse_steps(
+        rest, masks, sub, nodata=nodata, work=work, mapper=mapper, prior=prior, blend=False
+    )
+    for estimate, _ in steps:
         simulated = _simulate(estimate, params.scale, params.shifts[held_out], params.psf_sigma)
         squares = np.sort(((target[0] - simulated)[use]) ** 2)
         errors.append(float(squares[: max(int(0.95 * squares.size), 1)].mean()))
     # The fewest iterations within 0.5 % of the best: a flat end costs halo and time for nothing.
     best = min(errors)
     return next(i for i, e in enumerate(errors) if e <= best * 1.005), errors
+
+
+def estimate_psf(
+    window: np.ndarray,
+    invalid: np.ndarray | None,
+    params: FuseParams,
+    prior: Prior,
+    *,
+    sigmas: Any = PSF_SIGMAS,
+    nodata: float | None = None,
+) -> tuple[float, list[float]]:
+    """The sensor's PSF width (LR pixels) that best explains the frames from the prior.
+
+    The prior (a single-image super-resolution of the reference that knows natural images, such
+    as ``cnn-sensor``, trained over a range of blurs) estimates the scene; each candidate width of
+    ``sigmas`` simulates every frame from it at its registered shift (:func:`dasksr.degrade_sensor`'s
+    model), and the width with the smallest error (the mean square over the best 95 % of the
+    interior valid samples of all frames, so that clouds and changes do not count), refined by a
+    parabola through its neighbours, is returned with the errors. The frames only ever see the
+    blurred scene, so the width is not in the data alone: the prior's notion of a sharp scene is
+    what tells it, and nothing of a simulation's truth is used.
+    """
+    work = np.dtype(np.float64)
+    y, valid = _normalised(window, invalid, params, nodata, work)
+    estimate = np.asarray(prior(y[params.reference]), dtype=work)
+    margin = math.ceil(params.shift_max) + params.prior_halo // 2 + 4
+    inner = np.zeros(valid.shape[1:], bool)
+    inner[..., margin:-margin, margin:-margin] = True
+    sigmas = np.asarray(sigmas, dtype=np.float64)
+    errors = []
+    for sigma in sigmas:
+        squares = []
+        for k, shift in enumerate(params.shifts):
+            simulated = _simulate(estimate, params.scale, shift, float(sigma))
+            use = valid[k] & inner & np.isfinite(simulated)
+            squares.append(((y[k] - simulated)[use]) ** 2)
+        joined = np.sort(np.concatenate(squares)) if squares else np.zeros(0)
+        errors.append(float(joined[: max(int(0.95 * joined.size), 1)].mean()) if joined.size else 0)
+    i = int(np.argmin(errors))
+    best = float(sigmas[i])
+    if 0 < i < len(sigmas) - 1:
+        e0, e1, e2 = errors[i - 1 : i + 2]
+        curve = e0 - 2 * e1 + e2
+        if curve > 0:
+            best += 0.5 * (e0 - e2) / curve * float(sigmas[i + 1] - sigmas[i])
+    return best, errors
 
 
 def _robust_weights(
@@ -739,11 +539,14 @@ def _robust_weights(
         anchor = cubic_shift(y[ref], dy, dx)
         if median is not None:
             anchor = np.where(np.isfinite(anchor), anchor, cubic_shift(median, dy, dx))
-        smooth = _nan_box(y[k] - anchor, _SMOOTH)
+        smooth = nan_box(y[k] - anchor, _SMOOTH)
         scale = params.kappa * noise[k][:, None, None]
         with np.errstate(all="ignore"):
             value = np.exp(-0.5 * (smooth / scale) ** 2)
         value = np.where(np.isfinite(value), value, 1.0)
+        # Clouds, haze and changed ground show in every band, most clearly in some: a sample
+        # weighs what its least agreeing band says (a band NaN here says nothing).
+        value = np.broadcast_to(value.min(axis=0), value.shape)
         return np.maximum(value, _MIN_WEIGHT).astype(work)
 
     others = [k for k in range(len(shifts)) if k != ref]

@@ -1,6 +1,7 @@
 """The seamless contract for multi-frame fusion: the blockwise wiring of ``fuse`` (time reduced in
 one chunk, halo from the neighbours) equals the whole-scene kernel, over random stacks, shifts,
-masks, nodata, chunkings (chunks smaller than the halo included), scales and iteration counts."""
+masks, nodata, chunkings (chunks smaller than the halo included), scales, iteration counts and
+single-image priors (none, lanczos, cnn-sensor)."""
 
 from __future__ import annotations
 
@@ -12,6 +13,7 @@ from hypothesis import strategies as st
 from test_seamless import assert_seamless, chunking  # the same folder (pytest puts it on the path)
 
 from dasksr.kernels.fuse import FuseParams, fuse_halo
+from dasksr.methods import get_method
 from dasksr.multiframe import _fuse_array, fuse_numpy
 
 
@@ -31,16 +33,20 @@ def stacks(draw: st.DrawFn) -> tuple:
     masks = rng.random((frames, bands, ny, nx)) < 0.2 if draw(st.booleans()) else None
     moved = [tuple(float(v) for v in rng.uniform(-0.6, 0.6, 2)) for _ in range(frames - 1)]
     shifts = ((0.0, 0.0), *moved)
+    scale = draw(st.integers(2, 4))
+    prior = draw(st.sampled_from([None, "lanczos", "cnn-sensor"]))
+    method = None if prior is None or scale not in get_method(prior).scales else get_method(prior)
     params = FuseParams(
-        scale=draw(st.integers(2, 4)),
+        scale=scale,
         shifts=shifts,
         gains=tuple(tuple(rng.uniform(0.9, 1.1, bands)) for _ in range(frames)),
         offsets=tuple(tuple(rng.uniform(-3, 3, bands)) for _ in range(frames)),
         noise=tuple(tuple(rng.uniform(1, 5, bands)) for _ in range(frames)),
         iterations=draw(st.integers(0, 2)),
+        prior_halo=0 if method is None else method.halo(scale),
     )
     chunks = (draw(chunking(ny)), draw(chunking(nx)))
-    return data, masks, nodata, params, chunks
+    return data, masks, nodata, params, chunks, method
 
 
 @settings(
@@ -50,8 +56,8 @@ def stacks(draw: st.DrawFn) -> tuple:
 )
 @given(case=stacks())
 def test_chunked_fuse_equals_whole_scene(case: tuple) -> None:
-    data, masks, nodata, params, (ys, xs) = case
-    whole = fuse_numpy(data, masks, params, nodata=nodata)
+    data, masks, nodata, params, (ys, xs), method = case
+    whole = fuse_numpy(data, masks, params, nodata=nodata, method=method)
     chunks = ((data.shape[0],), (data.shape[1],), ys, xs)
     lazy = _fuse_array(
         da.from_array(data, chunks=chunks),
@@ -59,6 +65,7 @@ def test_chunked_fuse_equals_whole_scene(case: tuple) -> None:
         params,
         nodata=nodata,
         chunks=None,
+        method=method,
     )
     assert lazy.shape == whole.shape
     assert fuse_halo(params) > 0
