@@ -302,13 +302,11 @@ def upscale(
     "mask_paths",
     multiple=True,
     metavar="MASK",
-    help="One mask raster per frame, in order (non-zero = invalid); repeat the option.",
+    help="One mask or quality raster per frame, in order (read by --mask-rule); repeat it.",
 )
-@click.option(
-    "--mask-band",
-    type=click.IntRange(min=1),
-    help="1-based band of every frame that is its mask (non-zero = invalid), not fused.",
-)
+@click.option("--mask-band", type=click.IntRange(min=1), help="1-based mask band of every frame.")
+@click.option("--mask-rule", default="auto", help="nonzero, scl, qa_pixel, bqa, classes:, bits:")
+@click.option("--fallback", default="auto", help="Single-image method (cnn-sensor, else lanczos).")
 @_variable
 @_overwrite
 @_with_common

@@ -157,6 +157,7 @@ def open_stack(
     *,
     masks: Sequence[PathLike] | None = None,
     mask_band: int | None = None,
+    mask_rule: str | Any = "auto",
     variable: str | None = None,
     chunks: Any = None,
 ) -> tuple[xr.DataArray, xr.DataArray | None]:
@@ -168,11 +169,16 @@ def open_stack(
         Several rasters on one grid, one frame each (the ``time`` labels are their file names
         without the extension), or one raster (a Zarr store) whose variable has a ``time`` dim.
     masks : sequence of str or os.PathLike, optional
-        One single-band mask raster per frame, in order, on the frames' grid; non-zero is
-        invalid.
+        One single-band mask or quality raster per frame, in order, on the frames' grid, read by
+        ``mask_rule``.
     mask_band : int, optional
-        The 1-based band of every frame that is its mask or quality layer (non-zero = invalid);
-        it is taken out of the stack.
+        The 1-based band of every frame that is its mask or quality layer (read by
+        ``mask_rule``); it is taken out of the stack.
+    mask_rule : str or QualityRule
+        How masks and mask bands are read (`dasksr.kernels.quality.quality_rule`): ``'nonzero'``,
+        ``'scl'``, ``'qa_pixel'``, ``'bqa'``, ``'classes:V,...'`` or ``'bits:B,...'``. ``'auto'``
+        takes the rule that a mask file's name says (``SCL``, ``QA_PIXEL``, ``BQA``), else
+        ``'nonzero'``.
     variable : str, optional
         The variable of a Zarr input.
     chunks : optional
@@ -220,14 +226,36 @@ def open_stack(
         stack = stack.assign_coords(time=[Path(f).stem for f in frames])
     invalid = None
     if mask_band is not None:
-        stack, invalid = _split_mask_band(stack, mask_band)
+        stack, invalid = _split_mask_band(stack, mask_band, _rule(mask_rule, []))
     if masks:
-        from_files = _mask_files([str(m) for m in masks], stack, chunks=chunks)
+        names = [str(m) for m in masks]
+        from_files = _mask_files(names, stack, chunks=chunks, rule=_rule(mask_rule, names))
         invalid = from_files if invalid is None else invalid | from_files
     return stack, invalid
 
 
-def _split_mask_band(stack: xr.DataArray, mask_band: int) -> tuple[xr.DataArray, xr.DataArray]:
+def _rule(rule: Any, paths: list[str]) -> Any:
+    """The `QualityRule` of ``rule``; ``'auto'``: the one the mask files' names say (all of them
+    alike), else ``'nonzero'``."""
+    import re
+
+    from dasksr.kernels.quality import quality_rule
+
+    if not (isinstance(rule, str) and rule.strip().lower() == "auto"):
+        return quality_rule(rule)
+    said = set()
+    for path in paths:
+        stem = Path(path).stem.upper()
+        found = [
+            n for n in ("SCL", "QA_PIXEL", "BQA") if re.search(rf"(?<![A-Z]){n}(?![A-Z])", stem)
+        ]
+        said.add(found[0].lower() if found else "nonzero")
+    return quality_rule(said.pop() if len(said) == 1 else "nonzero")
+
+
+def _split_mask_band(
+    stack: xr.DataArray, mask_band: int, rule: Any
+) -> tuple[xr.DataArray, xr.DataArray]:
     """The stack without its 1-based ``mask_band``, and that band as invalid flags."""
     bands = stack.sizes.get("band", 1)
     if "band" not in stack.dims or mask_band > bands:
@@ -238,11 +266,22 @@ def _split_mask_band(stack: xr.DataArray, mask_band: int) -> tuple[xr.DataArray,
         raise InvalidArgumentError(
             f"--mask-band {mask_band}: the frames need a band besides the mask band"
         )
-    invalid = stack.isel(band=mask_band - 1, drop=True) != 0
+    invalid = _decoded(stack.isel(band=mask_band - 1, drop=True), rule)
     return stack.drop_isel(band=mask_band - 1), invalid
 
 
-def _mask_files(paths: list[str], stack: xr.DataArray, *, chunks: Any) -> xr.DataArray:
+def _decoded(layer: xr.DataArray, rule: Any) -> xr.DataArray:
+    """``layer`` (lazy) as invalid flags under ``rule``."""
+    import xarray as xr
+
+    from dasksr.kernels.quality import decode_quality
+
+    return xr.apply_ufunc(
+        decode_quality, layer, kwargs={"rule": rule}, dask="parallelized", output_dtypes=[bool]
+    )
+
+
+def _mask_files(paths: list[str], stack: xr.DataArray, *, chunks: Any, rule: Any) -> xr.DataArray:
     """The mask rasters as ``(time, y, x)`` invalid flags aligned with the stack's frames."""
     import xarray as xr
 
@@ -265,5 +304,5 @@ def _mask_files(paths: list[str], stack: xr.DataArray, *, chunks: Any) -> xr.Dat
                     f"mask {path} has {m.sizes['band']} bands: give single-band masks"
                 )
             m = m.squeeze("band", drop=True)
-        squeezed.append(m != 0)
+        squeezed.append(_decoded(m, rule))
     return xr.concat(squeezed, dim="time").assign_coords(time=stack["time"].values)

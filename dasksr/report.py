@@ -180,6 +180,8 @@ def fuse_files(
     iterations: int | None = None,
     masks: Sequence[str] = (),
     mask_band: int | None = None,
+    mask_rule: str = "auto",
+    fallback: str = "auto",
     variable: str | None = None,
     chunks: int | None = None,
     **run: Unpack[RunOptions],
@@ -201,7 +203,12 @@ def fuse_files(
 
         with _notes(notify):
             stack, invalid = open_stack(
-                frames, masks=masks, mask_band=mask_band, variable=variable, chunks=chunks
+                frames,
+                masks=masks,
+                mask_band=mask_band,
+                mask_rule=mask_rule,
+                variable=variable,
+                chunks=chunks,
             )
         with warnings.catch_warnings(record=True) as caught:
             warnings.simplefilter("always", FrameDroppedWarning)
@@ -213,6 +220,7 @@ def fuse_files(
                     reference=reference,
                     solver=solver,
                     iterations=iterations,
+                    fallback=fallback,
                 )
                 return _as_georeferenced(fused, stack)
             finally:  # the dropped frames are named before an error that they cause

@@ -124,3 +124,30 @@ def test_masks_of_another_count_size_or_band_count_are_refused(
         InvalidArgumentError, match=r"wide\.tif has 2 bands: give single-band masks"
     ):
         open_stack(paths, masks=[good, good, wide])
+
+
+def test_quality_layers_are_decoded_by_their_rule(
+    tmp_path: Path, frames: list[Any], make_geotiff: Callable[..., Any]
+) -> None:
+    paths = [f.path for f in frames]
+    scl = [
+        make_geotiff(tmp_path / f"S2_SCL_{k}.tif", bands=1, dtype="uint8", nodata=None, seed=k)
+        for k in range(3)
+    ]
+    _, auto = open_stack(paths, masks=[m.path for m in scl])  # named SCL: read as one
+    assert auto is not None
+    invalid_classes = np.stack([np.isin(m.data[0], (0, 1, 3, 8, 9, 10)) for m in scl])
+    np.testing.assert_array_equal(auto.values, invalid_classes)
+    _, nonzero = open_stack(paths, masks=[m.path for m in scl], mask_rule="nonzero")
+    assert nonzero is not None
+    np.testing.assert_array_equal(nonzero.values, np.stack([m.data[0] != 0 for m in scl]))
+    _, band = open_stack(paths, mask_band=2, mask_rule="qa_pixel")  # fill, clouds, shadow bits
+    assert band is not None
+    np.testing.assert_array_equal(band.values, np.stack([(f.data[1] & 31) != 0 for f in frames]))
+    _, classes = open_stack(paths, mask_band=2, mask_rule="classes:0,7")
+    assert classes is not None
+    np.testing.assert_array_equal(
+        classes.values, np.stack([np.isin(f.data[1], (0, 7)) for f in frames])
+    )
+    with pytest.raises(InvalidArgumentError, match="mask rule 'clouds' is not known"):
+        open_stack(paths, mask_band=2, mask_rule="clouds")

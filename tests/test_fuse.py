@@ -383,7 +383,7 @@ def test_cli_iterations_are_used_and_reported(tmp_path: Path, capsys: Any) -> No
     assert "--iterations is for --method ibp" in capsys.readouterr().err
 
 
-@pytest.mark.parametrize("case", ["one-frame", "other-grid", "mask-shape"])
+@pytest.mark.parametrize("case", ["one-frame", "other-grid", "mask-shape", "mask-rule", "fallback"])
 def test_cli_bad_input_is_one_line_and_status_2(tmp_path: Path, capsys: Any, case: str) -> None:
     frames = _frames(2).astype(np.uint16)
     shifted = Affine(10, 0, 500010, 0, -10, 4000000)
@@ -392,6 +392,9 @@ def test_cli_bad_input_is_one_line_and_status_2(tmp_path: Path, capsys: Any, cas
     args = ["fuse", *map(str, paths), str(out)]
     if case == "one-frame":
         args = ["fuse", str(paths[0]), str(out)]
+    if case in ("mask-rule", "fallback"):
+        args += ["--mask-band", "1", "--mask-rule", "clouds"] if case == "mask-rule" else []
+        args += ["--fallback", "nearest-ish"] if case == "fallback" else []
     if case == "mask-shape":
         masks = xr.DataArray(np.zeros((2, 10, 64), np.uint8), dims=("time", "y", "x"))
         mask_paths = _write_frames(
@@ -407,13 +410,16 @@ def test_cli_bad_input_is_one_line_and_status_2(tmp_path: Path, capsys: Any, cas
         "one-frame": "use upscale",
         "other-grid": "frame1.tif is not on the grid",
         "mask-shape": "is 64 x 10 pixels",
+        "mask-rule": "mask rule 'clouds' is not known",
+        "fallback": "nearest-ish",
     }[case]
     assert expected in lines[0]
     assert not out.exists()
 
 
+@pytest.mark.parametrize("fallback", [None, "lanczos"])
 def test_cli_with_every_other_frame_dropped_writes_the_single_image_result(
-    tmp_path: Path, capsys: Any
+    tmp_path: Path, capsys: Any, fallback: str | None
 ) -> None:
     paths = _write_frames(tmp_path, _frames(2).astype(np.uint16))
     masks = xr.DataArray(np.zeros((2, 64, 64), np.uint8), dims=("time", "y", "x"))
@@ -423,13 +429,15 @@ def test_cli_with_every_other_frame_dropped_writes_the_single_image_result(
     )
     out = tmp_path / "fused.tif"
     args = ["fuse", *map(str, paths), str(out), *[f"--masks={p}" for p in mask_paths]]
+    args += [] if fallback is None else ["--fallback", fallback]
+    method = fallback or "cnn-sensor"
     assert main(args) == 0
     captured = capsys.readouterr()
     assert "dasksr: warning: frame frame1 is entirely masked" in captured.err
-    assert "by single-image cnn-sensor" in captured.out
+    assert f"by single-image {method}" in captured.out
     assert "dropped: frame1 (is entirely masked in the registration window)" in captured.out
     with rasterio.open(out) as src, rasterio.open(paths[0]) as first:
-        single = dasksr.upscale(first.read(1).astype(np.uint16), scale=2, method="cnn-sensor")
+        single = dasksr.upscale(first.read(1).astype(np.uint16), scale=2, method=method)
         np.testing.assert_array_equal(src.read(1), single)
 
 
@@ -522,3 +530,14 @@ def test_cli_multiband_mask_is_refused(tmp_path: Path, capsys: Any) -> None:
 def test_bad_nodata_and_chunks(kwargs: dict[str, Any], match: str) -> None:
     with pytest.raises(InvalidArgumentError, match=match):
         dasksr.fuse(_frames(2).astype(np.uint16), 2, **kwargs)
+
+
+def test_where_no_other_frame_is_valid_the_result_is_the_single_image_one() -> None:
+    frames = _frames(3)
+    masks = np.zeros((3, 64, 64), bool)
+    masks[1:, :, :32] = True  # the left half: the reference alone
+    out = dasksr.fuse(frames, 2, masks=masks, iterations=2).values
+    single = dasksr.upscale(frames.isel(time=0, drop=True), scale=2, method="cnn-sensor").values
+    # Half a fine pixel beyond the kernel's reach from the masks' edge, the prior exactly.
+    np.testing.assert_array_equal(out[:, :58], single[:, :58])
+    assert np.abs(out[:, 72:] - single[:, 72:]).mean() > 1e-3 * np.ptp(single)
