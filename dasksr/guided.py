@@ -256,9 +256,34 @@ def _extend(array: Any, before: tuple[int, int], after: tuple[int, int], mode: s
         n = array.shape[ax + 1]
         index = np.arange(-b, n + a) % (2 * n)
         index = np.where(index >= n, 2 * n - 1 - index, index)
-        if not np.array_equal(index, np.arange(n)):
+        if np.array_equal(index, np.arange(n)):
+            continue
+        runs = _runs(index)
+        if xp is da and len(runs) <= 3:
+            # Reversed and plain slices, concatenated: ``take`` would shuffle every chunk.
+            parts = [array[(slice(None),) * (ax + 1) + (r,)] for r in runs]
+            array = da.concatenate(parts, axis=ax + 1) if len(parts) > 1 else parts[0]
+        else:
             array = xp.take(array, index, axis=ax + 1)
     return array
+
+
+def _runs(index: np.ndarray) -> list[slice]:
+    """``index`` as consecutive slices of step 1 or -1 (a crop or a reflection each)."""
+    runs, start, n = [], 0, index.size
+    while start < n:
+        end, step = start + 1, 1
+        if end < n and abs(int(index[end] - index[start])) == 1:
+            step = int(index[end] - index[start])
+            while end < n and index[end] - index[end - 1] == step:
+                end += 1
+        first, last = int(index[start]), int(index[end - 1])
+        if step == 1:
+            runs.append(slice(first, last + 1))
+        else:
+            runs.append(slice(first, last - 1 if last > 0 else None, -1))
+        start = end
+    return runs
 
 
 def _operands(
