@@ -8,6 +8,13 @@ is measured over the valid pixels (0-fill of the Landsat scene excluded with the
 ``scale`` pixels cropped from each border and the peak = the truth's largest valid value. The
 evaluation itself is ``dasksr.sensor`` (``training/export.py`` records its figures too).
 
+A second table per scale gives each method's fidelity (``dasksr.sensor.fidelity``): the RMS in DN
+of ``input - degrade(output)`` with the method's own degradation model
+(``dasksr.consistency.method_degradation``: area mean for interpolation, the record's for a learned
+model) and with the evaluation's (Gaussian PSF sigma 0.5), and the share of output pixels beyond
+the min/max of their 4 x 4 input neighbourhood by more than the noise level
+(``dasksr.artefacts.new_extrema``), also as a multiple of bicubic's (target: at most 1.5x).
+
     python benchmarks/sensor_eval.py --scales 2 4
     python benchmarks/sensor_eval.py --linear-bound   # and the best linear filter, fitted on the truth
     python benchmarks/sensor_eval.py --linear-transfer   # and that filter fitted on the training rows
@@ -38,7 +45,9 @@ def main() -> None:
     )
     args = ap.parse_args()
     for scale in args.scales:
-        figures = scene_figures(scale, bound=args.linear_bound, transfer=args.linear_transfer)
+        figures = scene_figures(
+            scale, bound=args.linear_bound, transfer=args.linear_transfer, faithful=True
+        )
         methods = [
             m
             for m in ("cnn-sensor", "cnn", "lanczos", "bicubic", "linear bound", "linear transfer")
@@ -54,6 +63,23 @@ def main() -> None:
                 f"{name:<20}"
                 + "".join(f"{row.get(m, float('nan')):>16.3f}" for m in methods)
                 + f"{gain:>+10.3f}"
+            )
+        _fidelity_table(scale, figures)
+
+
+def _fidelity_table(scale: int, figures: dict) -> None:
+    print(
+        f"\nx{scale}: fidelity: RMS of input - degrade(output) in DN (own model / sigma {SIGMA}), "
+        "new extrema % (x bicubic's)"
+    )
+    for name, row in figures.items():
+        faithful = row.get("fidelity", {})
+        reference = faithful.get("bicubic", {}).get("new_extrema", float("nan"))
+        for method, f in faithful.items():
+            share = f["new_extrema"]
+            print(
+                f"{name:<20}{method:<12}{f['consistency']:>10.2f} /{f['consistency_sensor']:>8.2f}"
+                f"{100 * share:>10.3f} % ({share / reference if reference else float('nan'):.2f}x)"
             )
 
 

@@ -198,6 +198,12 @@ _assets = click.option(
     "--assets", metavar="KEYS", help="Bands of a STAC item INPUT: asset keys or band names."
 )
 _overwrite = click.option("--overwrite", is_flag=True, help="Replace OUTPUT if it exists.")
+_consistency = click.option(
+    "--consistency",
+    metavar="PATH",
+    help="Also write, per input pixel, the input minus the output degraded again by the "
+    "method's own model (.zarr or .tif on the input grid): where detail was invented.",
+)
 
 
 def _with_common(f: Any) -> Any:
@@ -209,12 +215,7 @@ def _with_common(f: Any) -> Any:
 @cli.command()
 @click.argument("source", metavar="INPUT")
 @click.argument("output")
-@click.option(
-    "--scale",
-    "-s",
-    type=ScaleType(),
-    help="Integer upscaling factor.  [default: 2]",
-)
+@click.option("--scale", "-s", type=ScaleType(), help="Integer upscaling factor.  [default: 2]")
 @_parsed(
     ResolutionType,
     "Output pixel size in the CRS's units, instead of --scale (the input's pixel size "
@@ -237,6 +238,7 @@ def _with_common(f: Any) -> Any:
 @_variable
 @_assets
 @_overwrite
+@_consistency
 @click.option("--cog", is_flag=True, help="Write a Cloud-Optimized GeoTIFF with overviews.")
 @click.option(
     "--zarr-format",
@@ -250,11 +252,7 @@ def _with_common(f: Any) -> Any:
     type=int,
     help="Compression level of a .zarr output: 0-9 for Blosc zstd (default: 1).",
 )
-@click.option(
-    "--report",
-    metavar="FILE",
-    help="Write a Dask performance report (HTML) to FILE; runs the job on a cluster.",
-)
+@click.option("--report", metavar="FILE", help="Write a Dask performance report (HTML) to FILE.")
 @_with_common
 def upscale(
     source: str, output: str, zarr_format: str | None, compression_level: int | None, **options: Any
@@ -309,6 +307,7 @@ def upscale(
 @click.option("--fallback", default="auto", help="Single-image method (cnn-sensor, else lanczos).")
 @_variable
 @_overwrite
+@_consistency
 @_with_common
 def fuse(
     paths: tuple[str, ...],
@@ -355,6 +354,7 @@ _SHARPEN_METHOD = "glp (any sensor) or cnn-s2 (Sentinel-2 20 m and 60 m bands, n
 @_assets
 @click.option("--guide-assets", metavar="KEYS", help="The guide bands of a STAC item INPUT.")
 @_overwrite
+@_consistency
 @click.option("--cog", is_flag=True, help="Write a Cloud-Optimized GeoTIFF with overviews.")
 @click.option("--report", metavar="FILE", help="Write a Dask performance report (HTML) to FILE.")
 @_with_common

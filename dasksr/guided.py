@@ -47,6 +47,7 @@ __all__ = [
     "band_mtf",
     "relate_grids",
     "sharpen",
+    "sharpen_check",
     "sharpen_numpy",
 ]
 
@@ -673,6 +674,47 @@ def sharpen(
         radiometry=(band_radiometry(coarse_da), band_radiometry(guide_da)),
     )
     return _on_guide_grid(out, coarse_da, guide_da, names, out_nodata, method)
+
+
+def sharpen_check(out: xr.DataArray, coarse: Any, *, nodata: float | None = None) -> Any:
+    """The consistency (`dasksr.consistency.Check`) of ``out = sharpen(coarse, guide)``: each
+    band of ``out`` taken to the coarse grid by its MTF Gaussian (`band_mtf`, centred on the
+    coarse pixels wherever they lie), minus ``coarse``. Coarse pixels that the output covers only
+    in part, or where ``coarse`` has no data, are not measured."""
+    from affine import Affine
+
+    from dasksr.consistency import Check, residual, residual_raster
+    from dasksr.kernels.degrade import sensor_psf
+
+    coarse_da = _as_bands(coarse, "coarse")
+    relation = relate_grids(coarse_da, out)
+    r, fine = relation.ratio, tuple(int(n) for n in out.shape[-2:])
+    lengths, first = relation.coarse_length(fine), relation.first  # type: ignore[arg-type]
+    pad = tuple(-math.floor(e) for e in relation.offset)
+    after = tuple(n * r - p - f for n, p, f in zip(lengths, pad, fine, strict=True))
+    values = _extend(da.asarray(out.data), pad, after, "symmetric")
+    shifts = [(e + p) / r for e, p in zip(relation.offset, pad, strict=True)]
+    psfs = [
+        tuple(sensor_psf(r, kernel.mtf_sigma(band_mtf(n), r) / r, d) for d in shifts)
+        for n in _band_names(coarse_da)
+    ]
+    # The coarse pixel whose edge lies at the offset is pixel -first of the coarse array.
+    cut_before = first
+    cut_after = tuple(
+        n - f - m for f, n, m in zip(first, lengths, coarse_da.shape[-2:], strict=True)
+    )
+    data = da.asarray(coarse_da.data)
+    valid = _extend(_valid(data, _nodata(coarse_da, nodata)), cut_before, cut_after, "zero")
+    cut = da.where(valid, _extend(data, cut_before, cut_after, "zero").astype(float), np.nan)
+    inside = [
+        (relation.offset[i] + np.arange(n) * r >= 0)
+        & (relation.offset[i] + (np.arange(n) + 1) * r <= fine[i])
+        for i, n in enumerate(lengths)
+    ]
+    cut = da.where(inside[0][:, None] & inside[1][None, :], cut, np.nan)
+    found = residual(values, cut, r, psfs, nodata=out.rio.nodata)  # type: ignore[arg-type]
+    transform = raster_transform(coarse_da) @ Affine.translation(-first[1], -first[0])
+    return Check(residual_raster(found, coarse_da, transform), "band MTF Gaussian")
 
 
 def _on_guide_grid(

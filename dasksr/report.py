@@ -18,7 +18,7 @@ from contextlib import AbstractContextManager, contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, NamedTuple, TypedDict, Unpack
 
-from dasksr.errors import InvalidArgumentError
+from dasksr.errors import DasksrError, InvalidArgumentError
 
 if TYPE_CHECKING:
     import xarray as xr
@@ -48,12 +48,15 @@ def _stderr(message: str) -> None:
 
 
 class Written(NamedTuple):
-    """What a job wrote: the output's path, shape and dtype, and the seconds it took."""
+    """What a job wrote: the output's path, shape and dtype, the seconds it took, and the RMS of
+    its consistency residual with the model that gave it (`dasksr.consistency`), when measured."""
 
     path: Path | str
     shape: tuple[int, ...]
     dtype: str
     wall: float
+    consistency: float | None = None
+    model: str = ""
 
 
 class Interrupted(KeyboardInterrupt):
@@ -131,6 +134,7 @@ def upscale_file(
     zarr_options: dict[str, Any] | None = None,
     report: str | None = None,
     assets: str | None = None,
+    consistency: str | None = None,
     **run: Unpack[RunOptions],
 ) -> Written:
     """Upscale the raster at ``source`` into ``output`` (.zarr or .tif), as ``dasksr upscale``.
@@ -138,7 +142,8 @@ def upscale_file(
     Every option is checked before anything is read or written; ``scale`` (default 2) and
     ``resolution`` exclude each other. A STAC item (``.json``, or any ``source`` with
     ``assets``) gives the bands that ``assets`` names (`dasksr.io.stac.open_item`). ``run``
-    says where the job runs (`RunOptions`).
+    says where the job runs (`RunOptions`); ``consistency`` is where the residual raster goes
+    (`dasksr.consistency`; .zarr or .tif).
     """
     from dasksr.methods import get_method
 
@@ -151,8 +156,9 @@ def upscale_file(
 
     notify = run.get("notify", _stderr)
 
-    def build() -> xr.DataArray:
+    def build() -> tuple[xr.DataArray, Any]:
         from dasksr.api import upscale
+        from dasksr.consistency import upscale_check
         from dasksr.frames import select_bands
 
         with _notes(notify):
@@ -164,10 +170,11 @@ def upscale_file(
         else:
             options = {"resolution": resolution}
         fine = upscale(data, method=method, nodata=nodata, dtype=dtype, **options)
-        return _as_georeferenced(fine, data)
+        check = upscale_check(fine, data, method, fine.shape[-1] // data.shape[-1])
+        return _as_georeferenced(fine, data), check
 
     write = {"kind": kind, "cog": cog, "zarr_options": zarr_options, "report": report}
-    return _job(output, [source], build, run, write)[0]
+    return _job(output, [source], build, run, write, consistency=consistency)[0]
 
 
 def fuse_files(
@@ -184,6 +191,7 @@ def fuse_files(
     fallback: str = "auto",
     variable: str | None = None,
     chunks: int | None = None,
+    consistency: str | None = None,
     **run: Unpack[RunOptions],
 ) -> tuple[Written, xr.DataArray]:
     """Fuse the frames (`dasksr.open_stack`) into ``output``, as ``dasksr fuse``.
@@ -195,9 +203,10 @@ def fuse_files(
     kind = output_kind(output)
     notify = run.get("notify", _stderr)
 
-    def build() -> xr.DataArray:
+    def build() -> tuple[xr.DataArray, Any]:
         import warnings
 
+        from dasksr.consistency import fuse_check
         from dasksr.frames import open_stack
         from dasksr.multiframe import FrameDroppedWarning, fuse
 
@@ -222,7 +231,9 @@ def fuse_files(
                     iterations=iterations,
                     fallback=fallback,
                 )
-                return _as_georeferenced(fused, stack)
+                frame = stack.isel({stack.dims[0]: reference})
+                masked = None if invalid is None else invalid[reference]
+                return _as_georeferenced(fused, stack), fuse_check(fused, frame, masked, scale)
             finally:  # the dropped frames are named before an error that they cause
                 for w in caught:
                     if issubclass(w.category, FrameDroppedWarning):
@@ -230,7 +241,8 @@ def fuse_files(
 
     # The output is checked before worker processes start; they start while the frames are
     # opened and registered.
-    return _job(output, [*frames, *masks], build, run, {"kind": kind}, prepare_first=True)
+    write = {"kind": kind}
+    return _job(output, [*frames, *masks], build, run, write, True, consistency=consistency)
 
 
 def _open_input(
@@ -413,6 +425,7 @@ def sharpen_files(
     report: str | None = None,
     assets: str | None = None,
     guide_assets: str | None = None,
+    consistency: str | None = None,
     **run: Unpack[RunOptions],
 ) -> Written:
     """Sharpen the bands in ``coarse`` with those in ``guide`` into ``output``, as
@@ -431,8 +444,8 @@ def sharpen_files(
         raise InvalidArgumentError("give the bands to sharpen, then --guide and the guide bands")
     zarr_options = _write_options(kind, cog, report, zarr_options, run)
 
-    def build() -> xr.DataArray:
-        from dasksr.guided import sharpen
+    def build() -> tuple[xr.DataArray, Any]:
+        from dasksr.guided import sharpen, sharpen_check
 
         if assets is not None:
             from dasksr.frames import checked_raster
@@ -458,49 +471,69 @@ def sharpen_files(
             ]
         else:
             sides = [_side(coarse, "coarse", None, variable), _side(guide, "guide", None, variable)]
-        return sharpen(
+        out = sharpen(
             *sides,
             method=method,
             nodata=nodata,
             guide_nodata=guide_nodata,
             chunks=chunks,
         )
+        return out, sharpen_check(out, sides[0], nodata=nodata)
 
     write = {"kind": kind, "cog": cog, "zarr_options": zarr_options, "report": report}
-    return _job(output, [*coarse, *guide], build, run, write, prepare_first=True)[0]
+    return _job(output, [*coarse, *guide], build, run, write, True, consistency=consistency)[0]
 
 
 def _job(
     output: str,
     inputs: Sequence[str],
-    build: Callable[[], xr.DataArray],
+    build: Callable[[], tuple[xr.DataArray, Any]],
     run: RunOptions,
     write: dict[str, Any],
-    *,
     prepare_first: bool = False,
+    *,
+    consistency: str | None = None,
 ) -> tuple[Written, xr.DataArray]:
     """Check and clear the output's place, build the lazy result and write it, with the worker
-    processes starting meanwhile (`dasksr.cluster.starting`)."""
+    processes starting meanwhile (`dasksr.cluster.starting`); ``build`` gives the result and its
+    `dasksr.consistency.Check`, whose raster goes to ``consistency``."""
     from dasksr.cluster import starting
 
     overwrite = run.get("overwrite", False)
+    places = (output, inputs, consistency)
     if prepare_first:
-        _prepare(output, inputs, overwrite=overwrite)
+        _prepare(*places, overwrite=overwrite)
     # Worker processes start while the readers are imported, the input is opened and the graph
     # is built.
     with starting(run.get("scheduler"), workers=run.get("workers")):
         if not prepare_first:
-            _prepare(output, inputs, overwrite=overwrite)
-        fine = build()
-        return write_output(fine, output, **run, **write), fine
+            _prepare(*places, overwrite=overwrite)
+        fine, check = build()
+        also = {"check": check, "consistency": consistency}
+        return write_output(fine, output, **run, **write, **also), fine
 
 
-def _prepare(output: str, inputs: Sequence[str], *, overwrite: bool) -> None:
-    """Refuse an output that is one of the inputs, then clear its place (`overwrite`)."""
+def _prepare(
+    output: str, inputs: Sequence[str], consistency: str | None = None, *, overwrite: bool
+) -> None:
+    """Refuse an output that is one of the inputs, then clear its place (`overwrite`); the same
+    for the consistency raster's, which must not be the output."""
     from dasksr.io.write import check_not_an_input, prepare_output
 
     # A missing input is reported by the reader, with its own message.
     check_not_an_input([p for p in inputs if Path(p).exists()], output)
+    if consistency is not None:
+        if not consistency.lower().rstrip("/").endswith((".zarr", ".tif", ".tiff")):
+            raise InvalidArgumentError(
+                f"--consistency {consistency!r} has no known extension: end it with .zarr or .tif"
+            )
+        if Path(consistency).absolute() == Path(output).absolute():
+            raise InvalidArgumentError(f"--consistency {consistency!r} is the output: use another")
+        check_not_an_input([p for p in inputs if Path(p).exists()], consistency)
+        try:
+            prepare_output(consistency, overwrite=overwrite)
+        except DasksrError as exc:
+            raise type(exc)(f"--consistency: {exc}") from None
     prepare_output(output, overwrite=overwrite)
 
 
@@ -517,11 +550,15 @@ def write_output(
     zarr_options: dict[str, Any] | None = None,
     report: str | None = None,
     notify: Notify = _stderr,
+    check: Any = None,
+    consistency: str | None = None,
 ) -> Written:
     """Compute and write the lazy ``fine`` on the chosen scheduler (`dasksr.cluster.connect`).
 
     The dashboard's address of an embedded cluster, and the performance report's file, are told
-    through ``notify``.
+    through ``notify``. With a `dasksr.consistency.Check`, its RMS is computed in the same graph
+    (``fine``'s blocks computed once), and its raster written to ``consistency``; a Zarr job that
+    resumes measures it only when the raster is asked for (the finished blocks are recomputed).
     """
     from dasksr.cluster import connect
     from dasksr.io import to_geotiff
@@ -539,6 +576,9 @@ def write_output(
         if kind == "zarr"
         else None
     )
+    resumed = job is not None and len(job.tasks) < math.prod(fine.data.numblocks)
+    measure = check is not None and (consistency is not None or not resumed)
+    figures: list[Any] = []
     try:
         with connect(
             scheduler,
@@ -547,7 +587,12 @@ def write_output(
             on_start=lambda client: notify(dashboard_line(client)),
         ):
             with _performance_report(report):
-                if job is not None:
+                if measure:
+                    from dasksr.io.checked import write_checked
+
+                    also = (check, consistency, overwrite)
+                    path, figures = write_checked(fine, output, job, *also, progress=show, cog=cog)
+                elif job is not None:
                     path = job.run(progress=show)
                 else:
                     with warnings.catch_warnings():
@@ -557,16 +602,19 @@ def write_output(
                         path = to_geotiff(fine, output, overwrite=overwrite, cog=cog, progress=show)
             wall = time.perf_counter() - start
     except BaseException as exc:
-        if job is None:
+        for place in (output, consistency) if job is None else (consistency,):
             # Again now that no task runs: one still running when the job stopped may have made
             # its temporary file anew.
-            remove_partials(Path(output).absolute())
+            if place is not None and output_kind(place) == "tif":
+                remove_partials(Path(place).absolute())
         if isinstance(exc, KeyboardInterrupt):
             raise Interrupted(kind) from None
         raise
     if report is not None:
         notify(f"dasksr: performance report in {report}")
-    return Written(path, tuple(fine.shape), str(fine.dtype), wall)
+    rms = float(figures[0]) if figures else None
+    model = check.model if measure else ""
+    return Written(path, tuple(fine.shape), str(fine.dtype), wall, rms, model)
 
 
 def check_report(report: str, scheduler: str | None) -> None:
@@ -610,11 +658,14 @@ def dashboard_line(client: Any) -> str:
 
 def summary(written: Written) -> str:
     """The line that says what was written, how fast (output pixels of every band a second)."""
-    path, shape, dtype, wall = written
+    path, shape, dtype, wall = written[:4]
     pixels = math.prod(shape)  # every band's pixels, as the benchmarks count them
     rate = pixels / wall / 1e6 if wall > 0 else float("inf")
     dims = " x ".join(map(str, shape))
-    return f"wrote {path} ({dims}, {dtype}) in {wall:.2f} s, {rate:.1f} output MPix/s"
+    line = f"wrote {path} ({dims}, {dtype}) in {wall:.2f} s, {rate:.1f} output MPix/s"
+    if written.consistency is None:
+        return line
+    return f"{line}; consistency RMS {written.consistency:.4g} ({written.model})"
 
 
 def fuse_summary(written: Written, fine: xr.DataArray) -> str:

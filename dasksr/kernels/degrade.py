@@ -25,6 +25,8 @@ __all__ = [
     "IMRESIZE_BOUNDARIES",
     "SensorPSF",
     "add_noise",
+    "area_psf",
+    "bicubic_psf",
     "blur_decimate",
     "contributions",
     "noise_field",
@@ -188,6 +190,43 @@ def sensor_psf(scale: int, sigma: float, shift: float = 0.0, truncate: float = 4
     last = math.floor(centre + radius)
     taps = np.arange(first, last + 1, dtype=np.float64)
     weights = np.exp(-0.5 * ((taps - centre) / sigma_hr) ** 2)
+    weights /= weights.sum()
+    weights.setflags(write=False)
+    return SensorPSF(weights=weights, offset=first, scale=scale)
+
+
+def area_psf(scale: int) -> SensorPSF:
+    """The pixel-is-area model: low-resolution pixel ``i`` is the mean of the ``scale`` pixels it
+    covers (``i * scale .. i * scale + scale - 1``); no halo.
+
+    Examples
+    --------
+    >>> psf = area_psf(2)
+    >>> psf.weights, psf.offset, psf.halo
+    (array([0.5, 0.5]), 0, 0)
+    """
+    weights = np.full(scale, 1.0 / scale)
+    weights.setflags(write=False)
+    return SensorPSF(weights=weights, offset=0, scale=scale)
+
+
+def bicubic_psf(scale: int) -> SensorPSF:
+    """MATLAB ``imresize(image, 1 / scale)``'s antialiased bicubic as a `SensorPSF`.
+
+    For an integer ``scale`` every low-resolution pixel has the same taps: Keys' cubic (a = -0.5)
+    stretched by ``scale``, centred on the middle of the ``scale`` pixels it covers, normalised
+    (`contributions` without its all-zero columns and its edge clamping).
+
+    Examples
+    --------
+    >>> psf = bicubic_psf(2)
+    >>> psf.offset, psf.weights.size, round(float(psf.weights.sum()), 12)
+    (-3, 8, 1.0)
+    """
+    centre = (scale - 1) / 2
+    first = math.floor(centre - 2 * scale) + 1
+    taps = np.arange(first, math.ceil(centre + 2 * scale), dtype=np.float64)
+    weights = keys_cubic((taps - centre) / scale)
     weights /= weights.sum()
     weights.setflags(write=False)
     return SensorPSF(weights=weights, offset=first, scale=scale)

@@ -1,0 +1,54 @@
+"""An output written together with its consistency (`dasksr.consistency.Check`), in one graph."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import xarray as xr
+
+from dasksr.cluster import check_workers_write
+from dasksr.cluster import compute as cluster_compute
+from dasksr.consistency import Check
+from dasksr.io.geotiff_write import to_geotiff
+from dasksr.io.paths import is_url
+from dasksr.io.zarr_write import WriteJob, to_zarr
+
+__all__ = ["write_checked"]
+
+
+def write_checked(
+    fine: xr.DataArray,
+    output: str,
+    job: WriteJob | None,
+    check: Check,
+    consistency: str | None,
+    overwrite: bool,
+    *,
+    progress: bool = False,
+    cog: bool = False,
+) -> tuple[Path | str, list[Any]]:
+    """Write ``fine`` (through the Zarr ``job``, else as a GeoTIFF at ``output``), compute the RMS
+    of ``check`` and write its residual raster to ``consistency`` (.zarr or .tif), all in one
+    computation, so that every block of ``fine`` is computed once; the output's path and
+    ``[rms]``. The places were checked (`dasksr.io.write.prepare_output`) before."""
+    import dask
+
+    # All Delayed: dask.compute may group a mix of collections out of the order given.
+    also = [dask.delayed(float)(check.rms())]
+    if consistency is not None:
+        zarr = consistency.lower().rstrip("/").endswith(".zarr")
+        writer = to_zarr if zarr else to_geotiff
+        also.append(writer(check.residual, consistency, overwrite=overwrite, compute=False))
+    folders = [] if job is None or job.folder is None else [job.folder]
+    for place in (output, consistency) if job is None else (consistency,):
+        if place is not None and not is_url(place):
+            folders.append(Path(place).absolute().parent)
+    for folder in folders:
+        check_workers_write(folder, shown=output)
+    if job is not None:
+        done = cluster_compute([*job.tasks, *also], progress=progress)
+        return job.finish(), done[len(job.tasks) : len(job.tasks) + 1]
+    tif = to_geotiff(fine, output, overwrite=overwrite, cog=cog, compute=False)
+    done = cluster_compute([tif, *also], progress=progress)
+    return done[0], done[1:2]
