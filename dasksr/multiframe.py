@@ -98,8 +98,10 @@ def fuse(
         Position along ``dim`` of the frame whose grid, georeferencing and radiometry the result
         takes.
     solver : {'ibp', 'kernel'}
-        How the fine grid is reconstructed from the frames. ``'ibp'``: robust fusion followed by iterative back-projection (detail recovery).
-        ``'kernel'``: the robust fusion alone (normalised convolution).
+        How the fine grid is reconstructed from the frames. ``'ibp'``: iterative back-projection
+        of the robustly fused frames (detail recovery) from the single-image prior.
+        ``'kernel'``: the robust fusion alone (normalised convolution); the prior only where no
+        other frame is valid.
     iterations : int, optional
         Back-projection iterations of ``'ibp'``. The default chooses them once per scene, on the
         registration window, by leaving one frame out of the fusion and keeping the count
@@ -237,8 +239,9 @@ def fuse(
             psf_sigma=_DEFAULT_PSF if psf_sigma is None else float(psf_sigma),
             iterations=0,
             prior_halo=0 if method is None else method.halo(scale),
+            prior_start=solver == "ibp",
         )
-        if psf_sigma is None and prior is not None:
+        if psf_sigma is None and prior is not None and solver == "ibp":
             sigma, _ = estimate_psf(window[keep], window_invalid[keep], params, prior)
             params = dataclasses.replace(params, psf_sigma=round(sigma, 3))
         if solver == "ibp":

@@ -680,8 +680,8 @@ def fuse_summary(written: Written, fine: xr.DataArray) -> str:
     done = attrs["fuse_solver"]
     if done == "ibp":
         done += f", {attrs['fuse_iterations']} iterations"
-    if "fuse_psf_sigma" in attrs:
-        done += f", PSF sigma {attrs['fuse_psf_sigma']:.2f} px"
+        if "fuse_psf_sigma" in attrs:
+            done += f", PSF sigma {attrs['fuse_psf_sigma']:.2f} px"
     line = f"{summary(written)} by {done}; shifts (dy, dx) in input px: {shifts}"
     dropped = [d.replace(": ", " (", 1) + ")" for d in attrs.get("fuse_dropped", [])]
     return line + (f"; dropped: {', '.join(dropped)}" if dropped else "")

@@ -216,6 +216,9 @@ class FuseParams:
     kappa: float = 3.0
     #: LR pixels either side that the single-image prior (`Prior`) reads; 0 without one.
     prior_halo: int = 0
+    #: Whether the back-projection starts from the prior (else from the fusion; the prior is
+    #: then only the result where no other frame is valid).
+    prior_start: bool = True
 
     @property
     def shift_max(self) -> float:
@@ -346,7 +349,7 @@ def _fuse_steps(
     estimate = num / den
     nodata_fine = (seen <= 0) | empty
     mix = _Blend.of(prior, y[params.reference], support if blend else 1, estimate.shape, work)
-    estimate = mix.start(estimate)
+    estimate = mix.start(estimate) if params.prior_start else estimate
     yield mix(estimate), nodata_fine
     step = work.type(params.step)
 
