@@ -690,8 +690,8 @@ def sharpen_check(out: xr.DataArray, coarse: Any, *, nodata: float | None = None
     relation = relate_grids(coarse_da, out)
     r, fine = relation.ratio, tuple(int(n) for n in out.shape[-2:])
     lengths, first = relation.coarse_length(fine), relation.first  # type: ignore[arg-type]
-    pad = tuple(-math.floor(e) for e in relation.offset)
-    after = tuple(n * r - p - f for n, p, f in zip(lengths, pad, fine, strict=True))
+    pad: Any = tuple(-math.floor(e) for e in relation.offset)
+    after: Any = tuple(n * r - p - f for n, p, f in zip(lengths, pad, fine, strict=True))
     values = _extend(da.asarray(out.data), pad, after, "symmetric")
     shifts = [(e + p) / r for e, p in zip(relation.offset, pad, strict=True)]
     psfs = [
@@ -700,7 +700,7 @@ def sharpen_check(out: xr.DataArray, coarse: Any, *, nodata: float | None = None
     ]
     # The coarse pixel whose edge lies at the offset is pixel -first of the coarse array.
     cut_before = first
-    cut_after = tuple(
+    cut_after: Any = tuple(
         n - f - m for f, n, m in zip(first, lengths, coarse_da.shape[-2:], strict=True)
     )
     data = da.asarray(coarse_da.data)
