@@ -293,9 +293,10 @@ def _operands(
     """The four operands extended by their halos (and the coarse ones cut to the fine grid)."""
     rel, hc, hf = layout.relation, layout.coarse_halo, layout.fine_halo
     lengths = rel.coarse_length(layout.fine)
-    before = tuple(hc - f for f in rel.first)
+    # The first used coarse pixel is pixel -first (its edge lies at the offset).
+    before = tuple(hc + f for f in rel.first)
     after = tuple(
-        f + n + hc - size for f, n, size in zip(rel.first, lengths, coarse.shape[-2:], strict=False)
+        n + hc - f - size for f, n, size in zip(rel.first, lengths, coarse.shape[-2:], strict=False)
     )
     out = [
         _extend(coarse, before, after, "zero"),  # type: ignore[arg-type]
