@@ -176,7 +176,7 @@ def residual(
 def rms(values: Any) -> Any:
     """The root mean square of the finite ``values`` (lazy for Dask); NaN when there are none."""
     if isinstance(values, da.Array):
-        sums = _partial_sums(values).rechunk(2)
+        sums = _partial_sums(values).rechunk(2, method="tasks")  # not distributed's p2p
         return da.map_blocks(_rms_of, sums, drop_axis=0, dtype=np.float64)
     return _rms_of(_partial_sums(values))
 
