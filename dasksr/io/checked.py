@@ -32,10 +32,9 @@ def write_checked(
     of ``check`` and write its residual raster to ``consistency`` (.zarr or .tif), all in one
     computation, so that every block of ``fine`` is computed once; the output's path and
     ``[rms]``. The places were checked (`dasksr.io.write.prepare_output`) before."""
-    import dask
-
-    # All Delayed: dask.compute may group a mix of collections out of the order given.
-    also = [dask.delayed(float)(check.rms())]
+    # All Delayed (dask.compute returns a mix of Delayed and arrays out of the order given), made
+    # with to_delayed: dask.delayed(f)(array) would import distributed, which small jobs never need.
+    also: list[Any] = [check.rms().to_delayed().ravel()[0]]
     if consistency is not None:
         zarr = consistency.lower().rstrip("/").endswith(".zarr")
         writer = to_zarr if zarr else to_geotiff
@@ -48,7 +47,7 @@ def write_checked(
         check_workers_write(folder, shown=output)
     if job is not None:
         done = cluster_compute([*job.tasks, *also], progress=progress)
-        return job.finish(), done[len(job.tasks) : len(job.tasks) + 1]
+        return job.finish(), [float(done[len(job.tasks)])]
     tif = to_geotiff(fine, output, overwrite=overwrite, cog=cog, compute=False)
     done = cluster_compute([tif, *also], progress=progress)
-    return done[0], done[1:2]
+    return done[0], [float(done[1])]

@@ -132,7 +132,10 @@ def to_geotiff(
     if not compute:
         import dask
 
-        return dask.delayed(_after, pure=False)(store, finish, dask_key_name=f"to_geotiff-{token}")
+        # The store's blocks as Delayed: a dask array handed to dask.delayed is wrapped in an
+        # expression whose graph imports distributed, which a small job never needs.
+        blocks = list(store.to_delayed().ravel())
+        return dask.delayed(_after, pure=False)(blocks, finish, dask_key_name=f"to_geotiff-{token}")
     try:
         writer.create()  # now, so that a folder that cannot take the file fails before the job
         check_workers_write(target.parent, shown=shown)
