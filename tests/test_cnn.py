@@ -350,7 +350,7 @@ def test_command_line_and_accessor_keep_the_raster_rules(tmp_path, make_geotiff,
         args = ["upscale", str(raster.path), str(out), "--scale", "2", "--method", method]
         assert main([*args, "--no-progress"]) == 0
         outputs[method] = (
-            xr.open_dataarray(out, engine="zarr")
+            xr.open_dataarray(out, engine="zarr", mask_and_scale=False)
             if suffix == ".zarr"
             else rioxarray.open_rasterio(out)
         )

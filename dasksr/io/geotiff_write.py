@@ -354,14 +354,19 @@ class _GeoTIFFWriter:
         self.metadata = metadata
 
     def create(self) -> None:
+        import warnings
+
         import rasterio
+        from rasterio.errors import NotGeoreferencedWarning
 
         with (
             _output_errors(self.shown),
             rasterio.Env(GDAL_NUM_THREADS="ALL_CPUS"),
-            rasterio.open(self.path, "w", **self.profile) as dst,
+            warnings.catch_warnings(),  # an output in pixel units: the reader said so, once
         ):
-            _apply_band_metadata(dst, self.metadata)
+            warnings.simplefilter("ignore", NotGeoreferencedWarning)
+            with rasterio.open(self.path, "w", **self.profile) as dst:
+                _apply_band_metadata(dst, self.metadata)
 
     def __setitem__(self, key: tuple[slice, ...], value: np.ndarray) -> None:
         import rasterio
