@@ -233,6 +233,7 @@ class Sampler:
     def __init__(self, roots: list[int], every: float = 0.2) -> None:
         self.roots, self.every = roots, every
         self.peaks: dict[int, int] = {}
+        self.cpu: dict[int, list[float]] = {}  # pid: [CPU seconds when first seen, last seen]
         self.names: dict[int, str] = {}
         self.parents: dict[int, int] = {}
         self.peak_total = 0
@@ -252,6 +253,11 @@ class Sampler:
             for p in procs:
                 with contextlib.suppress(psutil.NoSuchProcess, psutil.AccessDenied):
                     rss = p.memory_info().rss
+                    times = p.cpu_times()
+                    used = times.user + times.system
+                    self.cpu.setdefault(p.pid, [used if p.pid in self.roots else 0.0, used])[1] = (
+                        used
+                    )
                     total += rss
                     self.peaks[p.pid] = max(rss, self.peaks.get(p.pid, 0))
                     if p.pid not in self.names:
@@ -351,7 +357,23 @@ def dask_cluster(folder: Path, env: dict[str, str], workers: int = 2) -> Iterato
 
 S3_SERVER = """\
 import logging, sys
+from moto.s3 import models
 from moto.server import ThreadedMotoServer
+
+# moto reads a whole object (under its lock) for every GET, then slices the range: each of GDAL's
+# range reads of the COG would cost the COG's size. Keep each object's bytes once read, so that
+# a range costs its own length, as on S3.
+stored = models.FakeKey.value
+def value(key):
+    cached = key.__dict__.get("_bench_value")
+    if cached is None:
+        cached = key.__dict__["_bench_value"] = stored.fget(key)
+    return cached
+def set_value(key, new):
+    key.__dict__.pop("_bench_value", None)
+    stored.fset(key, new)
+models.FakeKey.value = property(value, set_value)
+
 logging.getLogger("werkzeug").setLevel(logging.ERROR)
 server = ThreadedMotoServer(ip_address="127.0.0.1", port=int(sys.argv[1]), verbose=False)
 server.start()
@@ -376,7 +398,8 @@ def aws_env(endpoint: str) -> dict[str, str]:
 @contextlib.contextmanager
 def s3_server(folder: Path) -> Iterator[tuple[dict[str, str], subprocess.Popen[Any]]]:
     """moto's S3 server in a process of its own (objects over 64 KiB spill to files in
-    ``folder``); yields the AWS settings that reach it and the process."""
+    ``folder``; an object once read is kept in memory, see `S3_SERVER`); yields the AWS
+    settings that reach it and the process."""
     folder.mkdir(parents=True, exist_ok=True)
     port = free_port()
     env = {**os.environ, "TMPDIR": str(folder), "MOTO_S3_DEFAULT_KEY_BUFFER_SIZE": "65536"}
@@ -432,6 +455,7 @@ class Job:
     wall_s: float
     mpix_s: float
     rss_gib: dict[str, float]
+    cpu_s: dict[str, float]
     peak_worker_gib: float
     peak_total_gib: float
     tasks_run: int | None
@@ -537,6 +561,7 @@ def _figures(config, method, size, wall, sampler, client, stats, output, extra, 
         wall_s=round(wall, 3),
         mpix_s=round(output_pixels(size) / 1e6 / wall, 2),
         rss_gib=rss,
+        cpu_s={named[p]: round(b - a, 1) for p, (a, b) in sorted(sampler.cpu.items())},
         peak_worker_gib=round(max(worker_peak) / GIB, 3),
         peak_total_gib=round(sampler.peak_total / GIB, 3),
         tasks_run=scheduler["tasks_run"] if scheduler else None,

@@ -52,9 +52,10 @@ def tile_native_b02() -> tuple[str, ...]:
 
 def test_targets_and_model_arithmetic(tile: ModuleType) -> None:
     def job(config: str, mpix: float, worker: float) -> object:
-        return tile.Job(
-            config, "bicubic", 64, 1.0, mpix, {}, worker, worker, 1, 1, 0.0, 0.0, 0, 1.0, 1.0
-        )
+        figures = dict(wall_s=1.0, rss_gib={}, cpu_s={}, peak_total_gib=worker, tasks_run=1)
+        figures |= dict(tasks_received=1, graph_mib=0.0, transfer_mib=0.0, transfers=0)
+        figures |= dict(output_mib=1.0, compute_span_s=1.0)
+        return tile.Job(config, "bicubic", 64, mpix_s=mpix, peak_worker_gib=worker, **figures)
 
     jobs = [job("local", 10.0, 1.0), job("workers2", 8.0, 2.5), job("s3", 7.0, 1.0)]
     met = {row.split(" | ")[0]: row for row in tile.targets(jobs).splitlines()}
