@@ -1,7 +1,10 @@
 #!/usr/bin/env python
-"""Sensor-degradation quality on the held-out part of the shared scenes (issue 9, `cnn-sensor`).
+"""Sensor-degradation quality (`cnn-sensor` and its peers) on the held-out part of shared scenes.
 
-Each scene's bottom 40 % of rows (training used only the top 60 %: ``dasksr.scenes.test_rows``) is
+The scenes are the native-resolution ones (``dasksr.scenes.native_scenes``: Sentinel-2 L1C 18SVG
+B02, B03, B04, B08 and B8A, Landsat 8 B8 pan), which no shipped model read, or with ``--scenes
+decimated`` the decimated overviews the sensor models were first judged on (and trained on, top
+60 %). Each scene's bottom 40 % of rows (training used only the top 60 %: ``dasksr.scenes.test_rows``) is
 the ground truth. Its low-resolution input is ``dasksr.degrade_sensor(truth, scale, sigma=0.5,
 snr=40)`` in the scene's dtype; every method upscales it through ``dasksr.upscale`` and the PSNR
 is measured over the valid pixels (0-fill of the Landsat scene excluded with the PSF's reach), with
@@ -15,7 +18,8 @@ model) and with the evaluation's (Gaussian PSF sigma 0.5), and the share of outp
 the min/max of their 4 x 4 input neighbourhood by more than the noise level
 (``dasksr.artefacts.new_extrema``), also as a multiple of bicubic's (target: at most 1.5x).
 
-    python benchmarks/sensor_eval.py --scales 2 4
+    python benchmarks/sensor_eval.py --scales 2 4               # the native scenes
+    python benchmarks/sensor_eval.py --scenes decimated         # the decimated overviews
     python benchmarks/sensor_eval.py --linear-bound   # and the best linear filter, fitted on the truth
     python benchmarks/sensor_eval.py --linear-transfer   # and that filter fitted on the training rows
 """
@@ -43,10 +47,21 @@ def main() -> None:
         "draws) and score it on the held-out part: what linear restoration learnt from the "
         "training rows reaches",
     )
+    ap.add_argument(
+        "--scenes",
+        choices=("native", "decimated"),
+        default="native",
+        help="the native-resolution Sentinel-2 and Landsat 8 scenes (default), or the decimated "
+        "overviews the sensor models were first judged on",
+    )
     args = ap.parse_args()
     for scale in args.scales:
         figures = scene_figures(
-            scale, bound=args.linear_bound, transfer=args.linear_transfer, faithful=True
+            scale,
+            bound=args.linear_bound,
+            transfer=args.linear_transfer,
+            faithful=True,
+            native=args.scenes == "native",
         )
         methods = [
             m

@@ -78,8 +78,8 @@ MORE_SCENES: dict[str, tuple[File, ...]] = {
 
 def scene_files(*names: str, more: bool = False) -> list[File]:
     """The files of the scenes ``names`` (default: every scene of `SCENES`, and of `MORE_SCENES`
-    with ``more``), in table order."""
-    table = {**SCENES, **MORE_SCENES}
+    with ``more``), in table order; `NATIVE_SCENES` by name."""
+    table = {**SCENES, **MORE_SCENES, **native_scenes()}
     chosen = names or (list(SCENES) + (list(MORE_SCENES) if more else []))
     return [f for name in chosen for f in table[name]]
 
@@ -269,3 +269,17 @@ def sentinel2_native_pair(
     )
     pair["coarse_mtf"] = [SENTINEL2_MTF[b] for b in coarse_bands]
     return pair
+
+
+def native_scenes() -> dict[str, tuple[File, ...]]:
+    """The native-resolution scenes the sensor evaluation scores (`dasksr.sensor`), by name:
+    Sentinel-2 L1C 18SVG's 10 m bands and its B8A (20 m), and Landsat 8's 15 m pan. Their held-out
+    rows are the bottom 40 %, as for every scene; the shipped ``cnn-sensor`` weights read none of
+    their rows (see their records' training data)."""
+    return {
+        "sentinel2_native_B02-B08": tuple(
+            SENTINEL2_NATIVE[b] for b in ("B02", "B03", "B04", "B08")
+        ),
+        "sentinel2_native_B8A": (SENTINEL2_NATIVE["B8A"],),
+        "landsat8_native_B8_pan": (LANDSAT8_NATIVE["B8"],),
+    }

@@ -22,7 +22,7 @@ from dasksr.consistency import Degradation, method_degradation, residual
 from dasksr.degrade import degrade_sensor, mod_crop
 from dasksr.methods import get_method, list_methods
 from dasksr.metrics import psnr
-from dasksr.scenes import SCENES, load_scene, zero_is_fill
+from dasksr.scenes import SCENES, load_scene, native_scenes, zero_is_fill
 
 __all__ = [
     "textured_scene",
@@ -195,13 +195,15 @@ def scene_figures(
     bound: bool = False,
     transfer: bool = False,
     faithful: bool = False,
+    native: bool = False,
 ) -> dict:
-    """PSNR of each method on each scene, and the gain of each over bicubic; ``bound`` and
-    ``transfer`` add `linear_bound` and `linear_transfer`; ``faithful`` adds each method's
-    `fidelity` figures under ``'fidelity'``."""
+    """PSNR of each method on each scene (`SCENES`, or with ``native`` the native-resolution
+    scenes of `native_scenes`), and the gain of each over bicubic; ``bound`` and ``transfer`` add
+    `linear_bound` and `linear_transfer`; ``faithful`` adds each method's `fidelity` figures
+    under ``'fidelity'``."""
     known = {m.name for m in list_methods()}
     out: dict = {}
-    for name in SCENES:
+    for name in native_scenes() if native else SCENES:
         truth = mod_crop(load_scene(name), scale)
         mask = valid_mask(truth, scale)
         small = degraded(truth, scale)

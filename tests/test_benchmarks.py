@@ -168,3 +168,23 @@ def test_scenes_split_every_row_once():
     files = scenes.scene_files(more=True)
     assert files[:4] == list(scenes.SENTINEL2) and files[-1] == scenes.LANDSAT7_RGB
     assert len(files) == len(set(files)) == 10
+
+
+@pytest.mark.data
+def test_the_native_scenes_of_the_sensor_evaluation_load_apart_from_training() -> None:
+    """``sensor_eval.py`` scores the native scenes' held-out rows; the shipped sensor models'
+    records name the decimated scenes they read, none of the native ones."""
+    import json
+
+    from dasksr.scenes import load_scene, native_scenes, split_row
+
+    for name, files in native_scenes().items():
+        test = load_scene(name)
+        train = load_scene(name, "train")
+        assert test.shape[0] == len(files) and train.shape[0] == len(files)
+        height = test.shape[1] + train.shape[1]
+        assert train.shape[1] == split_row(height)
+    weights = Path(__file__).resolve().parents[1] / "dasksr" / "weights"
+    for scale in (2, 4):
+        record = json.loads((weights / f"cnn-sensor_x{scale}.json").read_text(encoding="utf-8"))
+        assert "native" not in record["training_data"] and "18SVG" not in record["training_data"]
