@@ -65,14 +65,67 @@ def test_cv2_map_overlap_is_seamless(speed):
 
 
 @pytest.mark.slow
+@pytest.mark.data
 def test_end_to_end_table(speed, tmp_path):
     jobs = ["dasksr-zarr", "dasksr-tif", "cv2-map-overlap"]
-    section = speed.bench_end_to_end(tmp_path, size=128, runs=1, jobs=jobs)
+    section = speed.bench_end_to_end(tmp_path, size=128, runs=1, jobs=jobs, warmup=False)
+    assert section.title.startswith("End to end, real-texture scene: 3x128x128")
     assert section.labels() == [speed.JOBS[key].label for key in jobs]
     for key in jobs:
-        assert section.values[f"e2e {key} RSS GiB"] > 0
-    assert (tmp_path / "scene_128.tif").exists()
+        assert section.values[f"e2e real {key} RSS GiB"] > 0
+    assert section.values["e2e real size"] == 128
+    assert (tmp_path / "real_128.tif").exists()
     assert not list(tmp_path.glob("out_*"))  # outputs are removed after each run
+
+
+def test_mirrored_indices_are_numpys_symmetric_pad(speed):
+    import numpy as np
+
+    for n, start, stop in ((5, 0, 40), (7, 3, 29), (7, 17, 60), (1, 0, 4)):
+        expected = np.pad(np.arange(n), (0, stop), mode="symmetric")[start:stop]
+        np.testing.assert_array_equal(speed.mirrored(n, start, stop), expected)
+
+
+@pytest.mark.data
+def test_the_real_scene_is_the_native_bands_mirrored(speed, tmp_path):
+    import numpy as np
+    import rasterio
+
+    from dasksr.scenes import SENTINEL2_NATIVE, read_bands
+
+    path = speed.make_input(tmp_path / "real.tif", 2100, scene="real")
+    native, transform = read_bands([SENTINEL2_NATIVE[b] for b in ("B04", "B03", "B02")])
+    with rasterio.open(path) as src:
+        assert (src.count, src.height, src.width, src.dtypes[0]) == (3, 2100, 2100, "uint16")
+        assert src.block_shapes[0] == (512, 512) and src.compression.name == "deflate"
+        assert src.transform == transform and src.descriptions == ("B04", "B03", "B02")
+        corner = src.read(window=((1900, 2100), (1900, 2100)))
+        head = src.read(window=((0, 64), (0, 64)))
+    _, height, width = native.shape
+    pad = ((0, 0), (0, 2100 - height), (0, 2100 - width))
+    np.testing.assert_array_equal(corner, np.pad(native, pad, mode="symmetric")[:, 1900:, 1900:])
+    np.testing.assert_array_equal(head, native[:, :64, :64])
+    # A kept file is reused only for the same scene: a synthetic one of that size is replaced.
+    speed.make_input(tmp_path / "synthetic.tif", 96, scene="synthetic")
+    speed.make_input(tmp_path / "synthetic.tif", 96, scene="real")
+    with rasterio.open(tmp_path / "synthetic.tif") as src:
+        assert src.tags()[speed.SCENE_TAG] == "real" and src.crs.to_epsg() == 32618
+
+
+def test_without_the_shared_data_the_real_scene_fails_in_one_line(
+    speed, tmp_path, monkeypatch, capsys
+):
+    monkeypatch.setenv("DASKSR_DATA", str(tmp_path))  # an existing folder without the bands
+    assert speed.main(["--quick", "--sections", "e2e", "--workdir", str(tmp_path)]) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1
+    assert "native Sentinel-2 bands B04, B03, B02" in err and "--scene synthetic" in err
+    assert not list(tmp_path.iterdir())  # nothing was made
+    with pytest.raises(speed.SceneDataMissing, match="DASKSR_DATA"):
+        speed.make_input(tmp_path / "real.tif", 64, scene="real")
+    # The synthetic scene needs no shared data.
+    path = speed.make_input(tmp_path / "synthetic.tif", 64, scene="synthetic")
+    assert path.exists() and not (tmp_path / "synthetic.tif.partial").exists()
 
 
 def test_targets_table_marks_missing_numbers(speed):
@@ -80,12 +133,39 @@ def test_targets_table_marks_missing_numbers(speed):
     met = {row[0]: row[-1] for row in section.rows}
     assert met["kernel bicubic vs cv2 INTER_CUBIC (throughput ratio)"] == "yes"
     assert met["blockwise da.store time / whole-array kernel time"] == "**no**"
-    assert met["end to end Zarr throughput / gdalwarp"] == "-"
+    assert met["end to end Zarr throughput / gdalwarp, real-texture scene"] == "-"
+    measured = speed.targets({"blockwise store x": 2.0}, measured_only=True)
+    assert measured.labels() == ["blockwise da.store time / whole-array kernel time"]
+
+
+def test_targets_judge_the_real_scene_and_show_the_synthetic_one(speed):
+    values = {"small dasksr s": 0.9}
+    for scene, zarr_s, tif_s in (("real", 4.0, 9.0), ("synthetic", 2.0, 5.0)):
+        values |= {
+            f"e2e {scene} size": 4096,
+            f"e2e {scene} gdalwarp s": 10.0,
+            f"e2e {scene} dasksr-zarr s": zarr_s,
+            f"e2e {scene} dasksr-tif s": tif_s,
+        }
+    rows = {row[0]: row[1:] for row in speed.targets(values).rows}
+    real, synthetic = "real-texture 4096² scene", "synthetic 4096² scene"
+    assert rows[f"end to end Zarr throughput / gdalwarp, {real}"] == [">= 3", "2.50", "**no**"]
+    assert rows[f"end to end GeoTIFF throughput / gdalwarp, {real}"] == [">= 1.5", "1.11", "**no**"]
+    assert rows[f"end to end Zarr throughput / gdalwarp, {synthetic}"] == [
+        "not judged",
+        "5.00",
+        "-",
+    ]
+    assert rows[f"end to end GeoTIFF throughput / gdalwarp, {synthetic}"][1:] == ["2.00", "-"]
+    small = [row for label, row in rows.items() if label.startswith("64 x 64 x 3 job")]
+    assert small == [["<= 1.0", "0.90", "yes"]]
 
 
 def test_parse_args(speed):
     args = speed.parse_args(["--quick", "--runs", "2", "--jobs", "dasksr-zarr,gdalwarp"])
     assert args.quick and args.runs == 2 and args.jobs == ["dasksr-zarr", "gdalwarp"]
+    assert args.scenes == ["real", "synthetic"]  # real texture first
+    assert speed.parse_args(["--scene", "synthetic"]).scenes == ["synthetic"]
 
 
 def test_cnn_speed_script_runs(tmp_path: Path) -> None:

@@ -7,6 +7,8 @@ themselves are measured by ``benchmarks/startup.py``, not asserted here.
 
 from __future__ import annotations
 
+import os
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -146,6 +148,47 @@ def test_the_startup_benchmark_runs(tmp_path: Path) -> None:
     text = out.read_text(encoding="utf-8")
     for row in ("| import dasksr |", "| dasksr --help |", "| python -c pass |"):
         assert row in text
+
+
+def test_the_startup_benchmark_needs_the_shared_data_for_the_real_scene(tmp_path: Path) -> None:
+    script = Path(__file__).resolve().parents[1] / "benchmarks" / "startup.py"
+    argv = [
+        sys.executable,
+        str(script),
+        "--runs",
+        "1",
+        "--parts",
+        "small",
+        "--workdir",
+        str(tmp_path),
+    ]
+    env = {**os.environ, "DASKSR_DATA": str(tmp_path)}  # a folder without the bands
+    done = subprocess.run(argv, capture_output=True, text=True, timeout=120, check=False, env=env)
+    assert done.returncode == 2 and done.stdout == ""
+    assert done.stderr.startswith("startup.py: error: the real-texture scene needs")
+    assert len(done.stderr.splitlines()) == 1 and "--scene synthetic" in done.stderr
+    assert not list(tmp_path.iterdir())
+
+
+@pytest.mark.slow
+@pytest.mark.data
+def test_the_startup_benchmark_judges_the_real_scene(tmp_path: Path) -> None:
+    script = Path(__file__).resolve().parents[1] / "benchmarks" / "startup.py"
+    out = tmp_path / "startup.md"
+    argv = [sys.executable, str(script), "--runs", "1", "--parts", "scene", "--size", "64"]
+    argv += ["--scene", "real", "--workdir", str(tmp_path / "work"), "--out", str(out)]
+    done = subprocess.run(argv, capture_output=True, text=True, timeout=300, check=False)
+    assert done.returncode == 0, done.stderr
+    text = out.read_text(encoding="utf-8")
+    assert "### a 64 x 64 x 3 uint16 GeoTIFF (real-texture scene), x2 bicubic" in text
+    assert "| dasksr to Zarr | " in text and "| dasksr to GeoTIFF | " in text
+    assert (tmp_path / "work" / "real_64.tif").exists()
+    targets = text.split("### Targets", 1)[1]
+    if shutil.which("gdalwarp"):
+        assert "(target >= 3.0x: " in text
+        assert "| end to end Zarr throughput / gdalwarp, real-texture 64² scene | >= 3 |" in targets
+    # Only what was measured is judged: no kernel row, no synthetic row.
+    assert "kernel" not in targets and "synthetic" not in targets
 
 
 def test_the_console_entry_keeps_status_and_output(tmp_path: Path) -> None:
