@@ -712,7 +712,10 @@ def sharpen_check(out: xr.DataArray, coarse: Any, *, nodata: float | None = None
         & (relation.offset[i] + (np.arange(n) + 1) * r <= fine[i])
         for i, n in enumerate(lengths)
     ]
-    cut = da.where(inside[0][:, None] & inside[1][None, :], cut, np.nan)
+    # Lazy, in the cut's chunks: a whole-scene mask in the graph would travel with every task.
+    rows = da.from_array(inside[0], chunks=(cut.chunks[-2],))[:, None]
+    cols = da.from_array(inside[1], chunks=(cut.chunks[-1],))[None, :]
+    cut = da.where(rows & cols, cut, np.nan)
     found = residual(values, cut, r, psfs, nodata=out.rio.nodata)  # type: ignore[arg-type]
     transform = raster_transform(coarse_da) @ Affine.translation(-first[1], -first[0])
     return Check(residual_raster(found, coarse_da, transform), "band MTF Gaussian")
