@@ -811,7 +811,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         "--overhead-tasks", type=int, default=2000, help="trivial tasks per overhead run"
     )
     ap.add_argument(
-        "--calibrate", type=int, default=2048, help="scene edge of the model's calibration jobs"
+        "--calibrate", type=int, default=4096, help="scene edge of the model's calibration jobs"
     )
     ap.add_argument("--block-samples", type=int, default=5, help="blocks timed per block cost")
     args = ap.parse_args(argv)
