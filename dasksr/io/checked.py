@@ -34,7 +34,9 @@ def write_checked(
     ``[rms]``. The places were checked (`dasksr.io.write.prepare_output`) before."""
     # All Delayed (dask.compute returns a mix of Delayed and arrays out of the order given), made
     # with to_delayed: dask.delayed(f)(array) would import distributed, which small jobs never need.
-    also: list[Any] = [check.rms().to_delayed().ravel()[0]]
+    # Unoptimised, like the writers' (`optimize_graph=False`): fused graphs get new keys, and
+    # the output's blocks would be computed once for the file and once more for the RMS.
+    also: list[Any] = [check.rms().to_delayed(optimize_graph=False).ravel()[0]]
     if consistency is not None:
         zarr = consistency.lower().rstrip("/").endswith(".zarr")
         writer = to_zarr if zarr else to_geotiff

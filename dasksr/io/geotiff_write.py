@@ -134,7 +134,7 @@ def to_geotiff(
 
         # The store's blocks as Delayed: a dask array handed to dask.delayed is wrapped in an
         # expression whose graph imports distributed, which a small job never needs.
-        blocks = list(store.to_delayed().ravel())
+        blocks = list(store.to_delayed(optimize_graph=False).ravel())
         return dask.delayed(_after, pure=False)(blocks, finish, dask_key_name=f"to_geotiff-{token}")
     try:
         writer.create()  # now, so that a folder that cannot take the file fails before the job

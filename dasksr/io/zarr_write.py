@@ -233,7 +233,7 @@ def block_writes(
         )
         pending += [
             d
-            for idx, d in np.ndenumerate(writes.to_delayed())
+            for idx, d in np.ndenumerate(writes.to_delayed(optimize_graph=False))
             if _marker_name(var, idx) not in done
         ]
     return pending
