@@ -71,11 +71,11 @@ def main() -> None:
         print(
             f"\nx{scale}: PSNR (dB) on the held-out 40 % of each scene, sigma {SIGMA}, {SNR:g} dB"
         )
-        print(f"{'scene':<20}" + "".join(f"{m:>16}" for m in methods) + f"{'gain':>10}")
+        print(f"{'scene':<26}" + "".join(f"{m:>16}" for m in methods) + f"{'gain':>10}")
         for name, row in figures.items():
             gain = row.get("gain_over_bicubic", {}).get("cnn-sensor", float("nan"))
             print(
-                f"{name:<20}"
+                f"{name:<26}"
                 + "".join(f"{row.get(m, float('nan')):>16.3f}" for m in methods)
                 + f"{gain:>+10.3f}"
             )
@@ -93,7 +93,7 @@ def _fidelity_table(scale: int, figures: dict) -> None:
         for method, f in faithful.items():
             share = f["new_extrema"]
             print(
-                f"{name:<20}{method:<12}{f['consistency']:>10.2f} /{f['consistency_sensor']:>8.2f}"
+                f"{name:<26}{method:<12}{f['consistency']:>10.2f} /{f['consistency_sensor']:>8.2f}"
                 f"{100 * share:>10.3f} % ({share / reference if reference else float('nan'):.2f}x)"
             )
 
