@@ -145,15 +145,27 @@ def test_onnx_file_is_its_checkpoint(onnx_file):
     [
         ("cnn_x2", "cnn-sensor_x2-best.npz"),
         ("cnn-sensor_x4", "cnn_x4-best.npz"),
-        ("cnn-s2_x6", "cnn-s2_x6.npz"),  # the run's last step, not the best one exported
+        ("cnn-s2_x6", "one weight of its own, one ulp off"),
     ],
 )
 def test_a_swapped_file_is_found(tmp_path, onnx_file, checkpoint):
-    """A file of the same architecture from another checkpoint fails the tie."""
+    """A file of the same architecture from another checkpoint fails the tie, and so does a
+    checkpoint that differs from the exported one in a single weight (only the best checkpoints
+    are committed; a run's other steps are not)."""
     swapped = tmp_path / f"{onnx_file}.onnx"
     shutil.copy(WEIGHTS / f"{onnx_file}.onnx", swapped)
+    source = CHECKPOINTS / checkpoint
+    if not checkpoint.endswith(".npz"):
+        own = checkpoint_of(WEIGHTS / f"{onnx_file}.onnx")
+        with np.load(own, allow_pickle=False) as stored:
+            arrays = {k: stored[k].copy() for k in stored.files}
+        name = next(k for k, v in arrays.items() if v.dtype.kind == "f" and v.size > 1)
+        flat = arrays[name].reshape(-1)
+        flat[0] = np.nextafter(flat[0], np.inf, dtype=flat.dtype)
+        source = tmp_path / own.name
+        np.savez(source, **arrays)
     with pytest.raises(AssertionError, match="differs"):
-        tie(swapped, CHECKPOINTS / checkpoint)
+        tie(swapped, source)
 
 
 @pytest.fixture(scope="module")
