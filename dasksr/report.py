@@ -353,9 +353,9 @@ def _side(
     else:
         stacked.attrs.pop("long_name", None)
         stacked = stacked.assign_coords({lead: list(range(1, len(names) + 1))})
-    for attr, index, identity in (("scales", 0, 1.0), ("offsets", 1, 0.0)):
+    for attr, index, default in (("scales", 0, 1.0), ("offsets", 1, 0.0)):
         stacked.attrs.pop(attr, None)
-        if any(pair[index] != identity for pair in radiometry):
+        if any(pair[index] != default for pair in radiometry):
             stacked.attrs[attr] = [pair[index] for pair in radiometry]
     return stacked
 
@@ -365,20 +365,13 @@ def _file_radiometry(
 ) -> list[tuple[float, float]]:
     """Each band's ``(scale, offset)`` in one file: the file's own (GDAL's band scale and offset),
     else a Sentinel-2 product's radiometric offset from its metadata file (`dasksr.io.safe`)."""
-    import numpy as np
+    from dasksr.guided import band_radiometry
+    from dasksr.io.safe import product_radiometry
 
-    from dasksr.io.safe import band_radiometry
-
-    n = data.shape[0]
-    own = [
-        np.atleast_1d(data.attrs.get(a, i)).astype(float)
-        for a, i in (("scales", 1), ("offsets", 0))
-    ]
-    own = [np.repeat(v, n) if v.size == 1 else v for v in own]
-    pairs = [(float(s), float(o)) for s, o in zip(own[0], own[1], strict=True)]
+    pairs = band_radiometry(data)
     for i, name in enumerate(names):
         if pairs[i] == (1.0, 0.0):
-            pairs[i] = band_radiometry(path, name) or pairs[i]
+            pairs[i] = product_radiometry(path, name) or pairs[i]
     return pairs
 
 

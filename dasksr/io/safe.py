@@ -5,7 +5,7 @@ QUANTIFICATION_VALUE - offset`` with an offset of -1000 per band (``RADIO_ADD_OF
 Level-1C product's ``MTD_MSIL1C.xml``, ``BOA_ADD_OFFSET`` in a Level-2A product's
 ``MTD_MSIL2A.xml``), so that dark pixels keep their noise instead of clipping at zero. The band
 files (``T18SVG_..._B05.jp2`` in ``GRANULE/*/IMG_DATA/``, or ``R20m/`` below it for Level-2A)
-carry no trace of it; the product's metadata file, a few folders up, does. `band_radiometry`
+carry no trace of it; the product's metadata file, a few folders up, does. `product_radiometry`
 finds it and returns each band's ``(scale, offset)`` in rasterio's convention (the stored value
 ``v`` means ``scale * v + offset``, in reflectance times 10000), which `dasksr.sharpen` applies.
 """
@@ -16,15 +16,16 @@ import os
 import xml.etree.ElementTree as ET
 from pathlib import Path
 
-__all__ = ["band_radiometry", "product_offsets"]
+__all__ = ["product_offsets", "product_radiometry"]
 
 #: The metadata file names of Level-1C and Level-2A products, and their offset elements.
 _METADATA = {"MTD_MSIL1C.xml": "RADIO_ADD_OFFSET", "MTD_MSIL2A.xml": "BOA_ADD_OFFSET"}
 #: How many folders above a band file the product's metadata may lie (IMG_DATA/R20m/.. in L2A).
 _LEVELS_UP = 5
 #: Band ids of the metadata, in order, when it does not spell out their physical bands.
-_BAND_IDS = ("B01", "B02", "B03", "B04", "B05", "B06", "B07", "B08", "B8A", "B09", "B10", "B11")
-_BAND_IDS += ("B12",)
+_BAND_IDS = tuple(
+    "B01 B02 B03 B04 B05 B06 B07 B08 B8A B09 B10 B11 B12".split()  # noqa: SIM905 (the spec's order)
+)
 
 
 def _local(tag: str) -> str:
@@ -80,7 +81,9 @@ def _metadata_near(path: Path) -> Path | None:
     return None
 
 
-def band_radiometry(path: str | os.PathLike[str], band: str | None) -> tuple[float, float] | None:
+def product_radiometry(
+    path: str | os.PathLike[str], band: str | None
+) -> tuple[float, float] | None:
     """The ``(scale, offset)`` of a Sentinel-2 band file, from its product's metadata file in
     one of the folders above it; None for other files (remote ones included), for a band the
     metadata does not list, or for products without offsets."""

@@ -271,8 +271,7 @@ def detail_statistics(
     exactly one block, so the blocks' sums add up to the scene's. With ``radiometry``, of the
     mapped values.
     """
-    if radiometry is not None:
-        coarse, guide = radiometry.coarse(coarse), radiometry.guide(guide)
+    coarse, guide = Radiometry.work(radiometry, coarse, guide)
     core = geometry.coarse_core(coarse)
     h = geometry.coarse_halo
     own = coarse[:, h : h + core[0], h : h + core[1]].astype(np.float64)
@@ -389,8 +388,7 @@ def glp_block(
 ) -> np.ndarray:
     """The GLP result of one block pair (see the module docstring), in ``dtype``; with
     ``radiometry``, computed on the mapped values and returned in stored ones."""
-    if radiometry is not None:
-        coarse, guide = radiometry.coarse(coarse), radiometry.guide(guide)
+    coarse, guide = Radiometry.work(radiometry, coarse, guide)
     _, fused, fine_valid = glp_planes(
         coarse,
         valid,
@@ -464,6 +462,15 @@ class Radiometry:
     def guide(self, values: np.ndarray) -> np.ndarray:
         return self._map(values, self.guide_gain, self.guide_offset)
 
+    @staticmethod
+    def work(
+        radiometry: Radiometry | None, coarse: np.ndarray, guide: np.ndarray
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """``coarse`` and ``guide`` in the working values (unchanged without ``radiometry``)."""
+        if radiometry is None:
+            return coarse, guide
+        return radiometry.coarse(coarse), radiometry.guide(guide)
+
     def stored(self, values: np.ndarray) -> np.ndarray:
         """Coarse-band values back in the stored values."""
         offset = np.asarray(self.coarse_offset, np.float64)[:, None, None]
@@ -492,8 +499,7 @@ def network_block(
     already falls back to ``up(C)``). With ``radiometry`` it works on the mapped values and
     returns stored ones.
     """
-    if radiometry is not None:
-        coarse, guide = radiometry.coarse(coarse), radiometry.guide(guide)
+    coarse, guide = Radiometry.work(radiometry, coarse, guide)
     if not valid.all():  # what the network sees beyond the data: zero, whatever was stored there
         coarse = np.where(valid, coarse, 0)
     m = network.layers
