@@ -511,10 +511,12 @@ def _prepare(
 ) -> None:
     """Refuse an output that is one of the inputs, then clear its place (`overwrite`); the same
     for the consistency raster's, which must not be the output."""
+    from dasksr.io.paths import is_url
     from dasksr.io.write import check_not_an_input, prepare_output
 
     # A missing input is reported by the reader, with its own message.
-    check_not_an_input([p for p in inputs if Path(p).exists()], output)
+    inputs = [p for p in inputs if is_url(p) or Path(p).exists()]
+    check_not_an_input(inputs, output)
     if consistency is not None:
         if not consistency.lower().rstrip("/").endswith((".zarr", ".tif", ".tiff")):
             raise InvalidArgumentError(
@@ -522,7 +524,7 @@ def _prepare(
             )
         if Path(consistency).absolute() == Path(output).absolute():
             raise InvalidArgumentError(f"--consistency {consistency!r} is the output: use another")
-        check_not_an_input([p for p in inputs if Path(p).exists()], consistency)
+        check_not_an_input(inputs, consistency)
         try:
             prepare_output(consistency, overwrite=overwrite)
         except DasksrError as exc:

@@ -72,6 +72,9 @@ def check_not_an_input(
 ) -> None:
     """Refuse an ``output`` that is one of ``inputs`` (by any spelling or link), inside one, or
     holding one: the job would replace or write into the data it reads."""
+    if is_url(output) or any(is_url(source) for source in inputs):
+        _check_urls_apart(inputs, output)
+        return
     out = Path(os.path.realpath(output))
     for source in inputs:
         src = Path(os.path.realpath(source))
@@ -82,6 +85,32 @@ def check_not_an_input(
             raise InvalidArgumentError(
                 f"output {str(output)!r} is the input {str(source)!r} or overlaps it: "
                 "write the result to another path"
+            )
+
+
+def _check_urls_apart(
+    inputs: Iterable[str | os.PathLike[str]], output: str | os.PathLike[str]
+) -> None:
+    """`check_not_an_input` for URLs: an output URL that equals an input URL (scheme case and
+    trailing slashes aside), or lies inside or around one, is refused; a URL never overlaps a
+    local path."""
+
+    def key(place: str | os.PathLike[str]) -> str | None:
+        text = os.fspath(place)
+        if not is_url(text):
+            return None
+        scheme, rest = text.split("://", 1)
+        return f"{scheme.lower()}://{rest.rstrip('/')}"
+
+    out = key(output)
+    for source in inputs:
+        src = key(source)
+        if out is None or src is None:
+            continue
+        if src == out or out.startswith(src + "/") or src.startswith(out + "/"):
+            raise InvalidArgumentError(
+                f"output {os.fspath(output)!r} is the input {os.fspath(source)!r} or overlaps "
+                "it: write the result to another URL"
             )
 
 
