@@ -41,7 +41,9 @@ def write_checked(
         zarr = consistency.lower().rstrip("/").endswith(".zarr")
         writer = to_zarr if zarr else to_geotiff
         also.append(writer(check.residual, consistency, overwrite=overwrite, compute=False))
-    folders = [] if job is None or job.folder is None else [job.folder]
+    if job is not None:
+        job.check_workers()
+    folders = []
     for place in (output, consistency) if job is None else (consistency,):
         if place is not None and not is_url(place):
             folders.append(Path(place).absolute().parent)

@@ -141,12 +141,25 @@ class WriteJob:
     #: The local folder that the tasks write in (None for a URL): checked to be the workers' too.
     folder: Path | None = None
     shown: str = ""
+    #: Whether ``folder`` is a partial store this job started, with no block written yet: a
+    #: refused start then removes it (there is nothing to resume).
+    fresh: bool = False
+
+    def check_workers(self) -> None:
+        """`check_workers_write` on ``folder``; a `fresh` partial store is removed if refused."""
+        if self.folder is None:
+            return
+        try:
+            check_workers_write(self.folder, shown=self.shown)
+        except OutputError:
+            if self.fresh:
+                _remove(self.folder)
+            raise
 
     def run(self, *, progress: bool = False) -> Path | str:
         """Compute the tasks on the active scheduler, then install the output; its path."""
         if self.tasks:
-            if self.folder is not None:
-                check_workers_write(self.folder, shown=self.shown)
+            self.check_workers()
             cluster_compute(self.tasks, progress=progress)
         return self.finish()
 
@@ -209,7 +222,7 @@ def zarr_job(
         lambda var: {"store": str(partial / var), "marker": str(state / var), "shown": str(path)},
     )
     finish = partial_function(_finish_zarr, partial, target, list(rasters), str(path))
-    return WriteJob(job, pending, finish, folder=partial, shown=str(path))
+    return WriteJob(job, pending, finish, folder=partial, shown=str(path), fresh=not done)
 
 
 def block_writes(
