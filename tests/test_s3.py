@@ -247,18 +247,17 @@ def test_overwrite_keeps_the_old_store_until_the_new_one_is_complete(
     assert not fs.exists(f"{bucket}/out.zarr.partial")
 
 
-@pytest.mark.parametrize("spelling", ["{}", "{}/", "S3://{}", "{}/inner.zarr"])
 def test_an_s3_input_is_never_its_own_output(
-    bucket: str, uint16_tif: Any, capsys: pytest.CaptureFixture[str], spelling: str
+    bucket: str, uint16_tif: Any, capsys: pytest.CaptureFixture[str]
 ) -> None:
     """Even with --overwrite: the job would delete the store it reads (or write into it)."""
     url = f"s3://{bucket}/in.zarr"
     assert main(_cli(str(uint16_tif.path), url)) == 0
     before = dasksr.open_raster(url).values
-    output = spelling.format(url if not spelling.startswith("S3") else url[len("s3://") :])
-    assert main(_cli(url, output, "--overwrite")) == 2
-    err = capsys.readouterr().err
-    assert len(err.splitlines()) == 1 and "is the input" in err, err
+    for output in (url, f"{url}/", f"S3://{bucket}/in.zarr", f"{url}/inner.zarr"):
+        assert main(_cli(url, output, "--overwrite")) == 2
+        err = capsys.readouterr().err
+        assert len(err.splitlines()) == 1 and "is the input" in err, (output, err)
     s3().invalidate_cache()
     np.testing.assert_array_equal(dasksr.open_raster(url).values, before)
 
