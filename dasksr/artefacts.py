@@ -17,34 +17,9 @@ import numpy as np
 from scipy import ndimage
 
 from dasksr.errors import InvalidArgumentError
+from dasksr.kernels.interp import neighbourhood_bounds
 
 __all__ = ["estimate_noise", "neighbourhood_bounds", "new_extrema"]
-
-
-def neighbourhood_bounds(small: Any, scale: int) -> tuple[np.ndarray, np.ndarray]:
-    """The minimum and maximum of the 4 x 4 input pixels around every output pixel's centre, on
-    the output grid (the input extended by its edge values).
-
-    Examples
-    --------
-    >>> low, high = neighbourhood_bounds(np.arange(16.0).reshape(4, 4), 2)
-    >>> low.shape, float(low[0, 0]), float(high[0, 0]), float(high[3, 3])
-    ((8, 8), 0.0, 10.0, 15.0)
-    """
-    values = np.asarray(small, dtype=np.float64)
-    size = (1,) * (values.ndim - 2) + (4, 4)
-    # A 4-wide filter's window at index i is i - 2 .. i + 1; origin -1 moves it to i - 1 .. i + 2.
-    origin = (0,) * (values.ndim - 2) + (-1, -1)
-    low = ndimage.minimum_filter(values, size=size, mode="nearest", origin=origin)
-    high = ndimage.maximum_filter(values, size=size, mode="nearest", origin=origin)
-    index = [
-        np.floor((np.arange(n * scale) + 0.5) / scale - 0.5).astype(np.intp)
-        for n in values.shape[-2:]
-    ]
-    # floor(u) is -1 before the first pixel's centre: the window there starts at -2, clamped.
-    rows, cols = (np.clip(i, 0, n - 1) for i, n in zip(index, values.shape[-2:], strict=True))
-    pick = (..., rows[:, None], cols[None, :])
-    return low[pick], high[pick]
 
 
 def estimate_noise(small: Any) -> np.ndarray:

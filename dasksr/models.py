@@ -232,7 +232,11 @@ _SUMMARIES = {
     "cnn": "compact CNN trained on bicubic-downscaled images (the literature's protocol)",
     "cnn-sensor": "compact CNN trained on a sensor-like degradation (blur and noise) for "
     "satellite and aerial data",
+    "cnn-sensor-bounded": "cnn-sensor held within the range of the 4x4 input pixels around each "
+    "output pixel: no new extrema (halos, dark or bright spots), a little less sharp",
 }
+#: The learned families that also come ``-bounded`` (`LearnedBlock`'s ``bounded``).
+BOUNDED = ("cnn-sensor",)
 
 
 def load_records(folder: Path | None = None) -> dict[str, dict[int, ModelRecord]]:
@@ -253,15 +257,18 @@ def load_records(folder: Path | None = None) -> dict[str, dict[int, ModelRecord]
     return models
 
 
-def learned_method(name: str, models: dict[int, ModelRecord]) -> LearnedMethod:
-    """The registry entry for the networks of ``name``."""
+def learned_method(
+    name: str, models: dict[int, ModelRecord], bounded: bool = False
+) -> LearnedMethod:
+    """The registry entry for the networks of ``name`` (``name-bounded`` with ``bounded``)."""
     layers = {s: m.layers for s, m in models.items()}
     weights = hashlib.sha256("".join(models[s].sha256 for s in sorted(models)).encode())
+    name = f"{name}-bounded" if bounded else name
     return LearnedMethod(
         name=name,
         summary=_SUMMARIES.get(name, f"learned model {name}"),
         halo=lambda scale: 2 * layers.get(scale, max(layers.values())),
-        block=LearnedBlock({s: OnnxNetwork(m) for s, m in models.items()}),
+        block=LearnedBlock({s: OnnxNetwork(m) for s, m in models.items()}, bounded=bounded),
         scales=tuple(sorted(models)),
         boundary="reflect",
         version="1",
@@ -273,9 +280,10 @@ def learned_methods(folder: Path | None = None) -> list[LearnedMethod]:
     """The learned method of every network family whose records are in ``folder`` (the guided
     networks of ``sharpen`` are not upscaling methods: see `guided_records`)."""
     return [
-        learned_method(name, models)
+        learned_method(name, models, bounded)
         for name, models in load_records(folder).items()
         if not any(m.record.get("kind") == "guided" for m in models.values())
+        for bounded in ((False, True) if name in BOUNDED else (False,))
     ]
 
 

@@ -25,17 +25,24 @@ __all__ = [
     "SCENES",
     "SENTINEL2",
     "TRAIN_FRACTION",
+    "VALIDATION_FRACTION",
+    "fit_rows",
     "load_scene",
+    "native_training_files",
     "read_file",
     "scene_files",
     "split_row",
     "test_rows",
     "train_rows",
+    "validation_rows",
     "zero_is_fill",
 ]
 
 #: The fraction of each scene's rows, from the top, that training may see.
 TRAIN_FRACTION = 0.6
+#: The last part of those rows that a training run keeps for validation instead (the native
+#: scenes' validation rows, `validation_rows`): rows ``0.45 H`` to ``0.6 H``.
+VALIDATION_FRACTION = 0.15
 
 #: A shared raster file: its parts under the shared data folder.
 File = tuple[str, ...]
@@ -92,6 +99,18 @@ def split_row(height: int) -> int:
 def train_rows(height: int) -> slice:
     """The rows that training may see: the top `TRAIN_FRACTION` of them."""
     return slice(0, split_row(height))
+
+
+def fit_rows(height: int) -> slice:
+    """The training rows a run fits on when it validates on the same scene: the top
+    ``TRAIN_FRACTION - VALIDATION_FRACTION`` of them."""
+    return slice(0, int(height * (TRAIN_FRACTION - VALIDATION_FRACTION)))
+
+
+def validation_rows(height: int) -> slice:
+    """The training rows kept for validation (choosing checkpoints and recipes), between
+    `fit_rows` and `test_rows`."""
+    return slice(fit_rows(height).stop, split_row(height))
 
 
 def test_rows(height: int) -> slice:
@@ -282,4 +301,18 @@ def native_scenes() -> dict[str, tuple[File, ...]]:
         ),
         "sentinel2_native_B8A": (SENTINEL2_NATIVE["B8A"],),
         "landsat8_native_B8_pan": (LANDSAT8_NATIVE["B8"],),
+    }
+
+
+def native_training_files() -> dict[str, tuple[File, ...]]:
+    """The native scenes' bands a sensor model may train on (their `fit_rows`), by name: every
+    10 m and 20 m Sentinel-2 band and Landsat 8's pan and 30 m reflective bands. Their
+    `validation_rows` validate, their `test_rows` are `native_scenes`' evaluation."""
+    return {
+        "sentinel2_native_10m": tuple(SENTINEL2_NATIVE[b] for b in ("B02", "B03", "B04", "B08")),
+        "sentinel2_native_20m": tuple(
+            SENTINEL2_NATIVE[b] for b in ("B05", "B06", "B07", "B8A", "B11", "B12")
+        ),
+        "landsat8_native_pan": (LANDSAT8_NATIVE["B8"],),
+        "landsat8_native_30m": tuple(LANDSAT8_NATIVE[f"B{i}"] for i in range(1, 8)),
     }

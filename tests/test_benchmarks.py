@@ -242,9 +242,15 @@ def test_scenes_split_every_row_once():
     the training data and the sensor evaluation always used), the scenes in their table order."""
     from dasksr import scenes
 
-    for height in (232, 259, 519, 718, 1098):
+    for height in (232, 259, 519, 718, 1098, 1207, 1947):
         train, test = scenes.train_rows(height), scenes.test_rows(height)
         assert train.stop == test.start == int(height * 0.6) and test.stop == height
+        # A run that validates on a scene fits on the rows above its validation rows, all of
+        # them training rows.
+        fit, validation = scenes.fit_rows(height), scenes.validation_rows(height)
+        assert fit.start == 0 and fit.stop == validation.start
+        assert abs(fit.stop - 0.45 * height) <= 1
+        assert validation.stop == train.stop and validation.stop - validation.start > 0
     files = scenes.scene_files(more=True)
     assert files[:4] == list(scenes.SENTINEL2) and files[-1] == scenes.LANDSAT7_RGB
     assert len(files) == len(set(files)) == 10

@@ -189,6 +189,32 @@ def test_nodata_never_enters_the_network():
     assert (a[~fine_hole] > 0).all()
 
 
+@pytest.mark.parametrize("scale", [2, 4])
+def test_bounded_makes_no_new_extrema_and_keeps_the_rest(scale: int) -> None:
+    """``cnn-sensor-bounded``: ``cnn-sensor`` clipped to the 4 x 4 input neighbourhood of every
+    output pixel (`neighbourhood_bounds`), inside the image as at its edges, nodata kept."""
+    from dasksr.artefacts import neighbourhood_bounds, new_extrema
+
+    data = _scene().astype(np.float32)
+    free = dasksr.upscale(data, scale=scale, method="cnn-sensor")
+    bounded = dasksr.upscale(data, scale=scale, method="cnn-sensor-bounded")
+    low, high = neighbourhood_bounds(data, scale)
+    inner = np.zeros(free.shape, bool)
+    inner[..., 2 * scale : -2 * scale, 2 * scale : -2 * scale] = True
+    assert new_extrema(free, data, scale, noise=1.0) > 0.005  # the network makes some
+    assert new_extrema(bounded, data, scale, noise=1e-3, mask=inner) == 0.0
+    np.testing.assert_array_equal(
+        bounded[inner], np.clip(free, low, high).astype(np.float32)[inner]
+    )
+    holes = data.copy()
+    holes[:, 20:30, 10:22] = 0
+    fine = dasksr.upscale(holes, scale=scale, method="cnn-sensor-bounded", nodata=0)
+    hole = np.zeros(holes.shape, bool)
+    hole[:, 20:30, 10:22] = True
+    fine_hole = hole.repeat(scale, axis=1).repeat(scale, axis=2)
+    assert (fine[fine_hole] == 0).all() and (fine[~fine_hole] > 0).all()
+
+
 def test_fill_reaches_only_its_steps():
     planes = np.zeros((1, 9, 9), np.float32)
     invalid = np.ones((1, 9, 9), bool)

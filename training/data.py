@@ -39,7 +39,17 @@ from dasksr.api import upscale
 from dasksr.data import data_path
 from dasksr.degrade import degrade_sensor, imresize, mod_crop
 from dasksr.metrics import rgb2y
-from dasksr.scenes import read_file, scene_files, test_rows, train_rows, zero_is_fill
+from dasksr.scenes import (
+    fit_rows,
+    native_scenes,
+    native_training_files,
+    read_file,
+    scene_files,
+    test_rows,
+    train_rows,
+    validation_rows,
+    zero_is_fill,
+)
 
 NATURAL = ("T91/*.bmp", "BSDS200/*.jpg", "BSDS500-test200/*.jpg")
 AID = ("rs-tiles/AID-150px-subset/*/*.jpg",)
@@ -128,6 +138,11 @@ SOURCES = {
     "bands; AID-150px tiles (every 25th held out for validation); T91, BSDS200 and "
     "BSDS500-test200 Y (their training split: every 25th image left out)",
 }
+#: What ``train.py --native`` adds to the sources (and its validation, which replaces AID's).
+NATIVE_SOURCES = (
+    "; top 45% rows of the native Sentinel-2 L1C 18SVG 10 m and 20 m bands and of the native "
+    "Landsat 8 L1T pan and B1-B7 (rows 45-60% of their scored bands validate)"
+)
 #: What ``train.py --more-scenes`` adds to the sources.
 MORE_SOURCES = "; top 60% rows of Landsat 8 B2/B3/B4 and Landsat 7 RGB"
 
@@ -139,6 +154,8 @@ def training_data(meta: dict) -> str:
     text = SOURCES[meta["model"]]
     if any(run.get("more_scenes") for run in meta["runs"]):
         text += MORE_SOURCES
+    if any(run.get("native") for run in meta["runs"]):
+        text += NATIVE_SOURCES
     if all("excluded" in run for run in meta["runs"]):
         return text + "; images found to be Set5/Set14 images left out (training/excluded.json)"
     seen = [
@@ -239,10 +256,29 @@ def sensor_bands(
     return bands
 
 
+def native_bands(part: str = "fit") -> list[tuple[str, np.ndarray]]:
+    """The native scenes' bands (`dasksr.scenes.native_training_files`), named like
+    `sensor_bands`' scene bands: their ``"fit"`` rows (`dasksr.scenes.fit_rows`, for training), or
+    the ``"validation"`` rows (`dasksr.scenes.validation_rows`) of the bands the evaluation scores
+    (`dasksr.scenes.native_scenes`)."""
+    files = native_training_files() if part == "fit" else native_scenes()
+    rows = {"fit": fit_rows, "validation": validation_rows}[part]
+    bands = []
+    for parts in (f for group in files.values() for f in group):
+        data, _ = read_file(parts)
+        bands.append((f"{parts[-2]}/{parts[-1]}:1", data[0, rows(data.shape[1])]))
+    return bands
+
+
 def sensor_pairs(
-    bands: list[tuple[str, np.ndarray]], scale: int, variants: int, rng: np.random.Generator
+    bands: list[tuple[str, np.ndarray]],
+    scale: int,
+    variants: int,
+    rng: np.random.Generator,
+    fixed: tuple[float, float] | None = None,
 ) -> list[Pair]:
-    """``variants`` random sensor degradations of every band (float, normalised as at inference)."""
+    """``variants`` random sensor degradations of every band (float, normalised as at inference);
+    ``fixed`` (sigma, SNR) instead of the random draws, for validation."""
     pairs = []
     for _, raw in bands:
         hr_raw = mod_crop(raw, scale).astype(np.float64)
@@ -250,6 +286,8 @@ def sensor_pairs(
         for _ in range(variants):
             sigma = float(rng.uniform(0.3, 0.7))
             snr = float(rng.uniform(30, 50))
+            if fixed is not None:
+                sigma, snr = fixed
             lr_raw = degrade_sensor(
                 hr_raw, scale, sigma=sigma, snr=snr, seed=int(rng.integers(2**31))
             )

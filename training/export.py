@@ -83,7 +83,7 @@ def main(argv=None):
         "best_validation_psnr": meta.get("best_val_psnr"),
         # The exported weights' own figure: a shipped last step need not be the best one.
         "validation_psnr": _own_validation(meta),
-        "trained_on": "2-core AMD EPYC CPU, torch 2.13.0, 1 process, 2 threads",
+        "trained_on": "2-core AMD EPYC CPU, torch 2.13.0; threads per run: training/schedule.sh",
         "date": time.strftime("%Y-%m-%d", time.gmtime()),
         "evaluation": {},
     }
@@ -128,6 +128,7 @@ def evaluate(name: str, scale: int, folder: Path) -> dict:
         from dasksr.sensor import scene_figures
 
         out["scenes"] = scene_figures(scale, methods=(name, "cnn", "bicubic"))
+        out["native_scenes"] = scene_figures(scale, methods=(name, "cnn", "bicubic"), native=True)
     return out
 
 

@@ -33,6 +33,7 @@ from model import CompactSR, deepen
 from dasksr.blockwise import pad_block
 from dasksr.methods import get_method
 from dasksr.metrics import psnr
+from dasksr.sensor import SIGMA, SNR
 
 #: Failed patch draws in a row after which `sample` gives up (no patch fits anywhere).
 MAX_MISSES = 100_000
@@ -176,6 +177,14 @@ def main(argv=None):
         "the Landsat 7 RGB scene (dasksr.scenes.MORE_SCENES; no evaluation scores them)",
     )
     ap.add_argument(
+        "--native",
+        action="store_true",
+        help="cnn-sensor: also train on the native scenes' top 45%% rows "
+        "(dasksr.scenes.native_training_files, among the scenes of --scene-share) and validate "
+        "on rows 45-60%% of their scored bands, degraded as the evaluation degrades (sigma 0.5, "
+        "40 dB), instead of the AID tiles",
+    )
+    ap.add_argument(
         "--oracle",
         metavar="SCENE",
         help="cnn-sensor diagnostic: train only on the held-out rows of the scenes whose folder "
@@ -194,10 +203,11 @@ def main(argv=None):
         or args.scene_share
         or args.scene_variants
         or args.more_scenes
+        or args.native
     ):
         ap.error(
-            "--oracle, --scene-share, --scene-weights, --scene-variants and --more-scenes are for "
-            "--model cnn-sensor"
+            "--oracle, --scene-share, --scene-weights, --scene-variants, --more-scenes and "
+            "--native are for --model cnn-sensor"
         )
     if args.variants < 1 or (args.scene_variants is not None and args.scene_variants < 1):
         ap.error("--variants and --scene-variants must be at least 1")
@@ -227,12 +237,22 @@ def main(argv=None):
         aid_train = [(f, aid[f]) for f in lists["aid_train"]]
         aid_val = [(f, aid[f]) for f in lists["aid_val"]]
         scenes = [b for b in bands if not b[0].endswith(".jpg")]
+        if args.native:
+            scenes = datasets.native_bands("fit") + scenes
         nat = [(f, datasets.luma(f)) for f in natural_train]
         # The scenes' pairs come first in `train` (``scene_variants`` per band).
         scene_variants = args.scene_variants or args.variants
         train = datasets.sensor_pairs(scenes, scale, scene_variants, rng)
         train += datasets.sensor_pairs(aid_train + nat, scale, args.variants, rng)
         val = datasets.sensor_pairs(aid_val, scale, 1, np.random.default_rng(1234))
+        if args.native:
+            val = datasets.sensor_pairs(
+                datasets.native_bands("validation"),
+                scale,
+                1,
+                np.random.default_rng(1234),
+                fixed=(SIGMA, SNR),
+            )
         degradation = "dasksr.degrade_sensor: Gaussian PSF sigma U(0.3, 0.7) LR px, white noise SNR U(30, 50) dB"
     areas = np.array([p.lr.size for p in train], dtype=float)
     if args.model == "cnn-sensor":
@@ -297,9 +317,13 @@ def main(argv=None):
     args.out.parent.mkdir(parents=True, exist_ok=True)
     best_path = args.out.with_name(args.out.stem + "-best.npz")
     best = meta.get("best_val_psnr")
-    if meta["runs"] and args.valid != bool(meta["runs"][-1].get("valid")):
-        # Validation pads differently in the two modes (zeros / dasksr's symmetric rule): the
-        # figures do not compare, so the best checkpoint starts afresh with this run.
+    if meta["runs"] and (
+        args.valid != bool(meta["runs"][-1].get("valid"))
+        or args.native != bool(meta["runs"][-1].get("native"))
+    ):
+        # Validation pads differently in the two modes (zeros / dasksr's symmetric rule), or
+        # validates on other images (--native): the figures do not compare, so the best
+        # checkpoint starts afresh with this run.
         best = None
     run = {
         "steps": 0,
@@ -314,6 +338,7 @@ def main(argv=None):
         **({"scene_variants": args.scene_variants} if args.scene_variants else {}),
         **({"oracle_held_out_of": args.oracle} if args.oracle else {}),
         **({"more_scenes": True} if args.more_scenes else {}),
+        **({"native": True} if args.native else {}),
         **({"deepened_from_layers": deepened_from} if deepened_from else {}),
         # The benchmark images this run left out (data.training_data reads it for the record).
         "excluded": sorted(datasets.excluded()),

@@ -27,7 +27,7 @@ from typing import Any, Protocol
 
 import numpy as np
 
-from dasksr.kernels.interp import upsample_nearest
+from dasksr.kernels.interp import neighbourhood_bounds, upsample_nearest
 from dasksr.kernels.values import finalize, invalid_mask, work_dtype
 
 __all__ = ["LearnedBlock", "Network", "fill_invalid", "run_network", "strips"]
@@ -138,10 +138,17 @@ class LearnedBlock:
         One network per supported scale. The block function is pickled with every task, so the
         networks should be light, picklable handles (the shipped ones make their inference
         session lazily in each process: :class:`dasksr.models.OnnxNetwork`).
+    bounded : bool
+        Hold every output pixel within the minimum and maximum of the 4 x 4 input pixels around
+        it (`neighbourhood_bounds`, bicubic's support): the network may sharpen, but it makes no
+        new extrema (no halos, overshoots or spots darker or brighter than the data around
+        them). Those pixels are at most 2 input pixels from the output's, well inside the
+        network's halo, so the result stays seamless.
     """
 
-    def __init__(self, networks: Mapping[int, Network]) -> None:
+    def __init__(self, networks: Mapping[int, Network], bounded: bool = False) -> None:
         self.networks = networks
+        self.bounded = bounded
 
     def __call__(self, block: Any, scale: int, *, nodata: float | None = None) -> Any:
         network = self.networks[scale]
@@ -156,6 +163,11 @@ class LearnedBlock:
             work = fill_invalid(work, invalid, layers)
         inner = work[:, layers : ny - layers, layers : nx - layers]
         fine = network(inner)
+        if self.bounded:
+            low, high = neighbourhood_bounds(inner, scale)
+            edge = layers * scale
+            core = (..., slice(edge, low.shape[-2] - edge), slice(edge, low.shape[-1] - edge))
+            fine = np.clip(fine, low[core], high[core])
         fine_invalid = None
         if invalid is not None:
             core = invalid[:, 2 * layers : ny - 2 * layers, 2 * layers : nx - 2 * layers]
