@@ -8,10 +8,10 @@ from typing import Any
 import xarray as xr
 
 from dasksr.cluster import check_workers_write
-from dasksr.cluster import compute as cluster_compute
 from dasksr.consistency import Check
 from dasksr.io.geotiff_write import to_geotiff
 from dasksr.io.paths import is_url
+from dasksr.io.stream import compute as compute_in_strips
 from dasksr.io.zarr_write import WriteJob, to_zarr
 
 __all__ = ["write_checked"]
@@ -27,11 +27,16 @@ def write_checked(
     *,
     progress: bool = False,
     cog: bool = False,
+    strip_bytes: int | None = None,
 ) -> tuple[Path | str, list[Any]]:
     """Write ``fine`` (through the Zarr ``job``, else as a GeoTIFF at ``output``), compute the RMS
     of ``check`` and write its residual raster to ``consistency`` (.zarr or .tif), all in one
     computation, so that every block of ``fine`` is computed once; the output's path and
-    ``[rms]``. The places were checked (`dasksr.io.write.prepare_output`) before."""
+    ``[rms]``. The places were checked (`dasksr.io.write.prepare_output`) before.
+
+    The computation runs in strips of ``fine``'s rows of blocks, about ``strip_bytes`` of ``fine``
+    each (`dasksr.io.stream.compute`), so that only a strip and its edges are in memory at once.
+    """
     # All Delayed (dask.compute returns a mix of Delayed and arrays out of the order given), made
     # with to_delayed: dask.delayed(f)(array) would import distributed, which small jobs never need.
     # Unoptimised, like the writers' (`optimize_graph=False`): fused graphs get new keys, and
@@ -50,8 +55,10 @@ def write_checked(
     for folder in folders:
         check_workers_write(folder, shown=output)
     if job is not None:
-        done = cluster_compute([*job.tasks, *also], progress=progress)
+        done = compute_in_strips(
+            [*job.tasks, *also], [fine.data], strip_bytes=strip_bytes, progress=progress
+        )
         return job.finish(), [float(done[len(job.tasks)])]
     tif = to_geotiff(fine, output, overwrite=overwrite, cog=cog, compute=False)
-    done = cluster_compute([tif, *also], progress=progress)
+    done = compute_in_strips([tif, *also], [fine.data], strip_bytes=strip_bytes, progress=progress)
     return done[0], [float(done[1])]

@@ -22,6 +22,8 @@ from dasksr.errors import DasksrError, InvalidArgumentError
 from dasksr.io.objectstore import check_remote_output
 from dasksr.io.objectstore import upload as _upload
 from dasksr.io.paths import is_url
+from dasksr.io.stream import compute as compute_in_strips
+from dasksr.io.stream import rows_per_strip
 from dasksr.io.write import _after, _as_raster, _cause, _install, _prepare_local, _write_failed
 
 __all__ = ["to_geotiff"]
@@ -139,7 +141,11 @@ def to_geotiff(
     try:
         writer.create()  # now, so that a folder that cannot take the file fails before the job
         check_workers_write(target.parent, shown=shown)
-        cluster_compute([store], progress=progress)
+        if rows_per_strip([array]) is None:
+            cluster_compute([store], progress=progress)
+        else:  # its blocks, strip by strip of rows (dasksr.io.stream)
+            blocks = list(store.to_delayed(optimize_graph=False).ravel())
+            compute_in_strips(blocks, [array], progress=progress)
         return finish()
     finally:
         _remove_partials(target, token)

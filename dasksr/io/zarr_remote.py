@@ -112,7 +112,7 @@ def remote_zarr_job(
         },
     )
     finish = partial_function(_commit, url, staged)
-    return WriteJob(job, pending, finish)
+    return WriteJob(job, pending, finish, rasters=tuple(r.data for r in rasters.values()))
 
 
 def _record(fs: Any, partial: str) -> dict[str, Any]:

@@ -24,9 +24,9 @@ import numpy as np
 import xarray as xr
 
 from dasksr.cluster import check_workers_write
-from dasksr.cluster import compute as cluster_compute
 from dasksr.errors import DasksrError, InvalidArgumentError, OutputError
 from dasksr.io.paths import is_url
+from dasksr.io.stream import compute as compute_in_strips
 from dasksr.io.write import (
     _after,
     _as_raster,
@@ -144,6 +144,8 @@ class WriteJob:
     #: Whether ``folder`` is a partial store this job started, with no block written yet: a
     #: refused start then removes it (there is nothing to resume).
     fresh: bool = False
+    #: The rasters' dask arrays, whose rows of blocks `run` computes strip by strip.
+    rasters: tuple[da.Array, ...] = ()
 
     def check_workers(self) -> None:
         """`check_workers_write` on ``folder``; a `fresh` partial store is removed if refused."""
@@ -157,10 +159,11 @@ class WriteJob:
             raise
 
     def run(self, *, progress: bool = False) -> Path | str:
-        """Compute the tasks on the active scheduler, then install the output; its path."""
+        """Compute the tasks on the active scheduler, strip by strip of the rasters' rows
+        (`dasksr.io.stream.compute`), then install the output; its path."""
         if self.tasks:
             self.check_workers()
-            cluster_compute(self.tasks, progress=progress)
+            compute_in_strips(self.tasks, self.rasters, progress=progress)
         return self.finish()
 
 
@@ -222,7 +225,10 @@ def zarr_job(
         lambda var: {"store": str(partial / var), "marker": str(state / var), "shown": str(path)},
     )
     finish = partial_function(_finish_zarr, partial, target, list(rasters), str(path))
-    return WriteJob(job, pending, finish, folder=partial, shown=str(path), fresh=not done)
+    arrays = tuple(r.data for r in rasters.values())
+    return WriteJob(
+        job, pending, finish, folder=partial, shown=str(path), fresh=not done, rasters=arrays
+    )
 
 
 def block_writes(
