@@ -379,7 +379,20 @@ def _glp_weights(
     operation = _operation("sharpen-statistics", tokenize(tuple(sigmas)), block, layout, np.float64)
     ny, nx = (len(c) for c in layout.fine_chunks)
     chunks = ((bands,), (1,) * ny, (k * k,) * nx)
-    parts = np.asarray(da.compute(_run(operation, operands, chunks))[0])
+    stats = _run(operation, operands, chunks)
+    if isinstance(stats, da.Array):
+        from dasksr.stream import compute
+
+        # Strip by strip of the output's rows of blocks, as the output is written: the pass
+        # reads the whole scene, and held most of it at once in one computation.
+        row = bands * max(layout.fine_chunks[0]) * layout.fine[1] * operands[0].dtype.itemsize
+        found = compute(
+            list(stats.to_delayed(optimize_graph=False).ravel()), [stats], row_bytes=row
+        )
+        stats = np.concatenate(
+            [np.concatenate(found[i * nx : (i + 1) * nx], axis=2) for i in range(ny)], axis=1
+        )
+    parts = np.asarray(stats)
     gram = parts.reshape(bands, ny, nx, k, k).sum(axis=(1, 2))
     if np.any(gram[:, -2, -2] == 0):
         raise InvalidArgumentError(

@@ -1,4 +1,4 @@
-"""Writes computed strip of rows by strip of rows (`dasksr.io.stream`): the same bits as one
+"""Writes computed strip of rows by strip of rows (`dasksr.stream`): the same bits as one
 computation (output, consistency raster and RMS), input blocks read once, and only a strip's
 output blocks in memory at a time."""
 
@@ -17,8 +17,8 @@ from dask.callbacks import Callback
 from test_sharpen_cli import COARSE_T, GUIDE_T, write
 
 import dasksr
+from dasksr import stream
 from dasksr.guided import sharpen, sharpen_check
-from dasksr.io import stream
 from dasksr.io.checked import write_checked
 from dasksr.io.zarr_write import zarr_job
 
@@ -162,3 +162,23 @@ def test_the_strips_progress_bar(capsys: pytest.CaptureFixture[str], tmp_path: P
             out, str(tmp_path / "out.tif"), None, check, None, False, progress=True, strip_bytes=1
         )
     assert "100% Completed" in capsys.readouterr().err
+
+
+def test_glp_weights_in_strips(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    # The regression's statistics pass reads the whole scene too: strip by strip, same weights.
+    again = tmp_path / "again"
+    again.mkdir()
+    plans: list[Any] = []
+    plan = stream.plan_strips
+
+    def recorded(*args: Any, **kwargs: Any) -> Any:
+        plans.append(plan(*args, **kwargs))
+        return plans[-1]
+
+    with dask.config.set(scheduler="threads"):
+        whole = _scene(tmp_path)[0]
+        monkeypatch.setattr(stream, "STRIP_BYTES", 1)
+        monkeypatch.setattr(stream, "plan_strips", recorded)
+        streamed = _scene(again)[0]  # the pass runs here; the output is not computed yet
+        assert len(plans) == 1 and len(plans[0].strips) == 5
+        np.testing.assert_array_equal(streamed.values, whole.values)

@@ -11,8 +11,8 @@ from dasksr.cluster import check_workers_write
 from dasksr.consistency import Check
 from dasksr.io.geotiff_write import to_geotiff
 from dasksr.io.paths import is_url
-from dasksr.io.stream import compute as compute_in_strips
 from dasksr.io.zarr_write import WriteJob, to_zarr
+from dasksr.stream import compute as compute_in_strips
 
 __all__ = ["write_checked"]
 
@@ -35,7 +35,7 @@ def write_checked(
     ``[rms]``. The places were checked (`dasksr.io.write.prepare_output`) before.
 
     The computation runs in strips of ``fine``'s rows of blocks, about ``strip_bytes`` of ``fine``
-    each (`dasksr.io.stream.compute`), so that only a strip and its edges are in memory at once.
+    each (`dasksr.stream.compute`), so that only a strip and its edges are in memory at once.
     """
     # All Delayed (dask.compute returns a mix of Delayed and arrays out of the order given), made
     # with to_delayed: dask.delayed(f)(array) would import distributed, which small jobs never need.

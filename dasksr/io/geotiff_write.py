@@ -22,9 +22,9 @@ from dasksr.errors import DasksrError, InvalidArgumentError
 from dasksr.io.objectstore import check_remote_output
 from dasksr.io.objectstore import upload as _upload
 from dasksr.io.paths import is_url
-from dasksr.io.stream import compute as compute_in_strips
-from dasksr.io.stream import rows_per_strip
 from dasksr.io.write import _after, _as_raster, _cause, _install, _prepare_local, _write_failed
+from dasksr.stream import compute as compute_in_strips
+from dasksr.stream import rows_per_strip
 
 __all__ = ["to_geotiff"]
 
@@ -143,7 +143,7 @@ def to_geotiff(
         check_workers_write(target.parent, shown=shown)
         if rows_per_strip([array]) is None:
             cluster_compute([store], progress=progress)
-        else:  # its blocks, strip by strip of rows (dasksr.io.stream)
+        else:  # its blocks, strip by strip of rows (dasksr.stream)
             blocks = list(store.to_delayed(optimize_graph=False).ravel())
             compute_in_strips(blocks, [array], progress=progress)
         return finish()

@@ -26,7 +26,6 @@ import xarray as xr
 from dasksr.cluster import check_workers_write
 from dasksr.errors import DasksrError, InvalidArgumentError, OutputError
 from dasksr.io.paths import is_url
-from dasksr.io.stream import compute as compute_in_strips
 from dasksr.io.write import (
     _after,
     _as_raster,
@@ -37,6 +36,7 @@ from dasksr.io.write import (
     _spatial_variables,
     _write_failed,
 )
+from dasksr.stream import compute as compute_in_strips
 
 __all__ = ["DEFAULT_ZARR_FORMAT", "ZARR_CODECS", "WriteJob", "to_zarr", "zarr_job"]
 
@@ -160,7 +160,7 @@ class WriteJob:
 
     def run(self, *, progress: bool = False) -> Path | str:
         """Compute the tasks on the active scheduler, strip by strip of the rasters' rows
-        (`dasksr.io.stream.compute`), then install the output; its path."""
+        (`dasksr.stream.compute`), then install the output; its path."""
         if self.tasks:
             self.check_workers()
             compute_in_strips(self.tasks, self.rasters, progress=progress)

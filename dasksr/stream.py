@@ -19,7 +19,8 @@ the other on the same scheduler (`plan_strips`):
   rest upstream (the inputs cut into the blocks' chunks, extended, masked: copies) runs again in
   every strip that needs it, rather than kept whole for the next strip.
 
-The results are those of one computation, bit for bit: the same tasks on the same values. The
+The writers (`dasksr.io`) and `dasksr.guided`'s pass over the scene for GLP's regression
+statistics are computed this way. The results are those of one computation, bit for bit: the same tasks on the same values. The
 memory freed by a strip is handed back to the system before the next (`trim_memory`), so that
 the process does not keep the footprint of every strip it ran.
 """
@@ -30,6 +31,7 @@ import sys
 import time
 from collections.abc import Container, Iterable, Sequence
 from dataclasses import dataclass
+from functools import cached_property
 from typing import Any
 
 import dask.array as da
@@ -67,6 +69,11 @@ class StripPlan:
     outputs: list[Any]
     recomputed: int
 
+    @cached_property
+    def output_set(self) -> frozenset[Any]:
+        """The outputs' keys, as a set."""
+        return frozenset(self.outputs)
+
     def needs(self, strip: int) -> set[Any]:
         """The keys computed in earlier strips that strip ``strip`` reads."""
         own = set(self.strips[strip])
@@ -79,13 +86,18 @@ class StripPlan:
 
 
 def rows_per_strip(
-    anchors: Sequence[da.Array], strip_bytes: int | None = None, axis: int = -2
+    anchors: Sequence[da.Array],
+    strip_bytes: int | None = None,
+    axis: int = -2,
+    row_bytes: float | None = None,
 ) -> int | None:
     """How many rows of blocks one strip takes: ``strip_bytes`` (default `STRIP_BYTES`) of the
-    anchors, at least one; None when the anchors' rows fit in one strip."""
+    anchors (``row_bytes`` a row of their blocks, when given), at least one; None when the
+    anchors' rows fit in one strip."""
     budget = STRIP_BYTES if strip_bytes is None else strip_bytes
-    row = sum(a.nbytes / max(a.shape[axis], 1) * max(a.chunks[axis]) for a in anchors)
-    rows = max(1, int(budget // row)) if row else 1
+    if row_bytes is None:
+        row_bytes = sum(a.nbytes / max(a.shape[axis], 1) * max(a.chunks[axis]) for a in anchors)
+    rows = max(1, int(budget // row_bytes)) if row_bytes else 1
     if any(a.ndim >= 2 and a.numblocks[axis % a.ndim] > rows for a in anchors):
         return rows
     return None
@@ -163,14 +175,17 @@ def compute(
     strip_bytes: int | None = None,
     progress: bool = False,
     axis: int = -2,
+    row_bytes: float | None = None,
 ) -> list[Any]:
     """Compute ``collections`` (Delayed objects) on the active scheduler, strip by strip of the
     rows of ``anchors``' blocks (`plan_strips`), each strip about ``strip_bytes`` (default
-    `STRIP_BYTES`) of the anchors; their results, in order, as `dasksr.cluster.compute` gives.
+    `STRIP_BYTES`) of the anchors (``row_bytes`` a row of their blocks, when given: a pass
+    whose results are small but whose blocks are not); their results, in order, as
+    `dasksr.cluster.compute` gives.
 
     One strip (a small output), or a graph that holds no anchor block, is one computation.
     """
-    rows = rows_per_strip(anchors, strip_bytes, axis)
+    rows = rows_per_strip(anchors, strip_bytes, axis, row_bytes)
     plan = None if rows is None else plan_strips(collections, anchors, rows, axis)
     if plan is None or len(plan.strips) < 2:
         return cluster_compute(collections, progress=progress)
@@ -205,9 +220,9 @@ def _on_local(plan: StripPlan, bar: _Bar | None) -> dict[Any, Any]:
 
     from dask.base import get_scheduler
     from dask.callbacks import Callback
+    from dask.threaded import get as threaded_get
 
-    schedule = get_scheduler()
-    assert schedule is not None  # no client: dask's threaded scheduler by default
+    schedule = get_scheduler() or threaded_get  # none set: dask's default for these graphs
     held: dict[Any, Any] = {}
     found: dict[Any, Any] = {}
     for i, keys in enumerate(plan.strips):
@@ -218,12 +233,7 @@ def _on_local(plan: StripPlan, bar: _Bar | None) -> dict[Any, Any]:
         counting = Callback(posttask=lambda *_: bar.advance(1)) if bar else nullcontext()
         with counting:
             values = schedule(graph, wanted)
-        for key, value in zip(wanted, values, strict=True):
-            if key in plan.kept[i]:
-                held[key] = value
-            found[key] = value
-        for key in [k for k in held if plan.last[k] <= i]:
-            del held[key]
+        _hand_on(plan, i, dict(zip(wanted, values, strict=True)), held, found)
         del values, graph
     return found
 
@@ -236,7 +246,6 @@ def _on_cluster(client: Any, plan: StripPlan, bar: _Bar | None) -> dict[Any, Any
     held: dict[Any, Any] = {}
     found: dict[Any, Any] = {}
     futures: list[Any] = []
-    outputs = set(plan.outputs)
     try:
         for i, keys in enumerate(plan.strips):
             client.run(trim_memory)
@@ -249,13 +258,7 @@ def _on_cluster(client: Any, plan: StripPlan, bar: _Bar | None) -> dict[Any, Any
                     future.result()  # raises the task's error
                 if bar is not None:
                     bar.advance(len(keys) / len(wanted))
-            for key, future in zip(wanted, futures, strict=True):
-                if key in plan.kept[i]:
-                    held[key] = future
-                if key in outputs:
-                    found[key] = future
-            for key in [k for k in held if plan.last[k] <= i]:
-                del held[key]
+            _hand_on(plan, i, dict(zip(wanted, futures, strict=True)), held, found)
             futures = []
         done = client.gather(list(found.values()))
     except KeyboardInterrupt:
@@ -263,6 +266,20 @@ def _on_cluster(client: Any, plan: StripPlan, bar: _Bar | None) -> dict[Any, Any
         client.cancel([*futures, *held.values(), *found.values()])
         raise
     return dict(zip(found, done, strict=True))
+
+
+def _hand_on(
+    plan: StripPlan, strip: int, values: dict[Any, Any], held: dict[Any, Any], found: dict[Any, Any]
+) -> None:
+    """Keep the values (or futures) of strip ``strip`` that later strips read in ``held``, and
+    the outputs' in ``found``; drop from ``held`` what no later strip reads."""
+    for key, value in values.items():
+        if key in plan.kept[strip]:
+            held[key] = value
+        if key in plan.output_set:
+            found[key] = value
+    for key in [k for k in held if plan.last[k] <= strip]:
+        del held[key]
 
 
 class _Bar:
