@@ -20,9 +20,9 @@ the other on the same scheduler (`plan_strips`):
   every strip that needs it, rather than kept whole for the next strip.
 
 The writers (`dasksr.io`) and `dasksr.guided`'s pass over the scene for GLP's regression
-statistics are computed this way. The results are those of one computation, bit for bit: the same tasks on the same values. The
-memory freed by a strip is handed back to the system before the next (`trim_memory`), so that
-the process does not keep the footprint of every strip it ran.
+statistics are computed this way. The results are those of one computation, bit for bit: the
+same tasks on the same values. The memory freed by a strip is handed back to the system before
+the next (`trim_memory`), so that the process does not keep the footprint of every strip.
 """
 
 from __future__ import annotations
