@@ -183,20 +183,14 @@ def compute(
     whose results are small but whose blocks are not); their results, in order, as
     `dasksr.cluster.compute` gives.
 
-    One strip (a small output), or a graph that holds no anchor block, is one computation; so
-    is any graph on a cluster of several workers: each of them holds its own share of the blocks
-    and distributed's scheduler bounds it, while strips would move every block handed on from
-    one worker to another (1.9 GB on a bicubic Sentinel-2 tile on two worker processes,
-    ``benchmarks/tile.py``, against 32 MB in one computation).
+    One strip (a small output), or a graph that holds no anchor block, is one computation.
     """
-    client = active_client()
-    if client is not None and len(client.scheduler_info().get("workers", {})) > 1:
-        return cluster_compute(collections, progress=progress)
     rows = rows_per_strip(anchors, strip_bytes, axis, row_bytes)
     plan = None if rows is None else plan_strips(collections, anchors, rows, axis)
     if plan is None or len(plan.strips) < 2:
         return cluster_compute(collections, progress=progress)
     bar = _Bar(sum(len(b) for b in plan.strips)) if progress else None
+    client = active_client()
     try:
         values = _on_local(plan, bar) if client is None else _on_cluster(client, plan, bar)
     finally:

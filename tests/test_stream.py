@@ -92,29 +92,6 @@ def test_strips_on_a_cluster_write_the_same_bits(tmp_path: Path) -> None:
     )
 
 
-def test_a_cluster_of_several_workers_computes_in_one_go(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    """Strips would hand every block from one worker to another: several workers get the one
-    computation, whose memory distributed's scheduler bounds per worker."""
-    from distributed import Client, LocalCluster
-
-    with dask.config.set(scheduler="threads"):
-        whole, whole_rms = _write(tmp_path, "whole", 2**40)
-
-    def no_strips(*args: Any, **kwargs: Any) -> None:
-        raise AssertionError("planned strips on a cluster of several workers")
-
-    monkeypatch.setattr(stream, "plan_strips", no_strips)
-    cluster = LocalCluster(
-        n_workers=2, threads_per_worker=1, processes=False, dashboard_address=None
-    )
-    with cluster, Client(cluster):
-        got, got_rms = _write(tmp_path, "two", 1)
-    assert got_rms == whole_rms
-    np.testing.assert_array_equal(_pixels(got), _pixels(whole))
-
-
 def test_only_a_strip_of_output_blocks_waits_to_be_written(tmp_path: Path) -> None:
     out, check = _scene(tmp_path)
     job = zarr_job(out, tmp_path / "out.zarr")
