@@ -66,7 +66,7 @@ def cases(draw: st.DrawFn) -> dict:
 
 
 @settings(
-    max_examples=30,
+    max_examples=12,
     deadline=None,
     suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large],
 )
