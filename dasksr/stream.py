@@ -81,7 +81,7 @@ class StripPlan:
 
     def wanted(self, strip: int) -> list[Any]:
         """The keys whose values strip ``strip`` hands on: kept ones and outputs."""
-        outputs = set(self.outputs) & set(self.strips[strip])
+        outputs = self.output_set.intersection(self.strips[strip])
         return sorted(self.kept[strip] | outputs, key=str)
 
 
@@ -131,10 +131,7 @@ def plan_strips(
             strip[key] = max(found)
     downstream = set(strip)
     first: dict[Any, int] = {}  # upstream: the first strip that reads it
-    users: dict[Any, list[Any]] = {k: [] for k in graph}
-    for key, deps in dependencies.items():
-        for d in deps:
-            users[d].append(key)
+    users = _users(dependencies)
     for key in reversed(order):
         if key not in downstream:
             first[key] = min((strip.get(u, first.get(u, 0)) for u in users[key]), default=0)
@@ -367,10 +364,7 @@ def _upstream(
 def _topological(dependencies: dict[Any, frozenset[Any]]) -> list[Any]:
     """The keys, each after its dependencies (Kahn's algorithm)."""
     waiting = {k: len(d) for k, d in dependencies.items()}
-    users: dict[Any, list[Any]] = {k: [] for k in dependencies}
-    for key, deps in dependencies.items():
-        for d in deps:
-            users[d].append(key)
+    users = _users(dependencies)
     ready = [k for k, n in waiting.items() if n == 0]
     order = []
     while ready:
@@ -381,3 +375,12 @@ def _topological(dependencies: dict[Any, frozenset[Any]]) -> list[Any]:
             if waiting[user] == 0:
                 ready.append(user)
     return order
+
+
+def _users(dependencies: dict[Any, frozenset[Any]]) -> dict[Any, list[Any]]:
+    """The keys that read each key."""
+    users: dict[Any, list[Any]] = {k: [] for k in dependencies}
+    for key, deps in dependencies.items():
+        for d in deps:
+            users[d].append(key)
+    return users

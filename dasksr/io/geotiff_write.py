@@ -17,14 +17,12 @@ import numpy as np
 import xarray as xr
 
 from dasksr.cluster import check_workers_write
-from dasksr.cluster import compute as cluster_compute
 from dasksr.errors import DasksrError, InvalidArgumentError
 from dasksr.io.objectstore import check_remote_output
 from dasksr.io.objectstore import upload as _upload
 from dasksr.io.paths import is_url
 from dasksr.io.write import _after, _as_raster, _cause, _install, _prepare_local, _write_failed
 from dasksr.stream import compute as compute_in_strips
-from dasksr.stream import rows_per_strip
 
 __all__ = ["to_geotiff"]
 
@@ -141,11 +139,9 @@ def to_geotiff(
     try:
         writer.create()  # now, so that a folder that cannot take the file fails before the job
         check_workers_write(target.parent, shown=shown)
-        if rows_per_strip([array]) is None:
-            cluster_compute([store], progress=progress)
-        else:  # its blocks, strip by strip of rows (dasksr.stream)
-            blocks = list(store.to_delayed(optimize_graph=False).ravel())
-            compute_in_strips(blocks, [array], progress=progress)
+        # Its blocks, strip by strip of rows (dasksr.stream; one computation when small).
+        blocks = list(store.to_delayed(optimize_graph=False).ravel())
+        compute_in_strips(blocks, [array], progress=progress)
         return finish()
     finally:
         _remove_partials(target, token)
