@@ -6,8 +6,10 @@ the standard AWS ones only (``AWS_ENDPOINT_URL``, keys, region): dasksr gives GD
 
 from __future__ import annotations
 
+import json
 import logging
 import socket
+import tempfile
 import uuid
 from collections.abc import Iterator
 from functools import partial
@@ -284,6 +286,68 @@ def test_no_credentials_is_one_line(
     # Reading too: GDAL's own message, one line.
     assert main(_cli("s3://any-bucket/in.tif", "out.zarr")) == 2
     assert len(capsys.readouterr().err.splitlines()) == 1
+
+
+@pytest.fixture
+def read_only(
+    bucket: str, endpoint: str, tmp_path: Path, make_geotiff: Any, monkeypatch: pytest.MonkeyPatch
+) -> Iterator[str]:
+    """``bucket``, holding the GeoTIFF ``scene.tif``, for a user allowed to read it and not to write.
+
+    moto checks IAM only when told to, and that setting belongs to the process (so would a second
+    server's in this process, as the backends do): it is on for this test only.
+    """
+    import boto3
+    from moto.core import enable_iam_authentication
+
+    raster = make_geotiff(tmp_path / "scene.tif", height=64, width=64, bands=1, tile=32)
+    s3().put_file(str(raster.path), f"{bucket}/scene.tif")
+    iam = boto3.client("iam", region_name="us-east-1")  # the owner, with `bucket`'s settings
+    user = f"reader-{bucket}"
+    iam.create_user(UserName=user)
+    # AWS authorises reads as s3:GetObject and s3:ListBucket; moto checks the operation's own
+    # name (s3:HeadObject, s3:ListObjectsV2, s3:HeadBucket). The wildcards grant both, no write.
+    statement = {
+        "Effect": "Allow",
+        "Action": ["s3:Get*", "s3:List*", "s3:Head*"],
+        "Resource": [f"arn:aws:s3:::{bucket}", f"arn:aws:s3:::{bucket}/*"],
+    }
+    iam.put_user_policy(
+        UserName=user,
+        PolicyName="read-only",
+        PolicyDocument=json.dumps({"Version": "2012-10-17", "Statement": [statement]}),
+    )
+    key = iam.create_access_key(UserName=user)["AccessKey"]
+    _use(
+        monkeypatch,
+        aws_settings(endpoint)
+        | {
+            "AWS_ACCESS_KEY_ID": key["AccessKeyId"],
+            "AWS_SECRET_ACCESS_KEY": key["SecretAccessKey"],
+        },
+    )
+    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path / "tmp"))  # where uploads are built
+    (tmp_path / "tmp").mkdir()
+    with enable_iam_authentication():
+        s3().info(f"{bucket}/scene.tif")  # the user reads; an unknown key would be refused here
+        with pytest.raises(PermissionError):
+            s3().pipe(f"{bucket}/probe", b"")  # and may not write
+        yield bucket
+
+
+@pytest.mark.parametrize("output", ["out.zarr", "out.tif"])
+def test_a_refused_write_is_one_line_and_leaves_nothing(
+    read_only: str, tmp_path: Path, capsys: pytest.CaptureFixture[str], output: str
+) -> None:
+    url = f"s3://{read_only}/{output}"
+    assert main(_cli(f"s3://{read_only}/scene.tif", url, "--scale", "2")) == 2
+    err = capsys.readouterr().err
+    assert len(err.splitlines()) == 1, err
+    assert "permission denied" in err and f"output {url!r}" in err, err
+    fs = s3()
+    fs.invalidate_cache()
+    assert fs.find(read_only) == [f"{read_only}/scene.tif"]  # no store, no .partial, no object
+    assert list((tmp_path / "tmp").iterdir()) == []  # nor the GeoTIFF built for the upload
 
 
 def test_a_geotiff_is_uploaded_once_complete(
