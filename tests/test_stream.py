@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import Any
 
 import dask
+import dask.array as da
 import numpy as np
 import pytest
 import rasterio
@@ -92,7 +93,11 @@ def test_strips_on_a_cluster_write_the_same_bits(tmp_path: Path) -> None:
     )
 
 
-def test_only_a_strip_of_output_blocks_waits_to_be_written(tmp_path: Path) -> None:
+@pytest.mark.parametrize("whole_rows", [True, False])
+def test_only_a_strip_of_output_blocks_waits_to_be_written(
+    tmp_path: Path, whole_rows: bool
+) -> None:
+    # A row of blocks per strip, or (a row over the budget) a group of its columns: one block.
     out, check = _scene(tmp_path)
     job = zarr_job(out, tmp_path / "out.zarr")
     blocks = {k for k in dask.core.flatten(out.data.__dask_keys__())}
@@ -110,25 +115,33 @@ def test_only_a_strip_of_output_blocks_waits_to_be_written(tmp_path: Path) -> No
         most[0] = max(most[0], len(waiting))
 
     with dask.config.set(scheduler="threads"), Callback(posttask=finished):
-        write_checked(out, "", job, check, None, False, strip_bytes=1)
+        row = out.data.nbytes // rows
+        write_checked(out, "", job, check, None, False, strip_bytes=row if whole_rows else 1)
     assert not waiting
-    assert 0 < most[0] <= cols  # one row of blocks, never the scene's rows x cols
+    assert 0 < most[0] <= (cols if whole_rows else 1)  # never the scene's rows x cols
 
 
 def test_every_input_block_is_read_once(tmp_path: Path) -> None:
     out, check = _scene(tmp_path)
     job = zarr_job(out, tmp_path / "out.zarr")
     rms = check.rms().to_delayed(optimize_graph=False).ravel()[0]
-    plan = stream.plan_strips([*job.tasks, rms], [out.data], rows=1)
-    assert plan is not None and len(plan.strips) == out.data.numblocks[-2]
+    rows, cols = out.data.numblocks[-2:]
+    for columns, groups in ((None, 1), (1, cols), (2, 2)):
+        plan = stream.plan_strips([*job.tasks, rms], [out.data], rows=1, columns=columns)
+        assert plan is not None and len(plan.strips) == rows * groups
+        _read_once(plan, out.data, columns or cols, groups)
+
+
+def _read_once(plan: Any, out: Any, columns: int, groups: int) -> None:
     runs: dict[Any, int] = {}
     for keys in plan.strips:
         for key in keys:
             runs[key] = runs.get(key, 0) + 1
     reads = [k for k, node in plan.graph.items() if not node.dependencies]
     assert reads and all(runs[k] == 1 for k in reads)
-    for key in dask.core.flatten(out.data.__dask_keys__()):  # each output block in its row
-        assert [i for i, keys in enumerate(plan.strips) if key in keys] == [key[2]]
+    for key in dask.core.flatten(out.__dask_keys__()):  # each output block in its strip
+        strip = key[2] * groups + key[3] // columns
+        assert [i for i, keys in enumerate(plan.strips) if key in keys] == [strip]
     assert plan.recomputed == sum(runs.values()) - len(plan.graph)
     assert plan.recomputed < len(plan.graph) / 2  # copies at the strips' edges, not the scene
 
@@ -180,5 +193,56 @@ def test_glp_weights_in_strips(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) 
         monkeypatch.setattr(stream, "STRIP_BYTES", 1)
         monkeypatch.setattr(stream, "plan_strips", recorded)
         streamed = _scene(again)[0]  # the pass runs here; the output is not computed yet
-        assert len(plans) == 1 and len(plans[0].strips) == 5
+        assert len(plans) == 1 and len(plans[0].strips) == 5 * 3  # rows x groups of one column
         np.testing.assert_array_equal(streamed.values, whole.values)
+
+
+def test_a_row_over_the_budget_is_cut_in_groups_of_columns() -> None:
+    # A tile's six bands at 10 m: 11 x 11 blocks of 1024 x 1024 uint16, 135 MB a row.
+    out = da.zeros((6, 10980, 10980), dtype=np.uint16, chunks=(6, 1024, 1024))
+    row = out.nbytes / out.shape[-2] * 1024  # a full row of blocks
+    assert stream.strip_shape([out], strip_bytes=int(2.5 * row)) == (2, None)
+    assert stream.strip_shape([out], strip_bytes=int(row) + 1) == (1, None)
+    # Five blocks fit: three groups, of 4, 4 and 3 columns (not 5, 5 and 1).
+    assert stream.strip_shape([out], strip_bytes=int(5.5 * row / 11)) == (1, 4)
+    assert stream.strip_shape([out], strip_bytes=1) == (1, 1)
+    assert stream.strip_shape([out], strip_bytes=int(11 * row)) is None
+    assert stream.rows_per_strip([out], strip_bytes=1) == 1
+
+
+def test_what_a_strip_keeps_for_the_next_holds_its_own_bytes(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # A halo's edge kept for the next strip is a slice of an input block: as a view it would keep
+    # the whole block alive, unseen by dask's memory accounting, until the next strip.
+    out, check = _scene(tmp_path)
+    job = zarr_job(out, tmp_path / "out.zarr")
+    kept: list[Any] = []
+    hand_on = stream._hand_on
+
+    def spy(plan: Any, strip: int, values: dict[Any, Any], *args: Any) -> None:
+        computed = [k for k in plan.kept[strip] if plan.graph[k].dependencies]  # not constants
+        kept.extend(values[k] for k in computed)
+        hand_on(plan, strip, values, *args)
+
+    monkeypatch.setattr(stream, "_hand_on", spy)
+    with dask.config.set(scheduler="threads"):
+        write_checked(out, "", job, check, None, False, strip_bytes=1)
+    arrays = [v for v in kept if isinstance(v, np.ndarray)]
+    assert len(arrays) > 10
+    assert all(_root(a).nbytes <= a.nbytes for a in arrays)  # (a broadcast view is smaller)
+
+
+def _root(array: np.ndarray) -> Any:
+    while isinstance(array.base, np.ndarray):
+        array = array.base
+    return array
+
+
+def test_compact_copies_views_only() -> None:
+    block = np.arange(100.0).reshape(10, 10)
+    edge = stream.compact(block[:2])
+    assert edge.base is None and np.array_equal(edge, block[:2])
+    assert stream.compact(block) is block
+    assert stream.compact(block[:, :][...]).base is not None  # a view of all of it: no copy
+    assert stream.compact(3) == 3

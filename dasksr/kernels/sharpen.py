@@ -37,7 +37,7 @@ the guide is invalid within a pixel's support, no detail is injected: the pixel 
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -345,6 +345,31 @@ def glp_planes(
 
     ``weights`` is ``(coarse bands, guide bands)``: each coarse band's synthetic guide.
     """
+    bands = coarse.shape[0]
+    base = fused = fine_valid = None
+    pair = (coarse, valid, guide, guide_valid)
+    for b, up, value, ok in _glp_bands(pair, geometry, weights, sigmas, margin):
+        if fused is None:
+            fused = np.empty((bands, *value.shape))
+            base = np.empty_like(fused) if keep_base else None
+            fine_valid = np.empty(fused.shape, bool)
+        fused[b], fine_valid[b] = value, ok  # type: ignore[index]
+        if base is not None:
+            base[b] = up
+    return base, fused, fine_valid  # type: ignore[return-value]
+
+
+def _glp_bands(
+    pair: tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray],
+    geometry: BlockGeometry,
+    weights: np.ndarray,
+    sigmas: Sequence[float],
+    margin: int,
+) -> Iterator[tuple[int, np.ndarray, np.ndarray, np.ndarray]]:
+    """``(band, up(C), GLP result, fine validity)`` of each coarse band in turn, from the block
+    ``pair`` ``(coarse, valid, guide, guide_valid)`` (see `glp_planes`): a block's temporaries
+    are a few planes, whatever the band count."""
+    coarse, valid, guide, guide_valid = pair
     core = geometry.fine_core(guide)
     wide = (core[0] + 2 * margin, core[1] + 2 * margin)
     ok = None
@@ -352,25 +377,20 @@ def glp_planes(
         reach = max(guide_support(geometry.ratio, s) for s in sigmas)
         ok = _all_valid_within(guide_valid, reach, geometry.fine_halo - margin, wide)
     planes = guide.astype(np.float64, copy=False)
-    fused = np.empty((coarse.shape[0], *wide))
-    base = np.empty_like(fused) if keep_base else None
-    fine_valid = np.empty(fused.shape, bool)
-    # One band at a time, so that a block's temporaries are a few planes, whatever the band count;
-    # the synthetic guide as a sum of products in band order, the same at every position.
+    # The synthetic guide as a sum of products in band order, the same at every position.
     for b in range(coarse.shape[0]):
-        up, fine_valid[b] = upsample_valid(
+        up, fine_valid = upsample_valid(
             coarse[b : b + 1].astype(np.float64), valid[b : b + 1], geometry, core, margin
         )
         synthetic = planes[0] * weights[b, 0]
         for k in range(1, planes.shape[0]):
             synthetic += planes[k] * weights[b, k]
         detail = guide_detail(synthetic[None], [sigmas[b]], geometry, core, margin)[0]
+        del synthetic
         if ok is not None:
             detail[~ok] = 0
-        if base is not None:
-            base[b] = up[0]
-        np.add(up[0], detail, out=fused[b])
-    return base, fused, fine_valid
+        np.add(up[0], detail, out=detail)
+        yield b, up[0], detail, fine_valid[0]
 
 
 def glp_block(
@@ -387,21 +407,17 @@ def glp_block(
     radiometry: Radiometry | None = None,
 ) -> np.ndarray:
     """The GLP result of one block pair (see the module docstring), in ``dtype``; with
-    ``radiometry``, computed on the mapped values and returned in stored ones."""
+    ``radiometry``, computed on the mapped values and returned in stored ones. Each band is
+    finished (mapped back, rounded, cast) as soon as it is made: a block holds the float planes
+    of one band, not of all."""
     coarse, guide = Radiometry.work(radiometry, coarse, guide)
-    _, fused, fine_valid = glp_planes(
-        coarse,
-        valid,
-        guide,
-        guide_valid,
-        geometry=geometry,
-        weights=weights,
-        sigmas=sigmas,
-        keep_base=False,
-    )
-    if radiometry is not None:
-        fused = radiometry.stored(fused)
-    return finalize(fused, np.dtype(dtype), nodata, ~fine_valid)
+    out = np.empty((coarse.shape[0], *geometry.fine_core(guide)), np.dtype(dtype))
+    pair = (coarse, valid, guide, guide_valid)
+    for b, _, fused, fine_valid in _glp_bands(pair, geometry, weights, sigmas, 0):
+        if radiometry is not None:
+            fused = radiometry.stored(fused[None], band=b)[0]
+        finalize(fused[None], out.dtype, nodata, ~fine_valid[None], out=out[b : b + 1])
+    return out
 
 
 def network_inputs(
@@ -471,10 +487,12 @@ class Radiometry:
             return coarse, guide
         return radiometry.coarse(coarse), radiometry.guide(guide)
 
-    def stored(self, values: np.ndarray) -> np.ndarray:
-        """Coarse-band values back in the stored values."""
-        offset = np.asarray(self.coarse_offset, np.float64)[:, None, None]
-        return (values - offset) / np.asarray(self.coarse_gain, np.float64)[:, None, None]
+    def stored(self, values: np.ndarray, band: int | None = None) -> np.ndarray:
+        """Coarse-band values back in the stored values: ``(band, y, x)`` planes of every coarse
+        band, or of the one coarse band ``band``."""
+        picked = slice(None) if band is None else slice(band, band + 1)
+        offset = np.asarray(self.coarse_offset, np.float64)[picked, None, None]
+        return (values - offset) / np.asarray(self.coarse_gain, np.float64)[picked, None, None]
 
 
 def network_block(
