@@ -22,9 +22,12 @@ the registered frames (the PROBA-V baseline).
 from __future__ import annotations
 
 import argparse
+import contextlib
+import os
 import statistics
 import sys
 import time
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -140,10 +143,32 @@ def markdown(rows: list[dict[str, Any]], timings: list[tuple[str, float, float]]
     return "\n".join(lines) + "\n"
 
 
+@contextlib.contextmanager
+def on_cores(count: int) -> Iterator[None]:
+    """Run the body on ``count`` of this process's cores (Linux; elsewhere on all of them).
+
+    Dask's threads, the BLAS and the eager steps are held to the thread count by their own
+    settings, but onnxruntime (the ``cnn-sensor`` prior) sizes its calls by the cores it may use:
+    without this, a "one thread" run still ran the network on every core. The mask is set on the
+    calling thread, and the threads started in the body (dask's pool for this thread count, the
+    eager steps' pool) inherit it.
+    """
+    if not hasattr(os, "sched_setaffinity"):
+        yield
+        return
+    cores = os.sched_getaffinity(0)
+    os.sched_setaffinity(0, sorted(cores)[:count])
+    try:
+        yield
+    finally:
+        os.sched_setaffinity(0, cores)
+
+
 def speed(size: int, frames: int, chunk: int, runs: int) -> list[tuple[str, float, float]]:
     """``fuse`` of ``frames`` frames of ``size``^2 at x2: one chunk vs ``chunk``^2 chunks, 1 vs 2
     threads, the median of ``runs`` runs each. Registration is included in every time (it runs
-    when the graph is built); every run holds dask, the eager steps and the BLAS to its threads."""
+    when the graph is built); every run holds dask, the eager steps and the BLAS to its threads,
+    and the whole process to as many cores (`on_cores`)."""
     import dask
     from threadpoolctl import threadpool_limits
 
@@ -156,6 +181,7 @@ def speed(size: int, frames: int, chunk: int, runs: int) -> list[tuple[str, floa
     def run(chunks: int, threads: int) -> None:
         lazy = stack.chunk({"time": -1, "y": chunks, "x": chunks})
         with (
+            on_cores(threads),
             threadpool_limits(threads),
             dask.config.set(scheduler="threads", num_workers=threads),
         ):

@@ -211,7 +211,7 @@ def fuse(
     labels = [_label(v) for v in frames[dim].values]
 
     window, window_invalid = _window(pixels, invalid, nodata)
-    # Registration and the choice of iterations: one thread pool for both (see eager_threads).
+    # Registration, the PSF and the choice of iterations: one thread pool (see eager_threads).
     with _eager_mapper() as mapper:
         found = register_frames(
             window, window_invalid, reference=reference, upsample=100, refine=True, mapper=mapper
@@ -242,7 +242,9 @@ def fuse(
             prior_start=solver == "ibp",
         )
         if psf_sigma is None and prior is not None and solver == "ibp":
-            sigma, _ = estimate_psf(window[keep], window_invalid[keep], params, prior)
+            sigma, _ = estimate_psf(
+                window[keep], window_invalid[keep], params, prior, mapper=mapper
+            )
             params = dataclasses.replace(params, psf_sigma=round(sigma, 3))
         if solver == "ibp":
             if iterations is None:
@@ -473,9 +475,10 @@ def _window(
 
 
 def eager_threads() -> int:
-    """Threads of the eager steps (registration, the choice of iterations) in this process: dask's
-    ``num_workers`` setting where one is made (``dask.config.set(num_workers=...)``), else the
-    machine's cores. Their results do not depend on it."""
+    """Threads of the eager steps (registration, the PSF's estimate, the choice of iterations) in
+    this process: dask's ``num_workers`` setting where one is made
+    (``dask.config.set(num_workers=...)``), else the machine's cores. Their results do not depend
+    on it."""
     import dask
     from dask.system import CPU_COUNT
 

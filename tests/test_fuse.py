@@ -225,8 +225,9 @@ def test_clouds_do_not_print_through(cloudy: Any, with_masks: bool, limit: float
 
 @pytest.mark.parametrize("reference", [0, 1])
 def test_eager_threads_do_not_change_the_result(cloudy: Any, reference: int) -> None:
-    """Registration and the choice of iterations run in a thread pool sized by dask's num_workers;
-    the per-frame results are combined in frame order, so any pool gives the same bits (also on
+    """Registration, the PSF's estimate and the choice of iterations run in a thread pool sized by
+    dask's num_workers; the per-frame (per-width) results are combined in order, so any pool gives
+    the same bits, the estimated PSF width included (also on
     the fallback anchor, taken where the reference is masked: reference=1 is clouded)."""
     import dask
 

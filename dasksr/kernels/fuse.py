@@ -481,6 +481,7 @@ def estimate_psf(
     *,
     sigmas: Any = PSF_SIGMAS,
     nodata: float | None = None,
+    mapper: Mapper = map,
 ) -> tuple[float, list[float]]:
     """The sensor's PSF width (LR pixels) that best explains the frames from the prior.
 
@@ -491,7 +492,8 @@ def estimate_psf(
     interior valid samples of all frames, so that clouds and changes do not count), refined by a
     parabola through its neighbours, is returned with the errors. The frames only ever see the
     blurred scene, so the width is not in the data alone: the prior's notion of a sharp scene is
-    what tells it, and nothing of a simulation's truth is used.
+    what tells it, and nothing of a simulation's truth is used. ``mapper`` maps the candidate
+    widths; the result does not depend on it.
     """
     work = np.dtype(np.float64)
     y, valid = _normalised(window, invalid, params, nodata, work)
@@ -500,15 +502,17 @@ def estimate_psf(
     inner = np.zeros(valid.shape[1:], bool)
     inner[..., margin:-margin, margin:-margin] = True
     sigmas = np.asarray(sigmas, dtype=np.float64)
-    errors = []
-    for sigma in sigmas:
+
+    def error(sigma: float) -> float:
         squares = []
         for k, shift in enumerate(params.shifts):
             simulated = _simulate(estimate, params.scale, shift, float(sigma))
             use = valid[k] & inner & np.isfinite(simulated)
             squares.append(((y[k] - simulated)[use]) ** 2)
         joined = np.sort(np.concatenate(squares)) if squares else np.zeros(0)
-        errors.append(float(joined[: max(int(0.95 * joined.size), 1)].mean()) if joined.size else 0)
+        return float(joined[: max(int(0.95 * joined.size), 1)].mean()) if joined.size else 0.0
+
+    errors = list(mapper(error, sigmas))
     i = int(np.argmin(errors))
     best = float(sigmas[i])
     if 0 < i < len(sigmas) - 1:
