@@ -296,6 +296,14 @@ def guided_records(name: str = "cnn-s2", folder: Path | None = None) -> dict[int
     }
 
 
+#: Output pixels of one call of a guided network (a strip of rows). Each call also computes its
+#: strip's halo rows (the network's depth on either side), so longer strips waste less: at 2**16
+#: pixels (63 rows of a 1024-wide block, 14 of halo) the x2 network made 48-50 G multiply-adds/s
+#: on this project's 2-core machine, at 2**18 (252 rows) 52-54, at 2**20 54-55 (with 200 MB of
+#: activations a layer). The strips' results do not depend on it.
+GUIDED_STRIP_PIXELS = 1 << 18
+
+
 class GuidedNetwork:
     """A shipped guided network as the kernel sees it: ``(inputs, y + 2 layers, x + 2 layers)``
     float32 planes to the ``(bands, y, x)`` residual, in row strips (valid convolutions: each
@@ -312,7 +320,7 @@ class GuidedNetwork:
         rows, cols = ny - 2 * m, nx - 2 * m
         outputs = int(self.record.record["architecture"]["outputs"])
         out = np.empty((outputs, rows, cols), dtype=np.float32)
-        step = max(1, (1 << 16) // max(cols, 1))
+        step = max(1, GUIDED_STRIP_PIXELS // max(cols, 1))
         for r0 in range(0, rows, step):
             r1 = min(rows, r0 + step)
             strip = np.ascontiguousarray(planes[None, :, r0 : r1 + 2 * m])
