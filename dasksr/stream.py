@@ -56,9 +56,10 @@ __all__ = [
 
 #: The output bytes that one strip holds at most (at least one block). A whole Sentinel-2 tile's
 #: six 20 m bands at 10 m in uint16 are 1.45 GB: 135 MB a row of 1024 x 1024 blocks, so its
-#: strips are rows cut in three groups of columns (about 45 MB each). What a strip holds besides
-#: its output (its inputs and their halos, the copies cut from them) is several times that.
-STRIP_BYTES = 64 * 2**20
+#: strips are rows cut in two groups of columns (6 and 5 blocks). What a strip holds besides its
+#: output (its inputs and their halos, the copies cut from them) is several times that. Smaller
+#: strips hold less but wait more: each strip ends when its last block is done.
+STRIP_BYTES = 128 * 2**20
 #: The rows (or columns) of an input block up to which a slice of it is kept for a later strip
 #: rather than the block computed again there: halos are a few to a few tens of pixels.
 THIN = 128
