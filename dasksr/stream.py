@@ -129,7 +129,7 @@ def strip_shape(
     rows = max(1, int(budget // row_bytes)) if row_bytes else 1
     columns = None
     across = max((a.numblocks[-1] for a in anchors if a.ndim >= 2), default=1)
-    if row_bytes > budget and axis % 2 == 0 and across > 1:  # rows (axis -2) cut in columns
+    if row_bytes > budget and axis == -2 and across > 1:  # rows of (.., y, x) cut in columns
         per = max(1, int(budget // (row_bytes / across)))
         groups = -(-across // per)
         columns = -(-across // groups) if groups > 1 else None
@@ -362,7 +362,7 @@ def compact(value: Any) -> Any:
     root = value
     while getattr(root, "base", None) is not None and hasattr(root.base, "nbytes"):
         root = root.base
-    if root is not value and value.nbytes < root.nbytes:
+    if root is not value and getattr(value, "nbytes", root.nbytes) < root.nbytes:
         return value.copy()
     return value
 
