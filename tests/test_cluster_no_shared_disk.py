@@ -62,9 +62,11 @@ def cluster(folder: Path, env: dict[str, str], *, limit_writes: bool = False) ->
             client.wait_for_workers(2, timeout=60)
         yield address, [p.pid for p in processes[1:]]
     finally:
+        # The scheduler first, alone: a closing scheduler closes its workers, while workers told
+        # to stop with it try to reach it again for 30 s.
         for process in processes:
-            process.terminate()
-        for process in processes:
+            if process.poll() is None:
+                process.terminate()
             try:
                 process.wait(timeout=15)
             except subprocess.TimeoutExpired:

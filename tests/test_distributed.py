@@ -86,10 +86,11 @@ def dask_cluster(folder: Path, workers: int) -> Iterator[tuple[str, list[subproc
             client.wait_for_workers(workers, timeout=60)
         yield address, processes[1:]
     finally:
+        # The scheduler first, alone: a closing scheduler closes its workers, while workers told
+        # to stop with it try to reach it again for 30 s (the killed-worker test took 38 s so).
         for process in processes:
             if process.poll() is None:
                 process.terminate()
-        for process in processes:
             try:
                 process.wait(timeout=15)
             except subprocess.TimeoutExpired:
