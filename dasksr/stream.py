@@ -49,7 +49,6 @@ __all__ = [
     "StripPlan",
     "compute",
     "plan_strips",
-    "rows_per_strip",
     "strip_shape",
     "trim_memory",
 ]
@@ -97,19 +96,6 @@ class StripPlan:
         """The keys whose values strip ``strip`` hands on: kept ones and outputs."""
         outputs = self.output_set.intersection(self.strips[strip])
         return sorted(self.kept[strip] | outputs, key=str)
-
-
-def rows_per_strip(
-    anchors: Sequence[da.Array],
-    strip_bytes: int | None = None,
-    axis: int = -2,
-    row_bytes: float | None = None,
-) -> int | None:
-    """How many rows of blocks one strip takes: ``strip_bytes`` (default `STRIP_BYTES`) of the
-    anchors (``row_bytes`` a row of their blocks, when given), at least one; None when the
-    anchors' rows fit in one strip."""
-    shape = strip_shape(anchors, strip_bytes, axis, row_bytes)
-    return None if shape is None else shape[0]
 
 
 def strip_shape(

@@ -18,6 +18,7 @@ from typing import Any
 
 import numpy as np
 import xarray as xr
+from test_distributed import stop_cluster
 from test_s3 import _free_port, aws_settings, bucket, endpoint, s3  # noqa: F401
 
 import dasksr
@@ -62,16 +63,7 @@ def cluster(folder: Path, env: dict[str, str], *, limit_writes: bool = False) ->
             client.wait_for_workers(2, timeout=60)
         yield address, [p.pid for p in processes[1:]]
     finally:
-        # The scheduler first, alone: a closing scheduler closes its workers, while workers told
-        # to stop with it try to reach it again for 30 s.
-        for process in processes:
-            if process.poll() is None:
-                process.terminate()
-            try:
-                process.wait(timeout=15)
-            except subprocess.TimeoutExpired:
-                process.kill()
-                process.wait()
+        stop_cluster(processes)
 
 
 def test_workers_without_the_clients_disk_write_s3_and_refuse_a_local_output(

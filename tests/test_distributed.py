@@ -86,18 +86,23 @@ def dask_cluster(folder: Path, workers: int) -> Iterator[tuple[str, list[subproc
             client.wait_for_workers(workers, timeout=60)
         yield address, processes[1:]
     finally:
-        # The scheduler first, alone: a closing scheduler closes its workers, while workers told
-        # to stop with it try to reach it again for 30 s (the killed-worker test took 38 s so).
-        for process in processes:
-            if process.poll() is None:
-                process.terminate()
-            try:
-                process.wait(timeout=15)
-            except subprocess.TimeoutExpired:
-                process.kill()
-                process.wait()
+        stop_cluster(processes)
         for log in logs:
             log.close()
+
+
+def stop_cluster(processes: list[subprocess.Popen[Any]]) -> None:
+    """Stop a ``dask scheduler`` (first) and its workers. The scheduler goes first, alone: a
+    closing scheduler closes its workers, while workers told to stop with it try to reach it
+    again for 30 s (the killed-worker test took 38 s so)."""
+    for process in processes:
+        if process.poll() is None:
+            process.terminate()
+        try:
+            process.wait(timeout=15)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()
 
 
 @pytest.fixture(scope="module")

@@ -207,7 +207,6 @@ def test_a_row_over_the_budget_is_cut_in_groups_of_columns() -> None:
     assert stream.strip_shape([out], strip_bytes=int(5.5 * row / 11)) == (1, 4)
     assert stream.strip_shape([out], strip_bytes=1) == (1, 1)
     assert stream.strip_shape([out], strip_bytes=int(11 * row)) is None
-    assert stream.rows_per_strip([out], strip_bytes=1) == 1
 
 
 def test_what_a_strip_keeps_for_the_next_holds_its_own_bytes(
