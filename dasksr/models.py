@@ -297,10 +297,9 @@ def guided_records(name: str = "cnn-s2", folder: Path | None = None) -> dict[int
 
 
 #: Output pixels of one call of a guided network (a strip of rows). Each call also computes its
-#: strip's halo rows (the network's depth on either side), so longer strips waste less: at 2**16
-#: pixels (63 rows of a 1024-wide block, 14 of halo) the x2 network made 48-50 G multiply-adds/s
-#: on this project's 2-core machine, at 2**18 (252 rows) 52-54, at 2**20 54-55 (with 200 MB of
-#: activations a layer). The strips' results do not depend on it.
+#: strip's halo rows (the network's depth on either side), so longer strips recompute less, at
+#: the cost of larger activations (about 50 MB a layer for the x2 network at 2**18). The strips'
+#: results do not depend on it.
 GUIDED_STRIP_PIXELS = 1 << 18
 
 
