@@ -122,8 +122,20 @@ def _degrade_padded(
 ) -> np.ndarray:
     trim_y, trim_x = halo - psf_y.halo, halo - psf_x.halo
     ny, nx = block.shape[-2:]
-    values = _as_float(block[..., trim_y : ny - trim_y, trim_x : nx - trim_x], nodata)
+    values = block[..., trim_y : ny - trim_y, trim_x : nx - trim_x]
+    if not _all_valid(values, nodata):
+        values = _as_float(values, nodata)
     return blur_decimate(values, psf_y, psf_x)
+
+
+def _all_valid(values: np.ndarray, nodata: float | None) -> bool:
+    """Whether an integer block holds no ``nodata`` (then it needs no float copy with NaNs)."""
+    if values.dtype.kind not in "ui":
+        return False
+    if nodata is None or math.isnan(nodata):
+        return True
+    info = np.iinfo(values.dtype)
+    return not (info.min <= nodata <= info.max and bool((values == nodata).any()))
 
 
 def degrade_output(
@@ -154,8 +166,10 @@ def residual(
     *,
     nodata: float | None = None,
     coarse_nodata: float | None = None,
+    dtype: Any = np.float64,
 ) -> Any:
-    """``coarse - degrade(fine)`` on the coarse grid, float64, NaN where not measured.
+    """``coarse - degrade(fine)`` on the coarse grid, NaN where not measured: computed in
+    float64, then given in ``dtype`` (float64, or float32 as a raster stores it).
 
     ``psfs`` holds one ``(y, x)`` pair for every plane of the leading axis (a band's own MTF), or
     one pair for all. ``fine``'s spatial size is ``scale`` times ``coarse``'s.
@@ -169,23 +183,47 @@ def residual(
     if lazy:
         if not isinstance(coarse, da.Array):
             coarse = da.from_array(np.asarray(coarse), chunks=degraded.chunks)
-        return da.map_blocks(_as_float, coarse, coarse_nodata, dtype=np.float64) - degraded
-    return _as_float(np.asarray(coarse), coarse_nodata) - degraded
+        elif coarse.chunks != degraded.chunks:
+            coarse = coarse.rechunk(degraded.chunks)
+        return da.map_blocks(_difference, coarse, degraded, coarse_nodata, dtype, dtype=dtype)
+    return _difference(np.asarray(coarse), degraded, coarse_nodata, dtype)
+
+
+def _difference(
+    coarse: np.ndarray, degraded: np.ndarray, nodata: float | None, dtype: Any = np.float64
+) -> np.ndarray:
+    """``coarse - degraded`` computed in float64 and stored in ``dtype``, NaN where ``coarse`` is
+    ``nodata`` or not finite; an integer block without ``nodata`` is taken as it is (no masking
+    passes)."""
+    out = np.empty(np.broadcast_shapes(coarse.shape, degraded.shape), dtype=dtype)
+    if not _all_valid(coarse, nodata):
+        coarse = _as_float(coarse, nodata)
+    return np.subtract(coarse, degraded, out=out, dtype=np.float64, casting="unsafe")
 
 
 def rms(values: Any) -> Any:
     """The root mean square of the finite ``values`` (lazy for Dask); NaN when there are none."""
     if isinstance(values, da.Array):
-        sums = _partial_sums(values).rechunk(2, method="tasks")  # not distributed's p2p
+        # Each block gives its (sum of squares, count), on a new leading axis of two.
+        ones = tuple((1,) * len(c) for c in values.chunks)
+        parts = da.map_blocks(
+            _block_sums, values, new_axis=0, chunks=((2,), *ones), dtype=np.float64
+        )
+        sums = parts.sum(axis=tuple(range(1, parts.ndim)))
         return da.map_blocks(_rms_of, sums, drop_axis=0, dtype=np.float64)
-    return _rms_of(_partial_sums(values))
+    return _rms_of(_block_sums(np.asarray(values)).reshape(2))
 
 
-def _partial_sums(values: Any) -> Any:
-    xp = da if isinstance(values, da.Array) else np
-    finite = xp.isfinite(values)
-    squares = xp.where(finite, values, 0.0).astype(np.float64) ** 2
-    return xp.stack([squares.sum(), finite.sum().astype(np.float64)])
+def _block_sums(values: np.ndarray) -> np.ndarray:
+    """``[sum of squares, count]`` of the finite ``values`` (in float64), shaped ``(2, 1, .., 1)``."""
+    values = np.asarray(values)
+    total, count = float(np.square(values, dtype=np.float64).sum()), values.size
+    if not math.isfinite(total):  # NaN and infinities carry into the sum: leave them out
+        finite = values[np.isfinite(values)]
+        total, count = float(np.square(finite, dtype=np.float64).sum()), finite.size
+    out = np.empty((2,) + (1,) * values.ndim, dtype=np.float64)
+    out.flat[:] = (total, float(count))
+    return out
 
 
 def _rms_of(sums: np.ndarray) -> np.ndarray:
@@ -202,8 +240,8 @@ class Check:
     model: str
 
     def rms(self) -> Any:
-        """The lazy RMS of the residual (`rms`)."""
-        return rms(self.residual.data.astype(np.float64))
+        """The lazy RMS of the residual (`rms`), of its float32 values."""
+        return rms(self.residual.data)
 
 
 def residual_raster(values: Any, like: xr.DataArray, transform: Any = None) -> xr.DataArray:
@@ -245,6 +283,7 @@ def upscale_check(
         [(psf, psf)],
         nodata=fine.rio.nodata,
         coarse_nodata=data.rio.nodata,
+        dtype=np.float32,
     )
     return Check(residual_raster(values, data), str(model))
 
@@ -264,5 +303,12 @@ def fuse_check(
     if invalid is not None:
         mask = da.asarray(invalid.data if invalid.ndim == frame.ndim else invalid.data[None])
         coarse = da.where(mask.astype(bool), np.nan, coarse)
-    values = residual(da.asarray(fused.data), coarse, scale, [(psf, psf)], nodata=fused.rio.nodata)
+    values = residual(
+        da.asarray(fused.data),
+        coarse,
+        scale,
+        [(psf, psf)],
+        nodata=fused.rio.nodata,
+        dtype=np.float32,
+    )
     return Check(residual_raster(values, frame), str(model))

@@ -729,7 +729,7 @@ def sharpen_check(out: xr.DataArray, coarse: Any, *, nodata: float | None = None
     rows = da.from_array(inside[0], chunks=(cut.chunks[-2],))[:, None]
     cols = da.from_array(inside[1], chunks=(cut.chunks[-1],))[None, :]
     cut = da.where(rows & cols, cut, np.nan)
-    found = residual(values, cut, r, psfs, nodata=out.rio.nodata)  # type: ignore[arg-type]
+    found = residual(values, cut, r, psfs, nodata=out.rio.nodata, dtype=np.float32)  # type: ignore[arg-type]
     transform = raster_transform(coarse_da) @ Affine.translation(-first[1], -first[0])
     return Check(residual_raster(found, coarse_da, transform), "band MTF Gaussian")
 

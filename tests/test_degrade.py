@@ -246,3 +246,43 @@ def test_sensor_chunked_equals_whole_image(
     else:
         # The noise level comes from a mean that dask sums in another order: last-bit differences.
         np.testing.assert_allclose(result, whole, rtol=1e-12, atol=1e-9)
+
+
+@pytest.mark.parametrize(
+    ("psf_name", "dtype"),
+    [
+        ("area", np.uint16),
+        ("gaussian", np.float32),
+        ("bicubic", np.int16),
+        ("gaussian", np.float64),
+    ],
+)
+def test_compiled_decimation_is_the_array_path_bit_for_bit(psf_name: str, dtype: type) -> None:
+    from dasksr.kernels import degrade as kd
+
+    scale = 2 if psf_name != "bicubic" else 3
+    psf = {
+        "area": kd.area_psf(scale),
+        "gaussian": kd.sensor_psf(scale, 0.6, 0.25),
+        "bicubic": kd.bicubic_psf(scale),
+    }[psf_name]
+    halo = psf.halo
+    # A cropped view of a larger block (rows not adjacent), as a task's block often is.
+    big = RNG.normal(500, 300, (2, 3, 150 * scale + 2 * halo + 6, 140 * scale + 2 * halo + 4))
+    block = big.astype(dtype)[:, :, 3:-3, 2:-2]
+    if np.issubdtype(dtype, np.floating):
+        block[0, 1, 40, 50] = np.nan
+    assert block.shape[-1] * block.shape[-2] >= kd._COMPILED_MIN_PIXELS
+    compiled = kd.blur_decimate(block, psf, psf)
+    arrays = kd._decimate_axis(kd._decimate_axis(block, psf, 2), psf, 3)
+    assert compiled.dtype == np.float64 and compiled.shape == (2, 3, 150, 140)
+    np.testing.assert_array_equal(compiled, arrays)  # NaN where the taps read the NaN
+    assert np.isnan(compiled).sum() == (np.isnan(block).sum() > 0) * np.isnan(arrays).sum()
+    # And what it computes, by an independent route: a 2-D correlation, then sampling.
+    kernel = np.outer(psf.weights, psf.weights)
+    first = halo + psf.offset
+    windows = np.lib.stride_tricks.sliding_window_view(
+        block.astype(np.float64), kernel.shape, axis=(2, 3)
+    )[:, :, first::scale, first::scale][:, :, :150, :140]
+    reference = (windows * kernel).sum(axis=(-2, -1))
+    np.testing.assert_allclose(compiled, reference, rtol=1e-12, atol=1e-9)

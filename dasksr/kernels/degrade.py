@@ -20,6 +20,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from dasksr.kernels.interp import keys_cubic
+from dasksr.kernels.loops import blur_decimate_planes
 
 __all__ = [
     "IMRESIZE_BOUNDARIES",
@@ -236,22 +237,50 @@ def blur_decimate(block: np.ndarray, psf_y: SensorPSF, psf_x: SensorPSF) -> np.n
     """Blur and decimate the last two axes of a padded ``block`` (float64 result).
 
     ``block`` carries ``psf.halo`` extra pixels on each side of each axis; the interior length must
-    be a multiple of the scale. Each output pixel is the same tap sequence wherever it lies, so
-    blocks reproduce the whole-image result bit for bit.
+    be a multiple of the scale. Each output pixel is the same tap sequence wherever it lies (the
+    rows' taps, then the columns'; the first product, then each following one added), so blocks
+    reproduce the whole-image result bit for bit. The block is read in its own dtype: each tap
+    converts only the samples it reads to float64 (the same values as converting first). Large
+    NumPy planes run the compiled loop (`dasksr.kernels.loops.blur_decimate_planes`), small ones
+    the same arithmetic array-at-a-time (a small job never loads Numba).
     """
-    out = _decimate_axis(block.astype(np.float64, copy=False), psf_y, axis=-2)
-    return _decimate_axis(out, psf_x, axis=-1)
+    if psf_y.scale != psf_x.scale:
+        raise ValueError(f"the two axes decimate by {psf_y.scale} and {psf_x.scale}")
+    n_y = (block.shape[-2] - 2 * psf_y.halo) // psf_y.scale
+    n_x = (block.shape[-1] - 2 * psf_x.halo) // psf_x.scale
+    if isinstance(block, np.ndarray) and block.shape[-2] * block.shape[-1] >= _COMPILED_MIN_PIXELS:
+        first_y = psf_y.halo + psf_y.offset
+        first_x = psf_x.halo + psf_x.offset
+        return blur_decimate_planes(
+            block, psf_y.weights, first_y, psf_x.weights, first_x, psf_y.scale, (n_y, n_x)
+        )
+    out = _decimate_axis(block, psf_y, axis=block.ndim - 2)
+    return _decimate_axis(out, psf_x, axis=out.ndim - 1)
+
+
+#: Planes of fewer padded pixels are decimated array-at-a-time (`blur_decimate`).
+_COMPILED_MIN_PIXELS = 128 * 128
 
 
 def _decimate_axis(values: np.ndarray, psf: SensorPSF, axis: int) -> np.ndarray:
-    values = np.moveaxis(values, axis, -1)
+    # Slices along ``axis`` in place (whole rows for the row axis), not a moved axis: strided
+    # reads across rows cost three times as much.
     halo, scale = psf.halo, psf.scale
-    n_out = (values.shape[-1] - 2 * halo) // scale
-    out = np.zeros((*values.shape[:-1], n_out), dtype=np.float64)
+    n_out = (values.shape[axis] - 2 * halo) // scale
+    shape = list(values.shape)
+    shape[axis] = n_out
+    out = np.empty(shape, dtype=np.float64)
+    term = np.empty(shape, dtype=np.float64)
+    lead = (slice(None),) * axis
     for t, w in enumerate(psf.weights):
         start = halo + psf.offset + t
-        out += w * values[..., start : start + (n_out - 1) * scale + 1 : scale]
-    return np.moveaxis(out, -1, axis)
+        taps = values[(*lead, slice(start, start + (n_out - 1) * scale + 1, scale))]
+        if t == 0:
+            np.multiply(taps, w, out=out, dtype=np.float64)
+        else:
+            np.multiply(taps, w, out=term, dtype=np.float64)
+            out += term
+    return out
 
 
 def noise_field(

@@ -26,7 +26,13 @@ from typing import Any
 
 import numpy as np
 
-__all__ = ["polyphase_rows", "gather_taps", "kernel_cache_dir", "CACHE_DIR_ENV"]
+__all__ = [
+    "polyphase_rows",
+    "gather_taps",
+    "blur_decimate_planes",
+    "kernel_cache_dir",
+    "CACHE_DIR_ENV",
+]
 
 #: The environment variable that moves dasksr's cache folder (compiled kernels go to ``numba/``).
 CACHE_DIR_ENV = "DASKSR_CACHE_DIR"
@@ -253,4 +259,68 @@ def gather_taps(
     planes = values.reshape(-1, *values.shape[-2:])
     for plane, dst in zip(planes, out.reshape(-1, *shape[-2:]), strict=True):
         kernel(plane, index, weights, axis == -2, dst)
+    return out
+
+
+def _blur_decimate_plane(
+    values: Any, wy: Any, first_y: int, wx: Any, first_x: int, scale: int, out: Any
+) -> None:  # pragma: no cover - compiled
+    """One plane of ``blur_decimate_planes``: for each output row, the row taps summed over whole
+    input rows into a float64 buffer, then the column taps of that buffer (tap by tap over the
+    row); first product, then each following one added, in tap order."""
+    ny, nx = out.shape
+    width = values.shape[1]
+    row = np.empty(width, dtype=np.float64)
+    for i in range(ny):
+        top = i * scale + first_y
+        src = values[top]
+        w = wy[0]
+        for c in range(width):
+            row[c] = np.float64(src[c]) * w
+        for t in range(1, wy.shape[0]):
+            src = values[top + t]
+            w = wy[t]
+            for c in range(width):
+                row[c] = row[c] + np.float64(src[c]) * w
+        dst = out[i]
+        w = wx[0]
+        for j in range(nx):
+            dst[j] = row[j * scale + first_x] * w
+        for t in range(1, wx.shape[0]):
+            w = wx[t]
+            for j in range(nx):
+                dst[j] = dst[j] + row[j * scale + first_x + t] * w
+
+
+_decimate_compiled: list[Any] = []
+
+
+def blur_decimate_planes(
+    values: np.ndarray,
+    wy: np.ndarray,
+    first_y: int,
+    wx: np.ndarray,
+    first_x: int,
+    scale: int,
+    shape: tuple[int, int],
+) -> np.ndarray:
+    """Separable blur and decimation of the last two axes of a NumPy array, in float64.
+
+    Output pixel ``(i, j)`` of each plane is ``sum_u wx[u] * sum_t wy[t] * values[i * scale +
+    first_y + t, j * scale + first_x + u]``: the row taps first (the first product, then each
+    following one added), then the column taps the same way, each rounded to float64, as
+    ``dasksr.kernels.degrade.blur_decimate``'s array path does. ``values`` is read in its own
+    dtype (no float copy of the block); ``shape`` is the output plane's.
+    """
+    if not _decimate_compiled:
+        with _kernel_lock:
+            if not _decimate_compiled:
+                _decimate_compiled.append(_compiled(nogil=True)(_blur_decimate_plane))
+    kernel = _decimate_compiled[0]
+    wy = np.ascontiguousarray(wy, dtype=np.float64)
+    wx = np.ascontiguousarray(wx, dtype=np.float64)
+    out = np.empty((*values.shape[:-2], *shape), dtype=np.float64)
+    # Planes are read where they lie: a cropped block (rows not adjacent) is not copied first.
+    for lead in np.ndindex(*values.shape[:-2]):
+        kernel(values[lead], wy, first_y, wx, first_x, scale, out[lead])
     return out
