@@ -416,13 +416,17 @@ def s3_server(folder: Path) -> Iterator[tuple[dict[str, str], subprocess.Popen[A
 
 
 def s3fs_of(env: dict[str, str]) -> Any:
+    """An s3fs file system on the S3 server of ``env``, uploading as dasksr's writers do."""
     import s3fs
+
+    from dasksr.io.objectstore import storage_options
 
     return s3fs.S3FileSystem(
         key=env["AWS_ACCESS_KEY_ID"],
         secret=env["AWS_SECRET_ACCESS_KEY"],
         client_kwargs={"endpoint_url": env["AWS_ENDPOINT_URL"]},
         skip_instance_cache=True,
+        config_kwargs=storage_options("s3://bucket/key").get("config_kwargs", {}),
     )
 
 

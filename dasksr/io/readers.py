@@ -200,9 +200,8 @@ class _RasterWindows(_BlockWindows):
 
     def _load(self, region: list[tuple[int, int]]) -> np.ndarray:
         import rasterio
-        from rasterio.windows import Window
-
         from rasterio.session import DummySession
+        from rasterio.windows import Window
 
         (b0, b1), rows, cols = region
         try:
