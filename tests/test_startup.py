@@ -125,10 +125,15 @@ def test_the_hook_leaves_the_import_system_as_it_found_it() -> None:
 
 def test_a_small_raster_never_loads_numba() -> None:
     # Numba's import and cached-code load cost about 0.5 s: more than a 64 x 64 job itself.
+    # The job's consistency figure (the summary line's) included.
     code = (
-        "import numpy as np, sys, dasksr; "
+        "import numpy as np, sys, xarray as xr, dasksr; "
+        "from dasksr.consistency import upscale_check; "
         "a = np.arange(3 * 64 * 64, dtype=np.uint16).reshape(3, 64, 64); "
         "small = dasksr.upscale(a, scale=2, method='bicubic'); "
+        "data = xr.DataArray(a, dims=('band', 'y', 'x')).chunk(); "
+        "upscale_check(dasksr.upscale(data, scale=2, method='bicubic'), data, 'bicubic', 2)"
+        ".rms().compute(); "
         "print('numba' in sys.modules); "
         "big = dasksr.upscale(np.tile(a, (1, 3, 3)), scale=2, method='bicubic'); "
         "print('numba' in sys.modules)"

@@ -248,7 +248,7 @@ def blur_decimate(block: np.ndarray, psf_y: SensorPSF, psf_x: SensorPSF) -> np.n
         raise ValueError(f"the two axes decimate by {psf_y.scale} and {psf_x.scale}")
     n_y = (block.shape[-2] - 2 * psf_y.halo) // psf_y.scale
     n_x = (block.shape[-1] - 2 * psf_x.halo) // psf_x.scale
-    if isinstance(block, np.ndarray) and block.shape[-2] * block.shape[-1] >= _COMPILED_MIN_PIXELS:
+    if isinstance(block, np.ndarray) and n_y * n_x >= _COMPILED_MIN_PIXELS:
         first_y = psf_y.halo + psf_y.offset
         first_x = psf_x.halo + psf_x.offset
         return blur_decimate_planes(
@@ -258,7 +258,9 @@ def blur_decimate(block: np.ndarray, psf_y: SensorPSF, psf_x: SensorPSF) -> np.n
     return _decimate_axis(out, psf_x, axis=out.ndim - 1)
 
 
-#: Planes of fewer padded pixels are decimated array-at-a-time (`blur_decimate`).
+#: Planes of fewer output (coarse) pixels are decimated array-at-a-time (`blur_decimate`): the
+#: rule of the interpolation kernels (`dasksr.kernels.interp`), on the input grid, so that the
+#: consistency figure of a job whose upscaling never loads Numba does not load it either.
 _COMPILED_MIN_PIXELS = 128 * 128
 
 
