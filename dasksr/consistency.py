@@ -40,6 +40,8 @@ from dasksr.api import raster_transform, spatial_dims
 from dasksr.blockwise import downscale_blocks, pad_block
 from dasksr.kernels.degrade import SensorPSF, area_psf, bicubic_psf, blur_decimate, sensor_psf
 from dasksr.methods import Method, get_method
+from dasksr.sources import source_window
+from dasksr.windows import WindowArray
 
 __all__ = [
     "Check",
@@ -172,7 +174,9 @@ def residual(
     float64, then given in ``dtype`` (float64, or float32 as a raster stores it).
 
     ``psfs`` holds one ``(y, x)`` pair for every plane of the leading axis (a band's own MTF), or
-    one pair for all. ``fine``'s spatial size is ``scale`` times ``coarse``'s.
+    one pair for all. ``fine``'s spatial size is ``scale`` times ``coarse``'s. With a lazy
+    ``fine``, ``coarse`` may be a `dasksr.windows.WindowArray` (a window of the input's source,
+    `dasksr.sources.source_window`): each block's task then reads its coarse block itself.
     """
     lazy = isinstance(fine, da.Array)
     if len(psfs) == 1 or fine.ndim == 2:
@@ -180,6 +184,12 @@ def residual(
     else:
         planes = [degrade_output(fine[b], scale, p, nodata=nodata) for b, p in enumerate(psfs)]
         degraded = da.stack(planes) if lazy else np.stack(planes)
+    if lazy and isinstance(coarse, WindowArray):
+        # Each task reads its own coarse block: no read task that the scheduler could place on
+        # another worker than the block's output (and then send), and the tiles are the ones
+        # the output's task just decoded.
+        read = partial(_difference_read, window=coarse, nodata=coarse_nodata, dtype=dtype)
+        return da.map_blocks(read, degraded, dtype=dtype)
     if lazy:
         if not isinstance(coarse, da.Array):
             coarse = da.from_array(np.asarray(coarse), chunks=degraded.chunks)
@@ -187,6 +197,20 @@ def residual(
             coarse = coarse.rechunk(degraded.chunks)
         return da.map_blocks(_difference, coarse, degraded, coarse_nodata, dtype, dtype=dtype)
     return _difference(np.asarray(coarse), degraded, coarse_nodata, dtype)
+
+
+def _difference_read(
+    degraded: np.ndarray,
+    *,
+    window: WindowArray,
+    nodata: float | None,
+    dtype: Any,
+    block_info: dict[Any, Any] | None = None,
+) -> np.ndarray:
+    """`_difference` of the block of ``window`` under ``degraded`` (read here)."""
+    assert block_info is not None
+    where = tuple(slice(a, b) for a, b in block_info[0]["array-location"])
+    return _difference(np.asarray(window[where]), degraded, nodata, dtype)
 
 
 def _difference(
@@ -276,9 +300,10 @@ def upscale_check(
     """The `Check` of ``fine = upscale(data, scale=scale, method=method)`` (DataArrays)."""
     model = method_degradation(method, scale)
     psf = model.psf(scale)
+    window = source_window(data)
     values = residual(
         fine.data,
-        data.data,
+        data.data if window is None else window,
         scale,
         [(psf, psf)],
         nodata=fine.rio.nodata,

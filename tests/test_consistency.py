@@ -267,3 +267,20 @@ def test_noise_estimate_and_shape_check():
     assert estimate_noise(noisy).item() == pytest.approx(2.0, rel=0.05)
     with pytest.raises(dasksr.DasksrError, match="scale=2"):
         new_extrema(np.zeros((5, 5)), np.zeros((2, 2)), 2)
+
+
+def test_a_file_input_reads_its_own_coarse_blocks(tmp_path: Path, make_geotiff) -> None:
+    # An input opened from a file gives each residual task its coarse block to read itself (no
+    # read task for the scheduler to place elsewhere): the same residual as from the pixels.
+    raster = make_geotiff(tmp_path / "in.tif", height=70, width=90, nodata=0)
+    data = dasksr.open_raster(raster.path, chunks=32)
+    fine = dasksr.upscale(data, scale=2, method="bicubic")
+    check = upscale_check(fine, data, "bicubic", 2)
+    layers = {k[0] if isinstance(k, tuple) else k for k in check.residual.data.__dask_graph__()}
+    assert data.data.name not in layers  # the input's read tasks are not in the residual's graph
+    in_memory = xr.DataArray(raster.data, dims=data.dims, coords=data.coords).chunk(32)
+    in_memory = in_memory.rio.write_nodata(0)
+    expected = upscale_check(fine, in_memory, "bicubic", 2)
+    np.testing.assert_array_equal(check.residual.values, expected.residual.values)
+    assert np.isnan(check.residual.values[raster.data == 0]).all()  # nodata is not measured
+    assert float(check.rms().compute()) == float(expected.rms().compute())
