@@ -268,12 +268,15 @@ def _on_local(plan: StripPlan, bar: _Bar | None) -> dict[Any, Any]:
 
 def _on_cluster(client: Any, plan: StripPlan, bar: _Bar | None) -> dict[Any, Any]:
     """The strips on a distributed client: each strip's graph goes with the futures of what it
-    reads from earlier strips, and is done before the next one goes."""
-    from distributed import as_completed
-
+    reads from earlier strips. The next strip goes as soon as the current one is down to its
+    last results, one per worker thread: otherwise the cores would idle while the last blocks of
+    each strip finish. Only that tail overlaps the next strip, so a worker still holds about one
+    strip's blocks at once."""
     held: dict[Any, Any] = {}
     found: dict[Any, Any] = {}
-    futures: list[Any] = []
+    threads = max(1, sum(client.nthreads().values()))
+    tail: _Running | None = None  # the earlier strip, down to its last results
+    current: _Running | None = None
     try:
         for i, keys in enumerate(plan.strips):
             client.run(trim_memory)
@@ -281,19 +284,42 @@ def _on_cluster(client: Any, plan: StripPlan, bar: _Bar | None) -> dict[Any, Any
             graph.update({k: held[k] for k in plan.needs(i)})
             wanted = plan.wanted(i)
             futures = client.get(graph, wanted, sync=False)
-            for future in as_completed(futures):
-                if future.status == "error":
-                    future.result()  # raises the task's error
-                if bar is not None:
-                    bar.advance(len(keys) / len(wanted))
             _hand_on(plan, i, dict(zip(wanted, futures, strict=True)), held, found)
-            futures = []
+            current = _Running(futures, len(keys) / len(wanted), bar)
+            if tail is not None:
+                tail.wait(0)
+            current.wait(0 if i == len(plan.strips) - 1 else threads)
+            tail, current = current, None
         done = client.gather(list(found.values()))
     except KeyboardInterrupt:
         _quiet_abandoned_gathers()
-        client.cancel([*futures, *held.values(), *found.values()])
+        running = [f for r in (tail, current) if r is not None for f in r.futures]
+        client.cancel([*running, *held.values(), *found.values()])
         raise
     return dict(zip(found, done, strict=True))
+
+
+class _Running:
+    """A strip's submitted futures, waited on as they finish; each worth ``share`` of ``bar``."""
+
+    def __init__(self, futures: list[Any], share: float, bar: _Bar | None) -> None:
+        from distributed import as_completed
+
+        self.futures, self.share, self.bar = futures, share, bar
+        self.results = as_completed(futures)
+        self.left = len(futures)
+
+    def wait(self, left: int) -> None:
+        """Until at most ``left`` futures are still running; the first error is raised."""
+        while self.left > left:
+            future = next(self.results)
+            self.left -= 1
+            if future.status == "error":
+                future.result()  # raises the task's error
+            if self.bar is not None:
+                self.bar.advance(self.share)
+        if not self.left:
+            self.futures = []
 
 
 def _hand_on(
