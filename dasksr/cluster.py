@@ -29,9 +29,9 @@ __all__ = [
 #: Output pixels (all bands) up to which a job runs on Dask's threaded scheduler in this process
 #: instead of an embedded LocalCluster, when neither a scheduler nor a worker count is given.
 #: Importing distributed and starting and closing the cluster cost 0.3 to 0.7 s, which jobs up to
-#: a 2048 x 2048 x 3 input at x2 did not win back; at 4096 x 4096 x 3 the cluster was faster
-#: (benchmarks/startup.py --parts rule; docs/cli.md has the measurements).
-SMALL_JOB_PIXELS = 3 * 4096 * 4096
+#: an 8192 x 8192 x 3 input at x2 did not win back (benchmarks/startup.py --parts rule; docs/cli.md
+#: has the measurements; larger jobs were not compared).
+SMALL_JOB_PIXELS = 3 * 16384 * 16384
 
 #: The ``address`` that asks for Dask's threaded scheduler in this process (no cluster).
 THREADS = "threads"
