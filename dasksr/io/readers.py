@@ -207,8 +207,8 @@ class _RasterWindows(_BlockWindows):
         try:
             # GDAL reads the credentials from the environment itself (and the endpoint from
             # `_gdal_options`): with AWS keys in the environment, rasterio's default session
-            # would build a boto3 session for every read (about 7 ms each, more on a busy
-            # worker: benchmarks/s3_requests.py), only to hand GDAL the same keys.
+            # would build a boto3 session for every read (about 7 ms each:
+            # benchmarks/s3_requests.py), only to hand GDAL the same keys.
             with rasterio.Env(session=DummySession(), **_gdal_options(remote=self.remote)):
                 src = _open_dataset(self.path, self.stamp, quiet=not self.georeferenced)
                 return np.asarray(
