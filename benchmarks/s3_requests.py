@@ -25,15 +25,12 @@ from __future__ import annotations
 import argparse
 import os
 import statistics
-import sys
 import tempfile
 import time
 from pathlib import Path
 from typing import Any
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-
-import tile
+import tile  # the sibling benchmark: its S3 server (the script's folder is on the path)
 
 OBJECT_MIB = 4
 PER_ROUND = 8
