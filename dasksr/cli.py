@@ -164,7 +164,7 @@ _common = [
         type=SchedulerType(),
         metavar="ADDRESS",
         help="Address of a running `dask scheduler`, or `threads` for Dask's threaded scheduler "
-        "in this process (default: threads for outputs up to 3 x 4096 x 4096 pixels, else an "
+        "in this process (default: threads for outputs up to 3 x 16384 x 16384 pixels, else an "
         "embedded LocalCluster).",
     ),
     click.option(
